@@ -1,0 +1,116 @@
+#include "ring/flush_buffer.h"
+
+#include "ring/check.h"
+
+namespace lss {
+namespace {
+
+// Contention management for the reservation CAS.
+//
+// When two threads reserve in the same buffer at once, each step of one
+// (reserve CAS, copy, commit) steals the cache line from the other, and on
+// two vCPUs that halved throughput below a mutex's. So a thread that has
+// recently lost a CAS, and finds another writer mid-copy, waits for the word
+// to change (typically: that writer's commit) before trying; the other
+// thread finishes while it still holds the line. The wait is bounded, so no
+// thread ever waits on another (a preempted writer cannot stall
+// reservations), and a thread that has not lost a CAS lately never waits,
+// so an uncontended caller holding several reservations pays nothing.
+class Backoff {
+ public:
+  // Pauses and returns true, or returns false once the budget is spent.
+  bool Pause() {
+    if (spins_ > kMaxSpins) return false;
+    for (int i = 0; i < spins_; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    spins_ *= 2;
+    return true;
+  }
+
+ private:
+  static constexpr int kMaxSpins = 1024;
+  int spins_ = 1;
+};
+
+// Reservations for which this thread still behaves as contended after a lost
+// CAS.
+constexpr int kContendedReservations = 64;
+thread_local int contended_for = 0;
+
+}  // namespace
+
+FlushBuffer::FlushBuffer(std::span<std::byte> memory, size_t index)
+    : memory_(memory), index_(index) {
+  LSS_CHECK(memory.size() <= BufferState::kMaxBufferBytes,
+            "buffer larger than the state word's offset field allows");
+}
+
+FlushBuffer::ReserveResult FlushBuffer::TryReserve(uint64_t len) {
+  uint64_t word = state_.load(std::memory_order_acquire);
+  Backoff backoff;
+  for (;;) {
+    const BufferState s(word);
+    if (s.sealed()) return {ReserveOutcome::kSealed};
+    if (s.offset() + len > capacity()) return {ReserveOutcome::kDoesNotFit};
+    if (s.writers() == BufferState::kMaxWriters) {
+      return {ReserveOutcome::kTooManyWriters};
+    }
+    if (contended_for > 0 && s.writers() > 0) {
+      const uint64_t seen = word;
+      while (word == seen && backoff.Pause()) {
+        word = state_.load(std::memory_order_acquire);
+      }
+      if (word != seen) continue;  // re-check the new word
+    }
+    if (state_.compare_exchange_weak(word, s.Reserved(len).word(),
+                                     std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+      if (contended_for > 0) --contended_for;
+      return {ReserveOutcome::kReserved, s.offset()};
+    }
+    contended_for = kContendedReservations;
+  }
+}
+
+std::optional<BufferState> FlushBuffer::TrySeal() {
+  uint64_t word = state_.load(std::memory_order_acquire);
+  for (;;) {
+    const BufferState s(word);
+    if (s.sealed()) return std::nullopt;
+    if (state_.compare_exchange_weak(word, s.Sealed().word(),
+                                     std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+      return s;
+    }
+  }
+}
+
+BufferState FlushBuffer::ReleaseWriter() {
+  // Release publishes this writer's copy; acquire lets the last writer, who
+  // hands the buffer out, see every other writer's copy.
+  const BufferState prev(
+      state_.fetch_sub(BufferState::kOneWriter, std::memory_order_acq_rel));
+  LSS_CHECK(prev.writers() > 0, "commit without a matching reservation");
+  return prev;
+}
+
+BufferState FlushBuffer::MarkFlushing() {
+  const BufferState prev(state_.fetch_or(BufferState::kFlushingBit,
+                                         std::memory_order_acq_rel));
+  LSS_CHECK(prev.sealed() && prev.writers() == 0 && !prev.flushing(),
+            "buffer handed out twice or while writers were copying");
+  return prev;
+}
+
+void FlushBuffer::Install(uint64_t generation, uint64_t base) {
+  LSS_CHECK(state().flushing(), "installing a buffer that was never retired");
+  generation_.store(generation, std::memory_order_relaxed);
+  base_.store(base, std::memory_order_relaxed);
+  // Publishes generation and base to every thread whose CAS reads this word.
+  state_.store(0, std::memory_order_release);
+}
+
+}  // namespace lss

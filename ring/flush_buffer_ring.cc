@@ -1,0 +1,255 @@
+#include "ring/flush_buffer_ring.h"
+
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "ring/check.h"
+
+namespace lss {
+namespace {
+
+constexpr size_t kMinBufferBytes = 4096;
+constexpr size_t kMinBlockBytes = 512;
+constexpr size_t kMaxBlockBytes = size_t{1} << 20;
+// Spins before a waiting thread starts helping the sink and yielding: most
+// waits are for another thread's install or last commit, a few hundred ns.
+constexpr int kSpinsBeforeHelping = 64;
+
+bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+uint64_t RoundUp(uint64_t x, uint64_t block) {
+  return (x + block - 1) / block * block;
+}
+
+void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+absl::Status Validate(const FlushBufferRingOptions& o) {
+  if (!IsPowerOfTwo(o.block_bytes) || o.block_bytes < kMinBlockBytes ||
+      o.block_bytes > kMaxBlockBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("FlushBufferRing: block_bytes ", o.block_bytes,
+                     " is not a power of two from ", kMinBlockBytes, " to ",
+                     kMaxBlockBytes));
+  }
+  if (o.buffer_bytes < kMinBufferBytes ||
+      o.buffer_bytes > BufferState::kMaxBufferBytes ||
+      o.buffer_bytes % o.block_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FlushBufferRing: buffer_bytes ", o.buffer_bytes,
+        " is not a multiple of block_bytes ", o.block_bytes, " from ",
+        kMinBufferBytes, " to ", BufferState::kMaxBufferBytes));
+  }
+  if (o.ring_size == 0) {
+    return absl::InvalidArgumentError("FlushBufferRing: ring_size 0; need 1+");
+  }
+  if (o.start_address % o.block_bytes != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("FlushBufferRing: start_address ", o.start_address,
+                     " is not a multiple of block_bytes ", o.block_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Reservation::Reservation(Reservation&& other) noexcept
+    : ring_(std::exchange(other.ring_, nullptr)),
+      buffer_(std::exchange(other.buffer_, nullptr)),
+      generation_(other.generation_),
+      address_(other.address_),
+      data_(std::exchange(other.data_, {})) {}
+
+Reservation& Reservation::operator=(Reservation&& other) noexcept {
+  if (this != &other) {
+    Abandon();
+    ring_ = std::exchange(other.ring_, nullptr);
+    buffer_ = std::exchange(other.buffer_, nullptr);
+    generation_ = other.generation_;
+    address_ = other.address_;
+    data_ = std::exchange(other.data_, {});
+  }
+  return *this;
+}
+
+Reservation::~Reservation() { Abandon(); }
+
+void Reservation::Abandon() {
+  if (buffer_ == nullptr) return;
+  // Zeros read as padding, never as a record, to every reader of the log.
+  std::memset(data_.data(), 0, data_.size());
+  ring_->abandoned_.fetch_add(1, std::memory_order_relaxed);
+  ring_->ReleaseWriter(*std::exchange(buffer_, nullptr));
+}
+
+absl::StatusOr<std::unique_ptr<FlushBufferRing>> FlushBufferRing::Create(
+    const FlushBufferRingOptions& options, SealedBufferSink* sink) {
+  if (absl::Status s = Validate(options); !s.ok()) return s;
+  if (sink == nullptr) {
+    return absl::InvalidArgumentError("FlushBufferRing: sink is null");
+  }
+  absl::StatusOr<AlignedBuffer> memory = AlignedBuffer::Allocate(
+      options.buffer_bytes * options.ring_size, options.block_bytes,
+      options.pages);
+  if (!memory.ok()) return memory.status();
+  return std::unique_ptr<FlushBufferRing>(
+      new FlushBufferRing(options, *std::move(memory), sink));
+}
+
+FlushBufferRing::FlushBufferRing(const FlushBufferRingOptions& options,
+                                 AlignedBuffer memory, SealedBufferSink* sink)
+    : options_(options), memory_(std::move(memory)), sink_(sink) {
+  for (size_t i = 0; i < options_.ring_size; ++i) {
+    buffers_.push_back(std::make_unique<FlushBuffer>(
+        memory_.span().subspan(i * options_.buffer_bytes,
+                               options_.buffer_bytes),
+        i));
+    // Every buffer but the first starts out recycled: it holds the vote of
+    // its (imaginary) previous generation's completion.
+    if (i > 0) buffers_[i]->install_votes_.store(1, std::memory_order_relaxed);
+  }
+  buffers_[0]->Install(0, options_.start_address);
+}
+
+absl::StatusOr<Reservation> FlushBufferRing::Reserve(size_t len) {
+  if (len == 0 || len > options_.buffer_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FlushBufferRing::Reserve: record of ", len,
+        " bytes; records must be 1 to ", options_.buffer_bytes,
+        " bytes (the flush buffer size)"));
+  }
+  int attempts = 0;
+  for (;;) {
+    FlushBuffer& buffer = Current();
+    const FlushBuffer::ReserveResult r = buffer.TryReserve(len);
+    switch (r.outcome) {
+      case FlushBuffer::ReserveOutcome::kReserved: {
+        // Holding a writer pins the buffer: generation and base are stable.
+        const uint64_t base = buffer.base_address();
+        return Reservation(this, &buffer, buffer.generation(), base + r.offset,
+                           {buffer.data() + r.offset, len});
+      }
+      case FlushBuffer::ReserveOutcome::kDoesNotFit:
+        // Seal, then retry in the next buffer. Losing the race to seal is
+        // fine: someone else sealed it.
+        if (std::optional<BufferState> before = buffer.TrySeal()) {
+          AfterSeal(buffer, *before);
+        }
+        break;
+      case FlushBuffer::ReserveOutcome::kSealed:
+      case FlushBuffer::ReserveOutcome::kTooManyWriters:
+        WaitForBuffer(attempts);
+        break;
+    }
+  }
+}
+
+void FlushBufferRing::Commit(Reservation&& reservation) {
+  LSS_CHECK(reservation.buffer_ != nullptr,
+            "Commit of an empty or already committed reservation");
+  FlushBuffer& buffer = *std::exchange(reservation.buffer_, nullptr);
+  LSS_CHECK(buffer.generation() == reservation.generation_,
+            "reservation outlived its buffer generation");
+  ReleaseWriter(buffer);
+}
+
+uint64_t FlushBufferRing::SealCurrent() {
+  int attempts = 0;
+  for (;;) {
+    FlushBuffer& buffer = Current();
+    // A zero-byte reservation pins the buffer, so its base cannot change
+    // under us, and makes us the one to hand it out if we seal it.
+    const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
+    if (pin.outcome != FlushBuffer::ReserveOutcome::kReserved) {
+      WaitForBuffer(attempts);
+      continue;
+    }
+    uint64_t end = buffer.base_address() + pin.offset;
+    if (pin.offset > 0) {
+      if (std::optional<BufferState> before = buffer.TrySeal()) {
+        AfterSeal(buffer, *before);
+        end = buffer.base_address() + before->offset();
+      } else {
+        end = buffer.base_address() + buffer.state().offset();
+      }
+    }
+    ReleaseWriter(buffer);
+    return end;
+  }
+}
+
+void FlushBufferRing::AfterSeal(FlushBuffer& buffer, BufferState before) {
+  seals_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t generation = buffer.generation();
+  FlushBuffer& next = BufferFor(generation + 1);
+  next.pending_generation_ = generation + 1;
+  next.pending_base_ =
+      buffer.base_address() + RoundUp(before.offset(), options_.block_bytes);
+  // With one buffer, `next` is `buffer`: the vote above cannot install it
+  // before the dispatch below, since installing also needs its recycle.
+  Vote(next);
+  if (before.writers() == 0) Dispatch(buffer, before.offset());
+}
+
+void FlushBufferRing::Vote(FlushBuffer& next) {
+  if (next.install_votes_.fetch_add(1, std::memory_order_acq_rel) == 0) {
+    return;  // the other event has not happened yet; its thread installs
+  }
+  next.install_votes_.store(0, std::memory_order_relaxed);
+  next.Install(next.pending_generation_, next.pending_base_);
+  current_generation_.store(next.pending_generation_,
+                            std::memory_order_release);
+}
+
+void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer) {
+  const BufferState prev = buffer.ReleaseWriter();
+  if (prev.sealed() && prev.writers() == 1) Dispatch(buffer, prev.offset());
+}
+
+void FlushBufferRing::Dispatch(FlushBuffer& buffer, uint64_t used) {
+  buffer.MarkFlushing();
+  dispatches_.fetch_add(1, std::memory_order_relaxed);
+  const size_t padded = RoundUp(used, options_.block_bytes);
+  // Stale bytes from an earlier generation must never reach the log.
+  std::memset(buffer.data() + used, 0, padded - used);
+  sink_->Dispatch(SealedBuffer{.buffer = &buffer,
+                               .generation = buffer.generation(),
+                               .address = buffer.base_address(),
+                               .used = used,
+                               .padded = padded});
+}
+
+void FlushBufferRing::Recycle(const SealedBuffer& sealed) {
+  FlushBuffer& buffer = *sealed.buffer;
+  LSS_CHECK(buffer.generation() == sealed.generation &&
+                buffer.state().flushing(),
+            "Recycle of a buffer that is not dispatched");
+  recycles_.fetch_add(1, std::memory_order_relaxed);
+  Vote(buffer);
+}
+
+void FlushBufferRing::WaitForBuffer(int& attempts) {
+  if (++attempts < kSpinsBeforeHelping) {
+    CpuRelax();
+    return;
+  }
+  waits_.fetch_add(1, std::memory_order_relaxed);
+  sink_->HelpDrain();
+  std::this_thread::yield();
+}
+
+FlushBufferRing::Stats FlushBufferRing::stats() const {
+  return Stats{.seals = seals_.load(std::memory_order_relaxed),
+               .dispatches = dispatches_.load(std::memory_order_relaxed),
+               .recycles = recycles_.load(std::memory_order_relaxed),
+               .waits = waits_.load(std::memory_order_relaxed),
+               .abandoned = abandoned_.load(std::memory_order_relaxed)};
+}
+
+}  // namespace lss

@@ -1,0 +1,217 @@
+// Every transition of the state word, one buffer at a time.
+
+#include "ring/flush_buffer.h"
+
+#include <algorithm>
+#include <barrier>
+#include <cstddef>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace lss {
+namespace {
+
+using Outcome = FlushBuffer::ReserveOutcome;
+
+class FlushBufferTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kCapacity = 4096;
+
+  FlushBufferTest() : buffer_(memory_, 0) {}
+  void Install(uint64_t generation = 7, uint64_t base = 8192) {
+    buffer_.Install(generation, base);  // a new buffer starts out retired
+  }
+
+  std::vector<std::byte> memory_ = std::vector<std::byte>(kCapacity);
+  FlushBuffer buffer_;
+};
+
+TEST(BufferStateTest, FieldsDecodeIndependently) {
+  const BufferState s =
+      BufferState().Reserved(4000).Reserved(96).Reserved(0).Sealed();
+  EXPECT_EQ(s.offset(), 4096u);
+  EXPECT_EQ(s.writers(), 3u);
+  EXPECT_TRUE(s.sealed());
+  EXPECT_FALSE(s.flushing());
+}
+
+TEST(BufferStateTest, MaximalFieldsDoNotOverlap) {
+  // The largest offset a buffer can reach plus the largest record, with the
+  // writer count at its limit and both flags set.
+  const uint64_t offset = 2 * BufferState::kMaxBufferBytes - 1;
+  const BufferState s(
+      (offset << BufferState::kOffsetShift) |
+      (BufferState::kMaxWriters << BufferState::kWriterShift) |
+      BufferState::kSealedBit | BufferState::kFlushingBit);
+  EXPECT_EQ(s.offset(), offset);
+  EXPECT_EQ(s.writers(), BufferState::kMaxWriters);
+  EXPECT_TRUE(s.sealed());
+  EXPECT_TRUE(s.flushing());
+}
+
+TEST_F(FlushBufferTest, NewBufferIsRetiredAndRefusesReservations) {
+  EXPECT_EQ(buffer_.state(), BufferState::Retired());
+  EXPECT_EQ(buffer_.TryReserve(1).outcome, Outcome::kSealed);
+}
+
+TEST_F(FlushBufferTest, InstallGivesCleanWordGenerationAndBase) {
+  Install(7, 8192);
+  EXPECT_EQ(buffer_.state(), BufferState());
+  EXPECT_EQ(buffer_.generation(), 7u);
+  EXPECT_EQ(buffer_.base_address(), 8192u);
+}
+
+TEST_F(FlushBufferTest, SequentialReservationsDoNotOverlap) {
+  Install();
+  const auto a = buffer_.TryReserve(100);
+  const auto b = buffer_.TryReserve(100);
+  ASSERT_EQ(a.outcome, Outcome::kReserved);
+  ASSERT_EQ(b.outcome, Outcome::kReserved);
+  EXPECT_EQ(a.offset, 0u);
+  EXPECT_EQ(b.offset, 100u);
+  EXPECT_EQ(buffer_.state().offset(), 200u);
+  EXPECT_EQ(buffer_.state().writers(), 2u);
+}
+
+TEST_F(FlushBufferTest, ExactCapacityFitsAndOneMoreByteDoesNot) {
+  Install();
+  const auto full = buffer_.TryReserve(kCapacity);
+  ASSERT_EQ(full.outcome, Outcome::kReserved);
+  EXPECT_EQ(full.offset, 0u);
+  const BufferState before = buffer_.state();
+  EXPECT_EQ(buffer_.TryReserve(1).outcome, Outcome::kDoesNotFit);
+  EXPECT_EQ(buffer_.state(), before) << "a failed reservation changed the word";
+  // A zero-byte pin still fits a full buffer.
+  EXPECT_EQ(buffer_.TryReserve(0).outcome, Outcome::kReserved);
+}
+
+TEST_F(FlushBufferTest, WriterCountIsSymmetric) {
+  Install();
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
+  EXPECT_EQ(buffer_.state().writers(), 3u);
+  for (int i = 0; i < 3; ++i) buffer_.ReleaseWriter();
+  EXPECT_EQ(buffer_.state().writers(), 0u);
+  EXPECT_EQ(buffer_.state().offset(), 30u) << "releasing moved the offset";
+}
+
+TEST_F(FlushBufferTest, SealReturnsFinalWordOnceAndStopsReservations) {
+  Install();
+  ASSERT_EQ(buffer_.TryReserve(300).outcome, Outcome::kReserved);
+  const std::optional<BufferState> before = buffer_.TrySeal();
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(before->offset(), 300u);
+  EXPECT_EQ(before->writers(), 1u);
+  EXPECT_FALSE(before->sealed());
+  EXPECT_FALSE(buffer_.TrySeal().has_value()) << "sealed twice";
+  EXPECT_EQ(buffer_.TryReserve(1).outcome, Outcome::kSealed);
+  EXPECT_EQ(buffer_.TryReserve(0).outcome, Outcome::kSealed);
+}
+
+TEST_F(FlushBufferTest, LastWriterOnSealedBufferSeesTheHandOffCondition) {
+  Install();
+  ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
+  ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  const BufferState first = buffer_.ReleaseWriter();
+  EXPECT_TRUE(first.sealed());
+  EXPECT_EQ(first.writers(), 2u) << "not the last writer";
+  const BufferState last = buffer_.ReleaseWriter();
+  EXPECT_TRUE(last.sealed());
+  EXPECT_EQ(last.writers(), 1u) << "the last writer must see exactly one";
+}
+
+TEST_F(FlushBufferTest, MarkFlushingAfterDrainedSeal) {
+  Install();
+  ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
+  buffer_.ReleaseWriter();
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  const BufferState prev = buffer_.MarkFlushing();
+  EXPECT_FALSE(prev.flushing());
+  EXPECT_TRUE(buffer_.state().flushing());
+  EXPECT_EQ(buffer_.TryReserve(1).outcome, Outcome::kSealed);
+}
+
+TEST_F(FlushBufferTest, ReinstallClearsEverything) {
+  Install(1, 0);
+  ASSERT_EQ(buffer_.TryReserve(kCapacity).outcome, Outcome::kReserved);
+  buffer_.ReleaseWriter();
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  buffer_.MarkFlushing();
+  buffer_.Install(5, 4096 * 3);
+  EXPECT_EQ(buffer_.state(), BufferState());
+  EXPECT_EQ(buffer_.generation(), 5u);
+  EXPECT_EQ(buffer_.TryReserve(1).offset, 0u);
+}
+
+TEST_F(FlushBufferTest, WriterLimitIsRefusedNotOverflowed) {
+  Install();
+  for (uint64_t i = 0; i < BufferState::kMaxWriters; ++i) {
+    ASSERT_EQ(buffer_.TryReserve(0).outcome, Outcome::kReserved) << i;
+  }
+  const BufferState at_limit = buffer_.state();
+  EXPECT_EQ(at_limit.writers(), BufferState::kMaxWriters);
+  EXPECT_EQ(buffer_.TryReserve(1).outcome, Outcome::kTooManyWriters);
+  EXPECT_EQ(buffer_.state(), at_limit);
+  EXPECT_EQ(at_limit.offset(), 0u) << "writer count spilled into the offset";
+}
+
+using FlushBufferDeathTest = FlushBufferTest;
+
+TEST_F(FlushBufferDeathTest, ReleaseWithoutWriterAborts) {
+  Install();
+  EXPECT_DEATH(buffer_.ReleaseWriter(), "commit without a matching");
+}
+
+TEST_F(FlushBufferDeathTest, HandingOutWithWritersAborts) {
+  Install();
+  ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  EXPECT_DEATH(buffer_.MarkFlushing(), "while writers were copying");
+}
+
+TEST_F(FlushBufferDeathTest, HandingOutTwiceAborts) {
+  Install();
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  buffer_.MarkFlushing();
+  EXPECT_DEATH(buffer_.MarkFlushing(), "handed out twice");
+}
+
+TEST_F(FlushBufferDeathTest, InstallingACurrentBufferAborts) {
+  Install();
+  EXPECT_DEATH(buffer_.Install(8, 0), "never retired");
+}
+
+// The original crate's concurrent_reserve_space_no_overlap, with the
+// assertion it lacked: the reservations tile the buffer exactly.
+TEST_F(FlushBufferTest, ConcurrentReservationsTileTheBuffer) {
+  Install();
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 32;
+  constexpr uint64_t kLen = 16;
+  std::vector<std::vector<uint64_t>> offsets(kThreads);
+  std::barrier start(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int i = 0; i < kPerThread; ++i) {
+        const auto r = buffer_.TryReserve(kLen);
+        ASSERT_EQ(r.outcome, Outcome::kReserved);
+        offsets[t].push_back(r.offset);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<uint64_t> all;
+  for (const auto& v : offsets) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), size_t{kThreads * kPerThread});
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i], i * kLen);
+  EXPECT_EQ(buffer_.state().offset(), kCapacity);
+  EXPECT_EQ(buffer_.state().writers(), uint64_t{kThreads * kPerThread});
+}
+
+}  // namespace
+}  // namespace lss

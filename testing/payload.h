@@ -1,0 +1,25 @@
+// Self-describing payloads for tests: byte k of record (stream, index) is a
+// hash of all three, so a byte that is lost, duplicated, misplaced, stale
+// (from another record or an earlier buffer generation) or torn is detected.
+
+#ifndef LSS_TESTING_PAYLOAD_H_
+#define LSS_TESTING_PAYLOAD_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+
+namespace lss::testing {
+
+// Writes the payload of record (stream, index) into `out`.
+void FillPayload(uint64_t stream, uint64_t index, std::span<std::byte> out);
+
+// Returns the position of the first byte of `bytes` that is not the payload
+// of record (stream, index), or nothing when all match.
+std::optional<size_t> FirstPayloadMismatch(uint64_t stream, uint64_t index,
+                                           std::span<const std::byte> bytes);
+
+}  // namespace lss::testing
+
+#endif  // LSS_TESTING_PAYLOAD_H_
