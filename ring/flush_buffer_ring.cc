@@ -144,7 +144,7 @@ absl::StatusOr<Reservation> FlushBufferRing::Reserve(size_t len) {
         break;
       case FlushBuffer::ReserveOutcome::kSealed:
       case FlushBuffer::ReserveOutcome::kTooManyWriters:
-        WaitForBuffer(attempts);
+        if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
         break;
     }
   }
@@ -159,7 +159,7 @@ void FlushBufferRing::Commit(Reservation&& reservation) {
   ReleaseWriter(buffer);
 }
 
-uint64_t FlushBufferRing::SealCurrent() {
+absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
   int attempts = 0;
   for (;;) {
     FlushBuffer& buffer = Current();
@@ -167,7 +167,7 @@ uint64_t FlushBufferRing::SealCurrent() {
     // under us, and makes us the one to hand it out if we seal it.
     const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
     if (pin.outcome != FlushBuffer::ReserveOutcome::kReserved) {
-      WaitForBuffer(attempts);
+      if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
       continue;
     }
     uint64_t end = buffer.base_address() + pin.offset;
@@ -234,14 +234,15 @@ void FlushBufferRing::Recycle(const SealedBuffer& sealed) {
   Vote(buffer);
 }
 
-void FlushBufferRing::WaitForBuffer(int& attempts) {
+absl::Status FlushBufferRing::WaitForBuffer(int& attempts) {
   if (++attempts < kSpinsBeforeHelping) {
     CpuRelax();
-    return;
+    return absl::OkStatus();
   }
   waits_.fetch_add(1, std::memory_order_relaxed);
-  sink_->HelpDrain();
+  absl::Status status = sink_->HelpDrain();
   std::this_thread::yield();
+  return status;
 }
 
 FlushBufferRing::Stats FlushBufferRing::stats() const {

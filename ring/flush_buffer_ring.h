@@ -108,7 +108,8 @@ class FlushBufferRing {
   FlushBufferRing& operator=(const FlushBufferRing&) = delete;
 
   // Reserves `len` bytes, 1 <= len <= buffer_bytes; otherwise
-  // InvalidArgument naming both sizes. Waits while the ring is full.
+  // InvalidArgument naming both sizes. Waits while the ring is full, and
+  // returns the sink's error if the sink fails meanwhile.
   absl::StatusOr<Reservation> Reserve(size_t len);
 
   // Ends the copy into `reservation`. Aborts if it is empty or was already
@@ -118,8 +119,9 @@ class FlushBufferRing {
   // Seals the current buffer if it holds any record, so that it will be
   // written. Returns an LSS address E such that every record reserved before
   // the call lies below E and sits in a buffer that has been or will be
-  // dispatched (once its writers commit). Waits while the ring is full.
-  uint64_t SealCurrent();
+  // dispatched (once its writers commit). Waits while the ring is full, and
+  // returns the sink's error if the sink fails meanwhile.
+  absl::StatusOr<uint64_t> SealCurrent();
 
   // Returns a dispatched buffer whose write is complete, for reuse.
   void Recycle(const SealedBuffer& sealed);
@@ -146,7 +148,7 @@ class FlushBufferRing {
   void Dispatch(FlushBuffer& buffer, uint64_t used);
   // Drops one writer; hands the buffer out if that makes it flushable.
   void ReleaseWriter(FlushBuffer& buffer);
-  void WaitForBuffer(int& attempts);
+  absl::Status WaitForBuffer(int& attempts);
 
   friend class Reservation;  // abandons through ReleaseWriter
 

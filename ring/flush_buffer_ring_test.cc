@@ -65,7 +65,7 @@ class RingTest : public ::testing::Test {
   // address byte for byte, that records never overlap, and that the sink saw
   // no contract violation.
   void ExpectAllPresent(const std::vector<Record>& records) {
-    ring_->SealCurrent();
+    ASSERT_TRUE(ring_->SealCurrent().ok());
     sink_->RecycleAll();
     EXPECT_THAT(sink_->violations(), IsEmpty());
     std::vector<Record> sorted = records;
@@ -189,7 +189,7 @@ TEST_F(RingTest, RecordThatTriggersTheSealIsWrittenInTheNextBuffer) {
 TEST_F(RingTest, SealCurrentPadsToTheBlockAndRotates) {
   Make(4, RecordingSink::Recycling::kInline, 16384);
   const Record a = Put(1, 0, 5000);
-  EXPECT_EQ(ring_->SealCurrent(), 5000u);
+  EXPECT_EQ(*ring_->SealCurrent(), 5000u);
   ASSERT_EQ(sink_->written().size(), 1u);
   EXPECT_EQ(sink_->written()[0].used, 5000u);
   EXPECT_EQ(sink_->written()[0].padded, 8192u);
@@ -200,11 +200,11 @@ TEST_F(RingTest, SealCurrentPadsToTheBlockAndRotates) {
 
 TEST_F(RingTest, SealCurrentOnAnEmptyBufferDispatchesNothing) {
   Make(2, RecordingSink::Recycling::kInline);
-  EXPECT_EQ(ring_->SealCurrent(), 0u);
+  EXPECT_EQ(*ring_->SealCurrent(), 0u);
   EXPECT_EQ(sink_->written().size(), 0u);
   Put(1, 0, 100);
-  EXPECT_EQ(ring_->SealCurrent(), 100u);
-  EXPECT_EQ(ring_->SealCurrent(), 4096u) << "empty successor starts at 4096";
+  EXPECT_EQ(*ring_->SealCurrent(), 100u);
+  EXPECT_EQ(*ring_->SealCurrent(), 4096u) << "empty successor starts at 4096";
   EXPECT_EQ(sink_->written().size(), 1u);
 }
 
@@ -214,7 +214,7 @@ TEST_F(RingTest, SealedBufferWaitsForItsLastWriter) {
   Make(2, RecordingSink::Recycling::kInline);
   absl::StatusOr<Reservation> open = ring_->Reserve(100);
   ASSERT_TRUE(open.ok());
-  EXPECT_EQ(ring_->SealCurrent(), 100u);
+  EXPECT_EQ(*ring_->SealCurrent(), 100u);
   EXPECT_EQ(sink_->written().size(), 0u) << "dispatched with a writer copying";
   FillPayload(9, 9, open->data());
   const Record rec{9, 9, open->address(), 100};
@@ -229,7 +229,7 @@ TEST_F(RingTest, SealedBufferWaitsForItsLastWriter) {
 TEST_F(RingTest, BufferInFlightIsSkipped) {
   Make(2, RecordingSink::Recycling::kDeferred);
   const Record a = Put(1, 0, 100);
-  ring_->SealCurrent();
+  ASSERT_TRUE(ring_->SealCurrent().ok());
   ASSERT_EQ(sink_->held(), 1u);
   const Record b = Put(1, 1, 100);
   EXPECT_EQ(b.address, kBuffer);
@@ -245,7 +245,7 @@ TEST_F(RingTest, FullRingWaitsHelpsDrainAndOrphansNothing) {
   std::vector<Record> records;
   for (int i = 0; i < 4; ++i) {
     records.push_back(Put(1, i, 100));
-    ring_->SealCurrent();
+    ASSERT_TRUE(ring_->SealCurrent().ok());
   }
   ASSERT_EQ(sink_->held(), 4u);
   records.push_back(Put(1, 4, 100));  // every buffer is in flight
@@ -258,6 +258,18 @@ TEST_F(RingTest, FullRingWaitsHelpsDrainAndOrphansNothing) {
     EXPECT_EQ(written[i].address, i * kBuffer);
   }
   ExpectAllPresent(records);
+}
+
+TEST_F(RingTest, FailedSinkEndsTheWaitWithItsError) {
+  Make(1, RecordingSink::Recycling::kDeferred);
+  Put(1, 0, 100);
+  ASSERT_TRUE(ring_->SealCurrent().ok());
+  sink_->Fail(absl::DataLossError("disk gone"));
+  const absl::Status reserve = ring_->Reserve(10).status();
+  EXPECT_EQ(reserve.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(reserve.message(), HasSubstr("disk gone"));
+  EXPECT_EQ(ring_->SealCurrent().status().code(), absl::StatusCode::kDataLoss);
+  sink_->RecycleAll();  // the test still owns the held buffer
 }
 
 TEST_F(RingTest, RingOfOneBufferCyclesThroughGenerations) {
@@ -275,7 +287,7 @@ TEST_F(RingTest, PaddingOfAReusedBufferIsZero) {
   Make(1, RecordingSink::Recycling::kInline);
   Put(3, 0, kBuffer);  // fills generation 0 with payload bytes
   Put(3, 1, 10);       // seals it; generation 1 reuses the same memory
-  ring_->SealCurrent();
+  ASSERT_TRUE(ring_->SealCurrent().ok());
   const auto written = sink_->written();
   ASSERT_EQ(written.size(), 2u);
   EXPECT_EQ(written[1].used, 10u);

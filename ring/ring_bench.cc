@@ -28,7 +28,7 @@ class RecycleAtOnce : public SealedBufferSink {
  public:
   void set_ring(FlushBufferRing* ring) { ring_ = ring; }
   void Dispatch(const SealedBuffer& sealed) override { ring_->Recycle(sealed); }
-  void HelpDrain() override {}
+  absl::Status HelpDrain() override { return absl::OkStatus(); }
 
  private:
   FlushBufferRing* ring_ = nullptr;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 
+#include "absl/status/status.h"
 #include "ring/flush_buffer.h"
 
 namespace lss {
@@ -39,8 +40,9 @@ class SealedBufferSink {
   // Called by threads that wait for a buffer to be recycled (back-pressure):
   // make progress on dispatched buffers, e.g. reap I/O completions, blocking
   // briefly if that is how completions arrive. Must return promptly when
-  // nothing is in flight.
-  virtual void HelpDrain() = 0;
+  // nothing is in flight. An error (the sink has failed and will recycle
+  // nothing more) ends the wait: Reserve and SealCurrent return it.
+  virtual absl::Status HelpDrain() = 0;
 };
 
 }  // namespace lss

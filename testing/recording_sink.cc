@@ -48,15 +48,22 @@ void RecordingSink::Dispatch(const SealedBuffer& sealed) {
   ring_->Recycle(sealed);
 }
 
-void RecordingSink::HelpDrain() {
+absl::Status RecordingSink::HelpDrain() {
   SealedBuffer sealed;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (held_.empty()) return;
+    if (!failure_.ok()) return failure_;
+    if (held_.empty()) return absl::OkStatus();
     sealed = held_.front();
     held_.pop_front();
   }
   ring_->Recycle(sealed);
+  return absl::OkStatus();
+}
+
+void RecordingSink::Fail(absl::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  failure_ = std::move(status);
 }
 
 size_t RecordingSink::RecycleAll() {

@@ -43,8 +43,12 @@ class RecordingSink : public SealedBufferSink {
   void set_ring(FlushBufferRing* ring) { ring_ = ring; }
 
   void Dispatch(const SealedBuffer& sealed) override;
-  // Deferred mode: recycles the oldest held buffer, if any.
-  void HelpDrain() override;
+  // Deferred mode: recycles the oldest held buffer, if any. Returns the
+  // error set by Fail, if any.
+  absl::Status HelpDrain() override;
+
+  // Makes every later HelpDrain return `status`, as a failed writer would.
+  void Fail(absl::Status status);
 
   // Recycles every held buffer; returns how many.
   size_t RecycleAll();
@@ -68,6 +72,7 @@ class RecordingSink : public SealedBufferSink {
   std::vector<Written> written_;
   std::deque<SealedBuffer> held_;
   std::vector<std::string> violations_;
+  absl::Status failure_;
 };
 
 }  // namespace lss::testing
