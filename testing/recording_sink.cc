@@ -22,16 +22,6 @@ void RecordingSink::Dispatch(const SealedBuffer& sealed) {
     if (sealed.used == 0 || sealed.used > sealed.padded) {
       fail(absl::StrCat("used ", sealed.used, " padded ", sealed.padded));
     }
-    if (!written_.empty()) {
-      const Written& prev = written_.back();
-      if (sealed.generation != prev.generation + 1) {
-        fail(absl::StrCat("follows generation ", prev.generation));
-      }
-      if (sealed.address != prev.address + prev.padded) {
-        fail(absl::StrCat("address ", sealed.address, " leaves a gap after ",
-                          prev.address, "+", prev.padded));
-      }
-    }
     if (std::any_of(bytes.begin() + sealed.used, bytes.end(),
                     [](std::byte b) { return b != std::byte{0}; })) {
       fail("padding is not zero");
@@ -82,8 +72,17 @@ size_t RecordingSink::held() const {
 }
 
 std::vector<RecordingSink::Written> RecordingSink::written() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return written_;
+  std::vector<Written> written;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    written = written_;
+  }
+  // Concurrent last writers may hand buffers out of generation order.
+  std::sort(written.begin(), written.end(),
+            [](const Written& a, const Written& b) {
+              return a.generation < b.generation;
+            });
+  return written;
 }
 
 std::optional<std::vector<std::byte>> RecordingSink::Read(uint64_t address,
@@ -99,8 +98,28 @@ std::optional<std::vector<std::byte>> RecordingSink::Read(uint64_t address,
 }
 
 std::vector<std::string> RecordingSink::violations() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return violations_;
+  std::vector<std::string> violations;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    violations = violations_;
+  }
+  const std::vector<Written> written = this->written();
+  for (size_t i = 1; i < written.size(); ++i) {
+    const Written& prev = written[i - 1];
+    const Written& w = written[i];
+    if (w.generation == prev.generation) {
+      violations.push_back(
+          absl::StrCat("generation ", w.generation, ": handed out twice"));
+    } else if (w.generation != prev.generation + 1) {
+      violations.push_back(absl::StrCat("generation ", prev.generation + 1,
+                                        ": never handed out"));
+    } else if (w.address != prev.address + prev.padded) {
+      violations.push_back(absl::StrCat(
+          "generation ", w.generation, ": address ", w.address,
+          " leaves a gap or overlap after ", prev.address, "+", prev.padded));
+    }
+  }
+  return violations;
 }
 
 }  // namespace lss::testing

@@ -53,6 +53,7 @@ class RecordingSink : public SealedBufferSink {
   // Recycles every held buffer; returns how many.
   size_t RecycleAll();
   size_t held() const;
+  // Everything handed out so far, in generation order.
   std::vector<Written> written() const;
 
   // The `len` bytes written at LSS address `address`, or nothing when they
@@ -60,9 +61,10 @@ class RecordingSink : public SealedBufferSink {
   std::optional<std::vector<std::byte>> Read(uint64_t address,
                                              size_t len) const;
 
-  // Contract violations seen by Dispatch (empty when all is well): a buffer
-  // handed out with writers, unsealed, twice for one generation, off the
-  // address sequence, or with non-zero padding.
+  // Contract violations (empty when all is well): a buffer handed out with
+  // writers, unsealed, or with non-zero padding; and, over everything handed
+  // out so far, a generation handed out twice or skipped, or a gap between
+  // consecutive generations' addresses. Call once dispatching has settled.
   std::vector<std::string> violations() const;
 
  private:
