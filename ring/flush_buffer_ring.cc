@@ -201,10 +201,13 @@ void FlushBufferRing::Vote(FlushBuffer& next) {
   if (next.install_votes_.fetch_add(1, std::memory_order_acq_rel) == 0) {
     return;  // the other event has not happened yet; its thread installs
   }
+  // Read the sealer's values before Install: once the buffer is current, a
+  // writer may fill and seal it and write the next round's values.
+  const uint64_t generation = next.pending_generation_;
+  const uint64_t base = next.pending_base_;
   next.install_votes_.store(0, std::memory_order_relaxed);
-  next.Install(next.pending_generation_, next.pending_base_);
-  current_generation_.store(next.pending_generation_,
-                            std::memory_order_release);
+  next.Install(generation, base);
+  current_generation_.store(generation, std::memory_order_release);
 }
 
 void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer) {
