@@ -178,6 +178,9 @@ TEST_F(FlushBufferDeathTest, HandingOutTwiceAborts) {
   EXPECT_DEATH(buffer_.MarkFlushing(), "handed out twice");
 }
 
+// The original crate's unseal_unsealed_returns_error has no counterpart: a
+// buffer is never unsealed. Install is the only way back to a clean word,
+// and it refuses a buffer that was not retired.
 TEST_F(FlushBufferDeathTest, InstallingACurrentBufferAborts) {
   Install();
   EXPECT_DEATH(buffer_.Install(8, 0), "never retired");
