@@ -1,0 +1,316 @@
+#include "flush/appender.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ring/check.h"
+
+namespace lss {
+namespace {
+
+// Completions handled per reaping round.
+constexpr size_t kReapBatch = 64;
+
+bool Transient(int error) {
+  // The operation did not run: io_uring cancelled it (a broken link) or the
+  // kernel asked for it to be reissued. Safe to resubmit, even a datasync.
+  return error == EAGAIN || error == EINTR || error == ECANCELED;
+}
+
+absl::Status IoError(const std::string& path, const std::string& what,
+                     int error) {
+  std::string message =
+      absl::StrCat(what, " of ", path, " failed: ", std::strerror(error),
+                   " (errno ", error, ")");
+  switch (error) {
+    case EIO:
+      return absl::DataLossError(message);
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(message);
+    case EINVAL:
+      return absl::InternalError(
+          absl::StrCat(message, "; a misaligned O_DIRECT request is a bug"));
+    default:
+      return absl::Status(absl::ErrnoToStatusCode(error), message);
+  }
+}
+
+std::string WriteWhat(const SealedBuffer& b, size_t done) {
+  return absl::StrCat("write of ", b.padded - done, " bytes at offset ",
+                      b.address + done);
+}
+
+}  // namespace
+
+Appender::Appender(IoRing* io, AppenderOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      hi_stable_(options_.start_address),
+      serial_next_(options_.start_address),
+      written_end_(options_.start_address) {}
+
+Appender::~Appender() { Drain().IgnoreError(); }
+
+void Appender::Dispatch(const SealedBuffer& sealed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // After a failure the buffer is kept, unwritten and never recycled.
+  if (!failure_.ok()) return;
+  const uint64_t tag = next_tag_++;
+  ops_[tag].buffer = sealed;
+  if (options_.policy == WritePolicy::kSerialized) {
+    serial_queue_[sealed.address] = tag;
+    PumpSerialized();
+  } else {
+    Enqueue(tag);
+  }
+  Submit();
+}
+
+absl::Status Appender::HelpDrain() {
+  if (absl::Status s = status(); !s.ok()) return s;
+  if (!ReapOnce(/*block=*/true)) std::this_thread::yield();
+  return status();
+}
+
+absl::Status Appender::WaitStable(uint64_t address) {
+  for (;;) {
+    if (HiStable() >= address) return absl::OkStatus();
+    if (absl::Status s = status(); !s.ok()) return s;
+    // Nothing in flight: the buffer holding `address` still has a writer.
+    if (!ReapOnce(/*block=*/true)) std::this_thread::yield();
+  }
+}
+
+absl::Status Appender::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+absl::Status Appender::Drain() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!failure_.ok()) {
+        // Queued work is dropped; only what the kernel holds must be reaped.
+        backlog_.clear();
+        serial_queue_.clear();
+        if (io_broken_ || io_->pending() == 0) return failure_;
+      } else if (ops_.empty()) {
+        return absl::OkStatus();
+      }
+    }
+    if (!ReapOnce(/*block=*/true)) std::this_thread::yield();
+  }
+}
+
+Appender::Stats Appender::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+bool Appender::ReapOnce(bool block) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    Submit();
+    if (reaping_) {
+      // Wait for that thread's batch instead of spinning.
+      const uint64_t seen = progress_;
+      progress_cv_.wait(lock,
+                        [&] { return progress_ != seen || !reaping_; });
+      return true;
+    }
+    if (io_broken_ || io_->pending() == 0) return false;
+    reaping_ = true;
+  }
+  std::vector<IoCompletion> batch;
+  const absl::StatusOr<size_t> reaped =
+      io_->Reap(block ? 1 : 0, kReapBatch, batch);
+  int backoff_level;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reaping_ = false;
+    if (!reaped.ok()) {
+      io_broken_ = true;
+      Fail(reaped.status());
+    }
+    for (const IoCompletion& c : batch) OnCompletion(c);
+    ++progress_;
+    progress_cv_.notify_all();
+    backoff_level = std::exchange(backoff_level_, 0);
+    if (backoff_level == 0) Submit();
+  }
+  if (backoff_level > 0) {
+    // Retried operations wait a little (exponentially longer per retry) so
+    // a transient condition can clear before they are resubmitted.
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(1 << std::min(backoff_level, 10)));
+    std::lock_guard<std::mutex> lock(mu_);
+    Submit();
+  }
+  return true;
+}
+
+void Appender::Enqueue(uint64_t tag) { backlog_.push_back(tag); }
+
+void Appender::PumpSerialized() {
+  if (serial_busy_) return;
+  auto next = serial_queue_.find(serial_next_);
+  if (next == serial_queue_.end()) return;
+  serial_busy_ = true;
+  Enqueue(next->second);
+  serial_queue_.erase(next);
+}
+
+void Appender::Submit() {
+  if (!failure_.ok()) return;
+  bool prepared = false;
+  while (!backlog_.empty()) {
+    const uint64_t tag = backlog_.front();
+    const Op& op = ops_.at(tag);
+    const bool queued =
+        op.is_sync
+            ? io_->PrepareDataSync(options_.fd, tag)
+            : io_->PrepareWrite(options_.fd, op.buffer.bytes().subspan(op.done),
+                                op.buffer.address + op.done, tag);
+    if (!queued) break;  // queue full: resumes after the next completions
+    prepared = true;
+    backlog_.pop_front();
+    if (!op.is_sync) ++stats_.writes;
+  }
+  if (!prepared) return;
+  if (absl::Status s = io_->Submit(); !s.ok()) {
+    io_broken_ = true;
+    Fail(absl::Status(s.code(), absl::StrCat("submitting I/O for ",
+                                             options_.path, ": ",
+                                             s.message())));
+  }
+}
+
+void Appender::OnCompletion(const IoCompletion& c) {
+  auto it = ops_.find(c.tag);
+  LSS_CHECK(it != ops_.end(), "completion for an unknown tag");
+  Op& op = it->second;
+  if (!failure_.ok()) {
+    ops_.erase(it);
+    return;
+  }
+  if (op.is_sync) {
+    if (c.result == 0) {
+      OnSyncDone(op);
+    } else if (!Retry(c.tag, op, -c.result)) {
+      // Never retried: the kernel may already have dropped the pages.
+      Fail(IoError(options_.path,
+                   absl::StrCat("fdatasync covering offsets below ",
+                                op.sync_end),
+                   -c.result));
+    } else {
+      return;
+    }
+    ops_.erase(it);
+    return;
+  }
+  const size_t want = op.buffer.padded - op.done;
+  if (c.result > 0 && static_cast<size_t>(c.result) == want) {
+    OnWriteDone(op);
+    ops_.erase(it);
+    return;
+  }
+  if (c.result > 0 && static_cast<size_t>(c.result) < want) {
+    ++stats_.short_writes;
+    if (options_.direct_io && c.result % options_.alignment != 0) {
+      Fail(absl::DataLossError(absl::StrCat(
+          WriteWhat(op.buffer, op.done), " of ", options_.path, " wrote only ",
+          c.result, " bytes; the remainder is not aligned to ",
+          options_.alignment, " and cannot be written with O_DIRECT")));
+      ops_.erase(it);
+      return;
+    }
+    op.done += c.result;
+    Enqueue(c.tag);
+    return;
+  }
+  // A write of 0 bytes made no progress: retry it like EAGAIN.
+  const int error = c.result == 0 ? EAGAIN : -c.result;
+  if (error <= 0) {
+    Fail(absl::InternalError(absl::StrCat(WriteWhat(op.buffer, op.done), " of ",
+                                          options_.path, " reported ",
+                                          c.result, " bytes")));
+  } else if (Retry(c.tag, op, error)) {
+    return;
+  } else {
+    Fail(IoError(options_.path, WriteWhat(op.buffer, op.done), error));
+  }
+  ops_.erase(it);
+}
+
+bool Appender::Retry(uint64_t tag, Op& op, int error) {
+  if (!Transient(error) || op.retries >= options_.max_retries) return false;
+  ++op.retries;
+  ++stats_.retries;
+  backoff_level_ = std::max(backoff_level_, op.retries);
+  Enqueue(tag);
+  return true;
+}
+
+void Appender::OnWriteDone(Op& op) {
+  const uint64_t end = op.buffer.address + op.buffer.padded;
+  completed_[op.buffer.address] = end;
+  while (!completed_.empty() && completed_.begin()->first == written_end_) {
+    written_end_ = completed_.begin()->second;
+    completed_.erase(completed_.begin());
+  }
+  if (options_.policy == WritePolicy::kSerialized) {
+    serial_next_ = end;
+    serial_busy_ = false;
+    PumpSerialized();
+  }
+  if (options_.durability == Durability::kNone) {
+    ring_->Recycle(op.buffer);
+    SetStable(written_end_);
+    return;
+  }
+  unsynced_.push_back(op.buffer);
+  MaybeSync();
+}
+
+void Appender::MaybeSync() {
+  if (sync_in_flight_ || written_end_ <= HiStable()) return;
+  const uint64_t tag = next_tag_++;
+  Op& sync = ops_[tag];
+  sync.is_sync = true;
+  sync.sync_end = written_end_;
+  sync_in_flight_ = true;
+  Enqueue(tag);
+}
+
+void Appender::OnSyncDone(const Op& op) {
+  sync_in_flight_ = false;
+  ++stats_.syncs;
+  SetStable(op.sync_end);
+  // The synced buffers' bytes are durable: their memory can be reused.
+  auto synced = std::partition(
+      unsynced_.begin(), unsynced_.end(), [&](const SealedBuffer& b) {
+        return b.address + b.padded > op.sync_end;
+      });
+  for (auto it = synced; it != unsynced_.end(); ++it) ring_->Recycle(*it);
+  unsynced_.erase(synced, unsynced_.end());
+  MaybeSync();
+}
+
+void Appender::SetStable(uint64_t end) {
+  if (end > HiStable()) hi_stable_.store(end, std::memory_order_release);
+}
+
+void Appender::Fail(absl::Status status) {
+  if (failure_.ok()) failure_ = std::move(status);
+  progress_cv_.notify_all();
+}
+
+}  // namespace lss

@@ -1,0 +1,168 @@
+// Appender: writes sealed flush buffers to the log file and tracks how much
+// of the log is stable.
+//
+// Lifecycle of one buffer
+//   Dispatch: the ring hands over a sealed, drained buffer (exactly once per
+//     generation, possibly out of generation order when a slow last writer
+//     commits late). The appender queues a write of its padded bytes at its
+//     LSS address (the address is the file offset).
+//     - kTailLocalized: the write is submitted at once. Only ring_size buffers
+//       exist, so every write in flight lies within ring_size x buffer_bytes
+//       of the tail.
+//     - kSerialized: writes reach the file in LSS order: a write is submitted
+//       only after the previous buffer's write completed in full (no linked
+//       chains: each write waits for its predecessor's completion).
+//   Completion (reaped by whichever caller thread helps; one at a time;
+//   matched by tag only):
+//     - full length: the buffer's extent is complete.
+//     - short (0 < res < len): the remainder is resubmitted. With O_DIRECT a
+//       remainder that is not aligned cannot be written: DataLoss, never an
+//       acknowledgement.
+//     - -EAGAIN, -EINTR, -ECANCELED, or 0 bytes: not executed; resubmitted
+//       after a back-off, at most max_retries times, and counted.
+//     - anything else (EIO, ENOSPC, EFBIG, EINVAL, ...): the appender fails.
+//   Stability: hi_stable is the end of the longest prefix of the log whose
+//     writes have all completed (kNone) and, under kSync, been covered by an
+//     fdatasync issued after those completions were reaped. One fdatasync at a
+//     time; it covers every write completed before it was issued, so syncs
+//     batch themselves (group commit) while writes keep flowing.
+//   Recycling: a buffer goes back to the ring once its write completed
+//     (kNone) or once a successful fdatasync covers it (kSync), so its bytes
+//     are kept until they are durable.
+// Failure is sticky: after the first permanent error, or an fdatasync that
+//   fails (never retried: the kernel may have dropped the dirty pages), no
+//   address becomes stable, no buffer is written or recycled, and every call
+//   returns the first error, naming the file, offset and errno.
+// Shutdown: Drain reaps every operation in flight; the destructor drains.
+//   Destroy the appender before the ring whose memory it writes.
+//
+// Thread safety: all methods are safe for concurrent use.
+
+#ifndef LSS_FLUSH_APPENDER_H_
+#define LSS_FLUSH_APPENDER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "flush/io_ring.h"
+#include "ring/flush_buffer_ring.h"
+#include "ring/sealed_buffer_sink.h"
+
+namespace lss {
+
+enum class WritePolicy { kTailLocalized, kSerialized };
+enum class Durability { kNone, kSync };
+
+struct AppenderOptions {
+  int fd = -1;
+  std::string path;  // for error messages
+  WritePolicy policy = WritePolicy::kTailLocalized;
+  Durability durability = Durability::kNone;
+  // The file is open with O_DIRECT and writes must stay aligned to this.
+  bool direct_io = true;
+  size_t alignment = 4096;
+  // hi_stable starts here: the first buffer's LSS address.
+  uint64_t start_address = 0;
+  // Resubmissions of one operation after EAGAIN, EINTR, ECANCELED or 0 bytes.
+  int max_retries = 16;
+};
+
+class Appender final : public SealedBufferSink {
+ public:
+  struct Stats {
+    uint64_t writes = 0;         // writes submitted, resubmissions included
+    uint64_t short_writes = 0;   // completions shorter than asked
+    uint64_t retries = 0;        // resubmissions after EAGAIN/EINTR/...
+    uint64_t syncs = 0;          // fdatasyncs completed
+  };
+
+  // `io` must outlive the appender.
+  Appender(IoRing* io, AppenderOptions options);
+  Appender(const Appender&) = delete;
+  Appender& operator=(const Appender&) = delete;
+  ~Appender() override;
+
+  // The ring whose buffers this appender writes; set before any dispatch.
+  void set_ring(FlushBufferRing* ring) { ring_ = ring; }
+
+  void Dispatch(const SealedBuffer& sealed) override;
+  absl::Status HelpDrain() override;
+
+  uint64_t HiStable() const {
+    return hi_stable_.load(std::memory_order_acquire);
+  }
+  // Blocks, helping to reap, until HiStable() >= address, or returns the
+  // sticky error. REQUIRES: every record below `address` is in a buffer
+  // that has been sealed (FlushBufferRing::SealCurrent).
+  absl::Status WaitStable(uint64_t address);
+  // OK, or the first permanent error.
+  absl::Status status() const;
+  // Reaps every operation in flight (after a failure, queued writes are
+  // dropped, not submitted). Returns status().
+  absl::Status Drain();
+  Stats stats() const;
+
+ private:
+  struct Op {
+    bool is_sync = false;
+    SealedBuffer buffer;     // writes
+    size_t done = 0;         // bytes of the buffer already written
+    uint64_t sync_end = 0;   // syncs: the written prefix it covers
+    int retries = 0;
+  };
+
+  // All REQUIRES mu_.
+  void Enqueue(uint64_t tag);
+  void PumpSerialized();
+  void Submit();
+  void OnCompletion(const IoCompletion& c);
+  void OnWriteDone(Op& op);
+  void OnSyncDone(const Op& op);
+  void MaybeSync();
+  void SetStable(uint64_t end);
+  void Fail(absl::Status status);
+  bool Retry(uint64_t tag, Op& op, int error);
+
+  // Submits queued work, then reaps one batch if no other thread is reaping
+  // (blocking for at least one completion if `block`), or else waits for
+  // that thread's batch. Returns false when there was nothing to reap.
+  bool ReapOnce(bool block);
+
+  IoRing* const io_;
+  const AppenderOptions options_;
+  FlushBufferRing* ring_ = nullptr;
+
+  std::atomic<uint64_t> hi_stable_;
+  mutable std::mutex mu_;  // guards everything below and IoRing submission
+  std::condition_variable progress_cv_;
+  // One reaper at a time, calling IoRing::Reap without holding mu_.
+  bool reaping_ = false;
+  uint64_t progress_ = 0;  // batches of completions processed
+  bool io_broken_ = false;  // Submit or Reap failed: nothing more completes
+  absl::Status failure_;
+  uint64_t next_tag_ = 1;
+  std::unordered_map<uint64_t, Op> ops_;  // by tag: not yet finished
+  std::deque<uint64_t> backlog_;          // tags waiting to be submitted
+  std::map<uint64_t, uint64_t> serial_queue_;  // kSerialized: address -> tag
+  uint64_t serial_next_ = 0;                   // address the next write starts
+  bool serial_busy_ = false;                   // a serialized write in flight
+  std::map<uint64_t, uint64_t> completed_;  // written extents past the prefix
+  uint64_t written_end_ = 0;                // end of the written prefix
+  std::vector<SealedBuffer> unsynced_;      // kSync: written, awaiting sync
+  bool sync_in_flight_ = false;
+  int backoff_level_ = 0;  // highest retry count in the last batch
+  Stats stats_;
+};
+
+}  // namespace lss
+
+#endif  // LSS_FLUSH_APPENDER_H_
