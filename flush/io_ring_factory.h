@@ -10,9 +10,10 @@
 
 namespace lss {
 
-// A UringIoRing; or, where io_uring is disabled (io_uring_queue_init fails
-// with EPERM or ENOSYS, as in many containers), a SyncIoRing, after one line
-// on stderr saying so. Other failures are returned.
+// A UringIoRing of `queue_depth`; or, where io_uring is disabled
+// (io_uring_queue_init fails with EPERM or ENOSYS, as in many containers), a
+// SyncIoRing of the same capacity, after one line on stderr saying so. Other
+// failures are returned.
 absl::StatusOr<std::unique_ptr<IoRing>> CreateIoRing(unsigned queue_depth);
 
 }  // namespace lss

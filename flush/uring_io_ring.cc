@@ -1,14 +1,31 @@
 #include "flush/uring_io_ring.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
-#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "flush/direct_io_alignment.h"
 
 namespace lss {
+namespace {
+
+// EPERM and ENOSYS keep codes of their own so that CreateIoRing can tell
+// "io_uring is disabled here" from other failures; the errnos that
+// absl::ErrnoToStatusCode maps onto the same codes (EACCES, ENOTSUP, ...)
+// become Internal instead.
+absl::StatusCode InitErrorCode(int err) {
+  if (err == EPERM) return absl::StatusCode::kPermissionDenied;
+  if (err == ENOSYS) return absl::StatusCode::kUnimplemented;
+  const absl::StatusCode code = absl::ErrnoToStatusCode(err);
+  if (code == absl::StatusCode::kPermissionDenied ||
+      code == absl::StatusCode::kUnimplemented) {
+    return absl::StatusCode::kInternal;
+  }
+  return code;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<UringIoRing>> UringIoRing::Create(
     unsigned queue_depth) {
@@ -19,12 +36,15 @@ absl::StatusOr<std::unique_ptr<UringIoRing>> UringIoRing::Create(
   io_uring_params params = {};
   params.flags = IORING_SETUP_CQSIZE;
   params.cq_entries = 2 * queue_depth;
-  const int ret = io_uring_queue_init_params(queue_depth, &ring->ring_, &params);
+  const int ret =
+      io_uring_queue_init_params(queue_depth, &ring->ring_, &params);
   if (ret < 0) {
-    return absl::Status(absl::ErrnoToStatusCode(-ret),
-                        absl::StrCat("io_uring_queue_init(", queue_depth,
-                                     ") failed: ", std::strerror(-ret),
-                                     " (errno ", -ret, ")"));
+    return absl::Status(
+        InitErrorCode(-ret),
+        absl::StrCat("io_uring_queue_init(queue depth ", queue_depth,
+                     ", cq entries ", params.cq_entries,
+                     ") failed: ", std::strerror(-ret), " (errno ", -ret,
+                     ")"));
   }
   return ring;
 }
@@ -32,8 +52,13 @@ absl::StatusOr<std::unique_ptr<UringIoRing>> UringIoRing::Create(
 UringIoRing::~UringIoRing() {
   if (pending() > 0) {
     Submit().IgnoreError();
-    std::vector<IoCompletion> ignored;
-    while (pending() > 0 && Reap(1, pending(), ignored).ok()) ignored.clear();
+    // Whatever Submit could not hand over never runs and never completes.
+    const size_t unsubmitted = io_uring_sq_ready(&ring_);
+    std::vector<IoCompletion> discarded;
+    while (pending() > unsubmitted &&
+           Reap(pending() - unsubmitted, capacity_, discarded).ok()) {
+      discarded.clear();
+    }
   }
   io_uring_queue_exit(&ring_);
 }
@@ -80,27 +105,39 @@ absl::Status UringIoRing::Submit() {
     const int ret = io_uring_submit(&ring_);
     if (ret >= 0 || ret == -EINTR) continue;
     if (ret == -EBUSY || ret == -EAGAIN) {
-      // The kernel wants completions consumed (or memory) first: move what
-      // is there aside for the next Reap, and give it a moment.
-      {
-        std::lock_guard<std::mutex> lock(cq_mu_);
-        Drain(capacity_, stash_);
-      }
-      std::this_thread::yield();
+      if (absl::Status room = MakeRoom(-ret); !room.ok()) return room;
       continue;
     }
-    return absl::Status(absl::ErrnoToStatusCode(-ret),
-                        absl::StrCat("io_uring_submit failed: ",
-                                     std::strerror(-ret), " (errno ", -ret,
-                                     ")"));
+    return absl::Status(
+        absl::ErrnoToStatusCode(-ret),
+        absl::StrCat("io_uring_submit on ring fd ", ring_.ring_fd,
+                     " failed: ", std::strerror(-ret), " (errno ", -ret, ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status UringIoRing::MakeRoom(int err) {
+  std::lock_guard<std::mutex> lock(cq_mu_);
+  if (Drain(capacity_, stash_) > 0) return absl::OkStatus();
+  // Submitted, and neither reaped nor stashed: what can still complete. Only
+  // Reap lowers pending(), and it needs cq_mu_, so this cannot go stale.
+  const size_t in_flight =
+      pending() - io_uring_sq_ready(&ring_) - stash_.size();
+  if (in_flight == 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "io_uring_submit on ring fd ", ring_.ring_fd, " failed: ",
+        std::strerror(err), " (errno ", err,
+        ") with no operation in flight whose completion could make room"));
+  }
+  if (absl::Status waited = WaitForCqes(1); !waited.ok()) return waited;
+  Drain(capacity_, stash_);
   return absl::OkStatus();
 }
 
 size_t UringIoRing::Drain(size_t max, std::vector<IoCompletion>& out) {
   size_t n = 0;
   io_uring_cqe* cqe = nullptr;
-  while (n < max && io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+  while (n < max && io_uring_peek_cqe(&ring_, &cqe) == 0) {
     out.push_back({io_uring_cqe_get_data64(cqe), cqe->res});
     io_uring_cqe_seen(&ring_, cqe);
     ++n;
@@ -108,31 +145,48 @@ size_t UringIoRing::Drain(size_t max, std::vector<IoCompletion>& out) {
   return n;
 }
 
+absl::Status UringIoRing::WaitForCqes(size_t n) {
+  io_uring_cqe* cqe = nullptr;
+  int ret;
+  do {
+    ret = io_uring_wait_cqe_nr(&ring_, &cqe, static_cast<unsigned>(n));
+  } while (ret == -EINTR);
+  if (ret < 0) {
+    return absl::Status(
+        absl::ErrnoToStatusCode(-ret),
+        absl::StrCat("io_uring_wait_cqe_nr(", n, ") on ring fd ",
+                     ring_.ring_fd, " failed: ", std::strerror(-ret),
+                     " (errno ", -ret, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<size_t> UringIoRing::Reap(size_t min_complete, size_t max,
                                          std::vector<IoCompletion>& out) {
+  // Only this (serialised) caller lowers pending(), so the check cannot be
+  // overtaken; waiting for more than that would block forever.
+  if (const size_t now = pending(); min_complete > now) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("UringIoRing::Reap: min_complete ", min_complete,
+                     " exceeds the ", now, " pending operations"));
+  }
   std::lock_guard<std::mutex> lock(cq_mu_);
-  size_t n = std::min(max, stash_.size());
-  out.insert(out.end(), stash_.begin(), stash_.begin() + n);
-  stash_.erase(stash_.begin(), stash_.begin() + n);
-  if (n < min_complete) {
-    io_uring_cqe* cqe = nullptr;
-    int ret;
-    do {
-      ret = io_uring_wait_cqe_nr(&ring_, &cqe, min_complete - n);
-    } while (ret == -EINTR);
-    if (ret < 0) {
-      return absl::Status(absl::ErrnoToStatusCode(-ret),
-                          absl::StrCat("io_uring_wait_cqe failed: ",
-                                       std::strerror(-ret), " (errno ", -ret,
-                                       ")"));
+  if (min_complete > stash_.size()) {
+    if (absl::Status waited = WaitForCqes(min_complete - stash_.size());
+        !waited.ok()) {
+      return waited;
     }
   }
-  n += Drain(max - n, out);
-  if (*ring_.cq.koverflow != 0) {
-    return absl::InternalError(
-        absl::StrCat("io_uring completion queue overflowed ",
-                     *ring_.cq.koverflow, " times: completions were lost"));
+  if (const unsigned lost = IO_URING_READ_ONCE(*ring_.cq.koverflow);
+      lost != 0) {
+    return absl::InternalError(absl::StrCat(
+        "io_uring ring fd ", ring_.ring_fd, ": completion queue overflowed, ",
+        lost, " completions lost"));
   }
+  const size_t from_stash = std::min(max, stash_.size());
+  out.insert(out.end(), stash_.begin(), stash_.begin() + from_stash);
+  stash_.erase(stash_.begin(), stash_.begin() + from_stash);
+  const size_t n = from_stash + Drain(max - from_stash, out);
   pending_.fetch_sub(n, std::memory_order_acq_rel);
   return n;
 }

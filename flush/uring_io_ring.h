@@ -1,9 +1,11 @@
 // UringIoRing: IoRing over liburing.
 //
-// The completion queue is twice the submission queue and pending() never
-// exceeds the submission queue's depth, so completions can never be dropped
-// even without IORING_FEAT_NODROP. A full submission queue is reported as
-// "false" from Prepare*, never asserted on.
+// The completion queue holds twice as many entries as the submission queue,
+// and pending() never exceeds capacity() (the submission queue's depth), so
+// the kernel never has more completions to post than the completion queue
+// holds: none can be dropped, whether or not the kernel offers
+// IORING_FEAT_NODROP. A full queue makes Prepare* return false; it is never
+// asserted on.
 
 #ifndef LSS_FLUSH_URING_IO_RING_H_
 #define LSS_FLUSH_URING_IO_RING_H_
@@ -11,10 +13,14 @@
 #include <liburing.h>
 
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "flush/io_ring.h"
 
@@ -22,13 +28,23 @@ namespace lss {
 
 class UringIoRing final : public IoRing {
  public:
-  // Fails with the errno of io_uring_queue_init in the message; EPERM and
-  // ENOSYS (io_uring disabled) map to PermissionDenied and Unimplemented.
+  // A ring for `queue_depth` pending operations. Errors name the depth and the
+  // errno. EPERM and ENOSYS from io_uring_queue_init (io_uring disabled, as in
+  // many containers) are PermissionDenied and Unimplemented; no other failure
+  // has either code, so CreateIoRing can tell "disabled" from "broken".
   static absl::StatusOr<std::unique_ptr<UringIoRing>> Create(
       unsigned queue_depth);
-  // Submits and reaps anything still pending first, so the kernel is done
-  // with every buffer before the ring goes away.
+
+  // Destroying a ring with operations pending is the owner's bug (see
+  // IoRing), but the destructor still submits what is queued and reaps
+  // everything in flight before io_uring_queue_exit: the kernel finishes
+  // in-flight operations after the ring is closed, so their buffers could be
+  // freed under it. Only a ring that already failed (Reap returned an error)
+  // can be left with operations in flight.
   ~UringIoRing() override;
+
+  UringIoRing(const UringIoRing&) = delete;
+  UringIoRing& operator=(const UringIoRing&) = delete;
 
   bool PrepareWrite(int fd, std::span<const std::byte> data, uint64_t offset,
                     uint64_t tag, bool link_next = false) override;
@@ -36,6 +52,9 @@ class UringIoRing final : public IoRing {
                    uint64_t tag, bool link_next = false) override;
   bool PrepareDataSync(int fd, uint64_t tag, bool link_next = false) override;
   absl::Status Submit() override;
+  // Also fails, with Internal, once the kernel reports completion-queue
+  // overflow (completions were lost; the ring is unusable), and with
+  // InvalidArgument when min_complete exceeds pending().
   absl::StatusOr<size_t> Reap(size_t min_complete, size_t max,
                               std::vector<IoCompletion>& out) override;
   size_t pending() const override {
@@ -46,19 +65,29 @@ class UringIoRing final : public IoRing {
 
  private:
   explicit UringIoRing(unsigned queue_depth) : capacity_(queue_depth) {}
-  // A free SQE, or nullptr when the queue is full.
+
+  // A free SQE, or nullptr when pending() == capacity() or the SQ is full.
   io_uring_sqe* NextSqe();
   // Tags and links a prepared SQE and counts it as pending.
   void Queued(io_uring_sqe* sqe, uint64_t tag, bool link_next);
-  // Moves every available CQE to `out`. REQUIRES cq_mu_.
+  // Submit's answer to EBUSY/EAGAIN (`err`): moves the completions that are
+  // ready into stash_, or waits for one if none is; fails when nothing is in
+  // flight, since then no completion can make room.
+  absl::Status MakeRoom(int err);
+  // Moves up to `max` ready CQEs to `out`; returns how many. REQUIRES cq_mu_.
   size_t Drain(size_t max, std::vector<IoCompletion>& out);
+  // Waits until at least `n` CQEs are ready, retrying EINTR. REQUIRES cq_mu_.
+  absl::Status WaitForCqes(size_t n);
 
   io_uring ring_ = {};
   const size_t capacity_;
+  // Queued + submitted - reaped. Prepare* (the submitter) adds, Reap (the
+  // reaper) subtracts.
   std::atomic<size_t> pending_{0};
   // Guards the completion queue and stash_: Reap, and Submit when the kernel
   // answers EBUSY and completions must be moved out of its way.
   std::mutex cq_mu_;
+  // Completions taken off the CQ by Submit, returned first by the next Reap.
   std::vector<IoCompletion> stash_;
 };
 
