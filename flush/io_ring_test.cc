@@ -1,13 +1,10 @@
 // One test body over every IoRing: the fake, io_uring and the synchronous
 // fallback, the real ones on files in $TEST_TMPDIR with and without
-// O_DIRECT. Then the error paths only a real kernel shows (RELIABILITY.md
-// section 3.C): a real short write (C1), misalignment (C2), link cancel (C3)
-// and the O_DIRECT probe (C5).
+// O_DIRECT. It holds the fake to what the kernel does: tag routing,
+// capacity, misalignment (C2), link cancel (C3) and the O_DIRECT alignment
+// (C5). uring_io_ring_test covers the real rings in depth (C1 and more).
 
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -232,51 +229,6 @@ TYPED_TEST(IoRingTest, DirectIoAlignmentWorks) {
   ASSERT_TRUE(ring.PrepareWrite(this->t_.fd, buffer->span(), *a, 1));
   ASSERT_TRUE(ring.Submit().ok());
   EXPECT_EQ(this->ReapAll(1)[0].result, int32_t(*a));
-}
-
-// C1: a real short write. A child process writes across its RLIMIT_FSIZE
-// and reports the two results to the parent through a pipe.
-template <typename T>
-class RealShortWriteTest : public ::testing::Test {};
-using RealRings = ::testing::Types<Uring<true>, Uring<false>, Sync<true>,
-                                   Sync<false>>;
-TYPED_TEST_SUITE(RealShortWriteTest, RealRings);
-
-TYPED_TEST(RealShortWriteTest, FileSizeLimitGivesShortWriteThenEfbig) {
-  int pipe_fds[2];
-  ASSERT_EQ(pipe(pipe_fds), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    close(pipe_fds[0]);
-    signal(SIGXFSZ, SIG_IGN);
-    Target t;
-    TypeParam::Make(t);
-    const rlimit limit = {12 * 512 + 2048, 12 * 512 + 2048};  // 8 KiB into a 16 KiB write
-    int32_t results[2] = {1, 1};
-    auto buffer = AlignedBuffer::Allocate(16384);
-    if (t.ring && buffer.ok() && setrlimit(RLIMIT_FSIZE, &limit) == 0) {
-      std::vector<IoCompletion> out;
-      t.ring->PrepareWrite(t.fd, buffer->span(), 0, 1);
-      t.ring->Submit().IgnoreError();
-      t.ring->Reap(1, 1, out).IgnoreError();
-      t.ring->PrepareWrite(t.fd, buffer->span(), 16384, 2);
-      t.ring->Submit().IgnoreError();
-      t.ring->Reap(1, 1, out).IgnoreError();
-      for (size_t i = 0; i < out.size() && i < 2; ++i) results[i] = out[i].result;
-    }
-    _exit(write(pipe_fds[1], results, sizeof(results)) == sizeof(results) ? 0 : 1);
-  }
-  close(pipe_fds[1]);
-  int32_t results[2] = {0, 0};
-  ASSERT_EQ(read(pipe_fds[0], results, sizeof(results)), ssize_t(sizeof(results)));
-  close(pipe_fds[0]);
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  EXPECT_GT(results[0], 0) << "first write";
-  EXPECT_LT(results[0], 16384) << "first write should be short";
-  EXPECT_EQ(results[1], -EFBIG) << "second write";
 }
 
 }  // namespace

@@ -7,8 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "flush/direct_io_alignment.h"
+#include "ring/check.h"
 
 namespace lss {
+
+SyncIoRing::SyncIoRing(size_t capacity) : capacity_(capacity) {
+  LSS_CHECK(capacity > 0, "a SyncIoRing of capacity 0 could never queue");
+}
 
 bool SyncIoRing::Queue(const Op& op) {
   if (pending() >= capacity_) return false;
@@ -24,8 +29,8 @@ bool SyncIoRing::PrepareWrite(int fd, std::span<const std::byte> data,
                 data.size(), offset, tag, link_next});
 }
 
-bool SyncIoRing::PrepareRead(int fd, std::span<std::byte> data,
-                             uint64_t offset, uint64_t tag, bool link_next) {
+bool SyncIoRing::PrepareRead(int fd, std::span<std::byte> data, uint64_t offset,
+                             uint64_t tag, bool link_next) {
   return Queue(
       {Kind::kRead, fd, data.data(), data.size(), offset, tag, link_next});
 }

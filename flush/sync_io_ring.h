@@ -23,8 +23,8 @@ namespace lss {
 
 class SyncIoRing final : public IoRing {
  public:
-  // At most `capacity` operations pending at once.
-  explicit SyncIoRing(size_t capacity) : capacity_(capacity) {}
+  // At most `capacity` (> 0) operations pending at once.
+  explicit SyncIoRing(size_t capacity);
 
   SyncIoRing(const SyncIoRing&) = delete;
   SyncIoRing& operator=(const SyncIoRing&) = delete;

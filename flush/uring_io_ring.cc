@@ -32,33 +32,27 @@ absl::StatusOr<std::unique_ptr<UringIoRing>> UringIoRing::Create(
   if (queue_depth == 0) {
     return absl::InvalidArgumentError("UringIoRing: queue depth 0");
   }
-  std::unique_ptr<UringIoRing> ring(new UringIoRing(queue_depth));
+  io_uring ring = {};
   io_uring_params params = {};
   params.flags = IORING_SETUP_CQSIZE;
   params.cq_entries = 2 * queue_depth;
-  const int ret =
-      io_uring_queue_init_params(queue_depth, &ring->ring_, &params);
+  const int ret = io_uring_queue_init_params(queue_depth, &ring, &params);
   if (ret < 0) {
     return absl::Status(
         InitErrorCode(-ret),
         absl::StrCat("io_uring_queue_init(queue depth ", queue_depth,
                      ", cq entries ", params.cq_entries,
-                     ") failed: ", std::strerror(-ret), " (errno ", -ret,
-                     ")"));
+                     ") failed: ", std::strerror(-ret), " (errno ", -ret, ")"));
   }
-  return ring;
+  return std::unique_ptr<UringIoRing>(new UringIoRing(queue_depth, ring));
 }
 
 UringIoRing::~UringIoRing() {
-  if (pending() > 0) {
-    Submit().IgnoreError();
-    // Whatever Submit could not hand over never runs and never completes.
-    const size_t unsubmitted = io_uring_sq_ready(&ring_);
-    std::vector<IoCompletion> discarded;
-    while (pending() > unsubmitted &&
-           Reap(pending() - unsubmitted, capacity_, discarded).ok()) {
-      discarded.clear();
-    }
+  const size_t unsubmitted = io_uring_sq_ready(&ring_);
+  std::vector<IoCompletion> discarded;
+  while (pending() > unsubmitted &&
+         Reap(pending() - unsubmitted, capacity_, discarded).ok()) {
+    discarded.clear();
   }
   io_uring_queue_exit(&ring_);
 }
@@ -125,8 +119,8 @@ absl::Status UringIoRing::MakeRoom(int err) {
       pending() - io_uring_sq_ready(&ring_) - stash_.size();
   if (in_flight == 0) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "io_uring_submit on ring fd ", ring_.ring_fd, " failed: ",
-        std::strerror(err), " (errno ", err,
+        "io_uring_submit on ring fd ", ring_.ring_fd,
+        " failed: ", std::strerror(err), " (errno ", err,
         ") with no operation in flight whose completion could make room"));
   }
   if (absl::Status waited = WaitForCqes(1); !waited.ok()) return waited;
@@ -154,9 +148,8 @@ absl::Status UringIoRing::WaitForCqes(size_t n) {
   if (ret < 0) {
     return absl::Status(
         absl::ErrnoToStatusCode(-ret),
-        absl::StrCat("io_uring_wait_cqe_nr(", n, ") on ring fd ",
-                     ring_.ring_fd, " failed: ", std::strerror(-ret),
-                     " (errno ", -ret, ")"));
+        absl::StrCat("io_uring_wait_cqe_nr(", n, ") on ring fd ", ring_.ring_fd,
+                     " failed: ", std::strerror(-ret), " (errno ", -ret, ")"));
   }
   return absl::OkStatus();
 }
@@ -179,9 +172,9 @@ absl::StatusOr<size_t> UringIoRing::Reap(size_t min_complete, size_t max,
   }
   if (const unsigned lost = IO_URING_READ_ONCE(*ring_.cq.koverflow);
       lost != 0) {
-    return absl::InternalError(absl::StrCat(
-        "io_uring ring fd ", ring_.ring_fd, ": completion queue overflowed, ",
-        lost, " completions lost"));
+    return absl::InternalError(absl::StrCat("io_uring ring fd ", ring_.ring_fd,
+                                            ": completion queue overflowed, ",
+                                            lost, " completions lost"));
   }
   const size_t from_stash = std::min(max, stash_.size());
   out.insert(out.end(), stash_.begin(), stash_.begin() + from_stash);

@@ -36,11 +36,12 @@ class UringIoRing final : public IoRing {
       unsigned queue_depth);
 
   // Destroying a ring with operations pending is the owner's bug (see
-  // IoRing), but the destructor still submits what is queued and reaps
-  // everything in flight before io_uring_queue_exit: the kernel finishes
-  // in-flight operations after the ring is closed, so their buffers could be
-  // freed under it. Only a ring that already failed (Reap returned an error)
-  // can be left with operations in flight.
+  // IoRing), but the destructor still reaps every operation in flight before
+  // io_uring_queue_exit: the kernel finishes them after the ring is closed,
+  // so their buffers could be freed under it. Operations queued and never
+  // submitted are dropped unrun; the kernel never saw them. Only a ring that
+  // already failed (Reap returned an error) can be left with operations in
+  // flight.
   ~UringIoRing() override;
 
   UringIoRing(const UringIoRing&) = delete;
@@ -64,7 +65,11 @@ class UringIoRing final : public IoRing {
   absl::StatusOr<size_t> DirectIoAlignment(int fd) const override;
 
  private:
-  explicit UringIoRing(unsigned queue_depth) : capacity_(queue_depth) {}
+  // Takes over a ring io_uring_queue_init_params set up; the struct holds
+  // only the fd and pointers into the kernel's mappings, so a copy is the
+  // ring.
+  UringIoRing(unsigned queue_depth, const io_uring& ring)
+      : ring_(ring), capacity_(queue_depth) {}
 
   // A free SQE, or nullptr when pending() == capacity() or the SQ is full.
   io_uring_sqe* NextSqe();
@@ -79,7 +84,7 @@ class UringIoRing final : public IoRing {
   // Waits until at least `n` CQEs are ready, retrying EINTR. REQUIRES cq_mu_.
   absl::Status WaitForCqes(size_t n);
 
-  io_uring ring_ = {};
+  io_uring ring_;
   const size_t capacity_;
   // Queued + submitted - reaped. Prepare* (the submitter) adds, Reap (the
   // reaper) subtracts.
