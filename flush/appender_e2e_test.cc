@@ -32,12 +32,7 @@ namespace {
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
 
-struct Record {
-  uint64_t stream;
-  uint64_t index;
-  uint64_t address;
-  size_t len;
-};
+using Record = ::lss::testing::AppendedRecord;
 
 enum class Backend { kUring, kSync };
 

@@ -34,12 +34,7 @@ using ::testing::HasSubstr;
 constexpr int kFd = 3;
 constexpr uint64_t kStart = 4096;  // as if a superblock came first
 
-struct Record {
-  uint64_t stream;
-  uint64_t index;
-  uint64_t address;
-  size_t len;
-};
+using Record = ::lss::testing::AppendedRecord;
 
 struct Workload {
   FakeIoRingOptions fake;

@@ -27,12 +27,7 @@ using ::testing::IsEmpty;
 
 constexpr size_t kBuffer = 4096;
 
-struct Record {
-  uint64_t stream;
-  uint64_t index;
-  uint64_t address;
-  size_t len;
-};
+using Record = ::lss::testing::AppendedRecord;
 
 class RingTest : public ::testing::Test {
  protected:

@@ -12,6 +12,14 @@
 
 namespace lss::testing {
 
+// A record a test appended: whose payload it carries and where it went.
+struct AppendedRecord {
+  uint64_t stream;
+  uint64_t index;
+  uint64_t address;
+  size_t len;
+};
+
 // Writes the payload of record (stream, index) into `out`.
 void FillPayload(uint64_t stream, uint64_t index, std::span<std::byte> out);
 
