@@ -70,7 +70,8 @@ struct AppenderOptions {
   // The file is open with O_DIRECT and writes must stay aligned to this.
   bool direct_io = true;
   size_t alignment = 4096;
-  // hi_stable starts here: the first buffer's LSS address.
+  // hi_stable starts here: the first buffer's LSS address, which must be the
+  // ring's FlushBufferRingOptions::start_address.
   uint64_t start_address = 0;
   // Resubmissions of one operation after EAGAIN, EINTR, ECANCELED or 0 bytes.
   int max_retries = 16;
