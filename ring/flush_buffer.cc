@@ -42,10 +42,12 @@ thread_local int contended_for = 0;
 
 }  // namespace
 
-FlushBuffer::FlushBuffer(std::span<std::byte> memory, size_t index)
-    : memory_(memory), index_(index) {
+FlushBuffer::FlushBuffer(std::span<std::byte> memory, size_t index,
+                         size_t header_bytes)
+    : memory_(memory), index_(index), header_bytes_(header_bytes) {
   LSS_CHECK(memory.size() <= BufferState::kMaxBufferBytes,
             "buffer larger than the state word's offset field allows");
+  LSS_CHECK(header_bytes < memory.size(), "header fills the whole buffer");
 }
 
 FlushBuffer::ReserveResult FlushBuffer::TryReserve(uint64_t len) {
@@ -110,7 +112,8 @@ void FlushBuffer::Install(uint64_t generation, uint64_t base) {
   generation_.store(generation, std::memory_order_relaxed);
   base_.store(base, std::memory_order_relaxed);
   // Publishes generation and base to every thread whose CAS reads this word.
-  state_.store(0, std::memory_order_release);
+  state_.store(uint64_t{header_bytes_} << BufferState::kOffsetShift,
+               std::memory_order_release);
 }
 
 }  // namespace lss

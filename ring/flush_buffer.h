@@ -106,8 +106,10 @@ class FlushBuffer {
     uint64_t offset = 0;  // valid for kReserved
   };
 
-  // `memory` must stay valid for the buffer's lifetime.
-  FlushBuffer(std::span<std::byte> memory, size_t index);
+  // `memory` must stay valid for the buffer's lifetime. Each generation's
+  // first reservation starts at `header_bytes`.
+  FlushBuffer(std::span<std::byte> memory, size_t index,
+              size_t header_bytes = 0);
   FlushBuffer(const FlushBuffer&) = delete;
   FlushBuffer& operator=(const FlushBuffer&) = delete;
 
@@ -162,6 +164,7 @@ class FlushBuffer {
 
   const std::span<std::byte> memory_;
   const size_t index_;
+  const size_t header_bytes_;
 };
 
 }  // namespace lss

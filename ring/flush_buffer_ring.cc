@@ -46,6 +46,11 @@ absl::Status Validate(const FlushBufferRingOptions& o) {
         " is not a multiple of block_bytes ", o.block_bytes, " from ",
         kMinBufferBytes, " to ", BufferState::kMaxBufferBytes));
   }
+  if (o.header_bytes % 8 != 0 || o.header_bytes >= o.buffer_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FlushBufferRing: header_bytes ", o.header_bytes,
+        " is not a multiple of 8 below buffer_bytes ", o.buffer_bytes));
+  }
   if (o.ring_size == 0) {
     return absl::InvalidArgumentError("FlushBufferRing: ring_size 0; need 1+");
   }
@@ -109,7 +114,7 @@ FlushBufferRing::FlushBufferRing(const FlushBufferRingOptions& options,
     buffers_.push_back(std::make_unique<FlushBuffer>(
         memory_.span().subspan(i * options_.buffer_bytes,
                                options_.buffer_bytes),
-        i));
+        i, options_.header_bytes));
     // Every buffer but the first starts out recycled: it holds the vote of
     // its (imaginary) previous generation's completion.
     if (i > 0) buffers_[i]->install_votes_.store(1, std::memory_order_relaxed);
@@ -118,11 +123,11 @@ FlushBufferRing::FlushBufferRing(const FlushBufferRingOptions& options,
 }
 
 absl::StatusOr<Reservation> FlushBufferRing::Reserve(size_t len) {
-  if (len == 0 || len > options_.buffer_bytes) {
+  if (len == 0 || len > max_record_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "FlushBufferRing::Reserve: record of ", len,
-        " bytes; records must be 1 to ", options_.buffer_bytes,
-        " bytes (the flush buffer size)"));
+        " bytes; records must be 1 to ", max_record_bytes(),
+        " bytes (the flush buffer size less its header)"));
   }
   int attempts = 0;
   for (;;) {
@@ -170,8 +175,10 @@ absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
       if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
       continue;
     }
-    uint64_t end = buffer.base_address() + pin.offset;
-    if (pin.offset > 0) {
+    // A buffer holding only its header has nothing to write: its base is the
+    // end of everything reserved so far.
+    uint64_t end = buffer.base_address();
+    if (pin.offset > options_.header_bytes) {
       if (std::optional<BufferState> before = buffer.TrySeal()) {
         AfterSeal(buffer, *before);
         end = buffer.base_address() + before->offset();

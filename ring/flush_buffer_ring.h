@@ -46,6 +46,10 @@ struct FlushBufferRingOptions {
   size_t block_bytes = 4096;
   // LSS address of the first buffer; a multiple of block_bytes.
   uint64_t start_address = 0;
+  // Bytes at the start of every buffer that no reservation gets: room for a
+  // block header the sink fills in at Dispatch. A multiple of 8, below
+  // buffer_bytes. A buffer holding only its header is never dispatched.
+  size_t header_bytes = 0;
   AlignedBuffer::Pages pages = AlignedBuffer::Pages::kHugeIfAvailable;
 };
 
@@ -107,7 +111,7 @@ class FlushBufferRing {
   FlushBufferRing(const FlushBufferRing&) = delete;
   FlushBufferRing& operator=(const FlushBufferRing&) = delete;
 
-  // Reserves `len` bytes, 1 <= len <= buffer_bytes; otherwise
+  // Reserves `len` bytes, 1 <= len <= max_record_bytes(); otherwise
   // InvalidArgument naming both sizes. Waits while the ring is full, and
   // returns the sink's error if the sink fails meanwhile.
   absl::StatusOr<Reservation> Reserve(size_t len);
@@ -127,6 +131,9 @@ class FlushBufferRing {
   void Recycle(const SealedBuffer& sealed);
 
   const FlushBufferRingOptions& options() const { return options_; }
+  size_t max_record_bytes() const {
+    return options_.buffer_bytes - options_.header_bytes;
+  }
   bool huge_pages_advised() const { return memory_.huge_pages_advised(); }
   Stats stats() const;
 

@@ -203,6 +203,46 @@ TEST_F(RingTest, SealCurrentOnAnEmptyBufferDispatchesNothing) {
   EXPECT_EQ(sink_->written().size(), 1u);
 }
 
+TEST_F(RingTest, HeaderBytesAreLeftFreeAtTheStartOfEveryBuffer) {
+  sink_ = std::make_unique<RecordingSink>(RecordingSink::Recycling::kInline);
+  FlushBufferRingOptions options;
+  options.buffer_bytes = kBuffer;
+  options.ring_size = 2;
+  options.header_bytes = 64;
+  options.pages = AlignedBuffer::Pages::kOrdinary;
+  auto ring = FlushBufferRing::Create(options, sink_.get());
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  ring_ = *std::move(ring);
+  sink_->set_ring(ring_.get());
+
+  EXPECT_EQ(ring_->max_record_bytes(), kBuffer - 64);
+  EXPECT_FALSE(ring_->Reserve(kBuffer - 63).ok());
+  EXPECT_EQ(*ring_->SealCurrent(), 0u) << "a header-only buffer is empty";
+  EXPECT_THAT(sink_->written(), IsEmpty());
+
+  const Record a = Put(1, 0, 100);
+  EXPECT_EQ(a.address, 64u);
+  const Record b = Put(1, 1, kBuffer - 64);
+  EXPECT_EQ(b.address, kBuffer + 64) << "the next buffer's header comes first";
+  ASSERT_EQ(sink_->written().size(), 1u);
+  EXPECT_EQ(sink_->written()[0].used, 164u);
+  EXPECT_EQ(*ring_->SealCurrent(), 2 * kBuffer);
+  ExpectAllPresent({a, b});
+}
+
+TEST(RingOptionsTest, RejectsHeaderBytesThatAreUnalignedOrFillTheBuffer) {
+  RecordingSink sink(RecordingSink::Recycling::kInline);
+  for (size_t header : {size_t{12}, kBuffer, kBuffer + 8}) {
+    FlushBufferRingOptions options;
+    options.buffer_bytes = kBuffer;
+    options.header_bytes = header;
+    options.pages = AlignedBuffer::Pages::kOrdinary;
+    auto ring = FlushBufferRing::Create(options, &sink);
+    ASSERT_FALSE(ring.ok()) << header;
+    EXPECT_THAT(ring.status().message(), HasSubstr(std::to_string(header)));
+  }
+}
+
 // The LLAMA rule the original broke: a buffer is handed out only when sealed
 // and drained, by whichever thread makes that true.
 TEST_F(RingTest, SealedBufferWaitsForItsLastWriter) {
