@@ -92,8 +92,9 @@ class Appender final : public SealedBufferSink {
   Appender& operator=(const Appender&) = delete;
   ~Appender() override;
 
-  // The ring whose buffers this appender writes; set before any dispatch.
-  void set_ring(FlushBufferRing* ring) { ring_ = ring; }
+  // Where written buffers go back (the ring whose buffers this appender
+  // writes, or a store standing in front of it); set before any dispatch.
+  void set_ring(BufferRecycler* ring) { ring_ = ring; }
 
   void Dispatch(const SealedBuffer& sealed) override;
   absl::Status HelpDrain() override;
@@ -140,7 +141,7 @@ class Appender final : public SealedBufferSink {
 
   IoRing* const io_;
   const AppenderOptions options_;
-  FlushBufferRing* ring_ = nullptr;
+  BufferRecycler* ring_ = nullptr;
 
   std::atomic<uint64_t> hi_stable_;
   mutable std::mutex mu_;  // guards everything below and IoRing submission

@@ -94,7 +94,7 @@ class Reservation {
   std::span<std::byte> data_;
 };
 
-class FlushBufferRing {
+class FlushBufferRing final : public BufferRecycler {
  public:
   struct Stats {
     uint64_t seals = 0;       // buffers sealed
@@ -128,7 +128,7 @@ class FlushBufferRing {
   absl::StatusOr<uint64_t> SealCurrent();
 
   // Returns a dispatched buffer whose write is complete, for reuse.
-  void Recycle(const SealedBuffer& sealed);
+  void Recycle(const SealedBuffer& sealed) override;
 
   const FlushBufferRingOptions& options() const { return options_; }
   size_t max_record_bytes() const {

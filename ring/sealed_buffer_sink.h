@@ -45,6 +45,15 @@ class SealedBufferSink {
   virtual absl::Status HelpDrain() = 0;
 };
 
+// Takes back a dispatched buffer once its bytes are written (and durable, if
+// required). FlushBufferRing is one; a store may stand in between to learn
+// when a buffer's memory stops holding its block.
+class BufferRecycler {
+ public:
+  virtual ~BufferRecycler() = default;
+  virtual void Recycle(const SealedBuffer& sealed) = 0;
+};
+
 }  // namespace lss
 
 #endif  // LSS_RING_SEALED_BUFFER_SINK_H_
