@@ -1,0 +1,94 @@
+// BlockReader: reads blocks of a log file and decides whether each is part of
+// the log. Used by recovery (to find the tail) and by LogReader.
+//
+// A block at address A belongs to the log when its header has the block
+// magic, the file's store id and address A, a used length that fits a
+// buffer, an epoch that the superblock allows there (at or past epoch_start
+// only the current epoch; never a later epoch; never below the previous
+// block's), and its CRC matches. Its records are then checked one by one.
+
+#ifndef LSS_LSS_BLOCK_READER_H_
+#define LSS_LSS_BLOCK_READER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lss/format.h"
+#include "ring/aligned_buffer.h"
+
+namespace lss {
+
+enum class BlockVerdict {
+  kValid,
+  kEnd,      // nothing was written here: end of file, zeros, or a stale block
+             // from before the current epoch's start
+  kCorrupt,  // something was written here but it is not a valid block
+};
+
+struct BlockCheck {
+  BlockVerdict verdict = BlockVerdict::kEnd;
+  std::string reason;  // for kEnd and kCorrupt
+  BlockHeader header;  // for kValid
+  uint64_t records = 0;  // for kValid
+};
+
+// Calls `visit` for each record of `block` (its used bytes, stored at
+// `address`), in address order, skipping padding. DataLoss naming `path`,
+// the record's offset and the reason if one is corrupt; a non-OK status
+// from `visit` stops the walk and is returned.
+absl::Status ForEachRecord(
+    std::span<const std::byte> block, uint64_t address, const std::string& path,
+    const std::function<absl::Status(const RecordView&)>& visit);
+
+class BlockReader {
+ public:
+  // `fd` is read with pread; it may be open with O_DIRECT.
+  static absl::StatusOr<BlockReader> Create(int fd, std::string path,
+                                            const Superblock& sb,
+                                            uint64_t file_size);
+
+  // Reads the block at `address` (a multiple of the block size), whose
+  // predecessor in the log has epoch `prev_epoch` (0 for none), checks it
+  // and its records. I/O errors are returned as errors; everything found in
+  // the file is a verdict.
+  absl::StatusOr<BlockCheck> Check(uint64_t address, uint64_t prev_epoch);
+
+  // After Check returned kValid: the block's used bytes.
+  std::span<const std::byte> block() const { return block_; }
+
+  // The first address in [from, limit), stepping by the block size, that
+  // holds a valid block by the superblock's rules; nothing if none does.
+  absl::StatusOr<std::optional<uint64_t>> FindValid(uint64_t from,
+                                                    uint64_t limit);
+
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  BlockReader(int fd, std::string path, const Superblock& sb,
+              uint64_t file_size, AlignedBuffer window);
+  // Makes [address, address + len) available in the window.
+  absl::Status Load(uint64_t address, size_t len);
+  std::span<const std::byte> Bytes(uint64_t address, size_t len) const {
+    return {window_.data() + (address - window_start_), len};
+  }
+
+  int fd_;
+  std::string path_;
+  Superblock sb_;
+  uint64_t file_size_;
+  AlignedBuffer window_;
+  uint64_t window_start_ = 0;
+  size_t window_len_ = 0;  // bytes of the window that hold file data
+  std::span<const std::byte> block_;
+  uint64_t bytes_read_ = 0;
+};
+
+}  // namespace lss
+
+#endif  // LSS_LSS_BLOCK_READER_H_

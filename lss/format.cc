@@ -1,0 +1,149 @@
+#include "lss/format.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "lss/crc32c.h"
+#include "ring/check.h"
+
+namespace lss {
+namespace {
+
+template <typename T>
+void Put(std::span<std::byte> out, size_t at, T value) {
+  std::memcpy(out.data() + at, &value, sizeof(T));
+}
+
+template <typename T>
+T Get(std::span<const std::byte> in, size_t at) {
+  T value;
+  std::memcpy(&value, in.data() + at, sizeof(T));
+  return value;
+}
+
+constexpr size_t kSuperblockCrcAt = 72;
+
+uint32_t RecordCrc(uint64_t address, std::span<const std::byte> record,
+                   size_t payload_bytes) {
+  const uint32_t crc = Crc32c(&address, sizeof(address));
+  return Crc32c(record.data() + 4, kRecordHeaderBytes - 4 + payload_bytes,
+                crc);
+}
+
+}  // namespace
+
+void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out) {
+  LSS_CHECK(out.size() >= kSuperblockBytes, "superblock buffer too small");
+  std::fill(out.begin(), out.begin() + kSuperblockBytes, std::byte{0});
+  Put(out, 0, kSuperblockMagic);
+  Put(out, 8, sb.version);
+  Put(out, 12, sb.block_bytes);
+  Put(out, 16, sb.buffer_bytes);
+  Put(out, 24, sb.store_id);
+  Put(out, 32, sb.sequence);
+  Put(out, 40, sb.epoch);
+  Put(out, 48, sb.epoch_start);
+  Put(out, 56, sb.data_start);
+  Put(out, 64, sb.max_in_flight_bytes);
+  Put(out, kSuperblockCrcAt, Crc32c(out.data(), kSuperblockCrcAt));
+}
+
+absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
+                                            absl::string_view where) {
+  if (in.size() < kSuperblockBytes ||
+      Get<uint64_t>(in, 0) != kSuperblockMagic) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": not a log file (no superblock magic)"));
+  }
+  const uint32_t crc = Get<uint32_t>(in, kSuperblockCrcAt);
+  if (crc != Crc32c(in.data(), kSuperblockCrcAt)) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": superblock checksum mismatch"));
+  }
+  Superblock sb;
+  sb.version = Get<uint32_t>(in, 8);
+  if (sb.version != kFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": format version ", sb.version,
+                     "; this build reads version ", kFormatVersion));
+  }
+  sb.block_bytes = Get<uint32_t>(in, 12);
+  sb.buffer_bytes = Get<uint64_t>(in, 16);
+  sb.store_id = Get<uint64_t>(in, 24);
+  sb.sequence = Get<uint64_t>(in, 32);
+  sb.epoch = Get<uint64_t>(in, 40);
+  sb.epoch_start = Get<uint64_t>(in, 48);
+  sb.data_start = Get<uint64_t>(in, 56);
+  sb.max_in_flight_bytes = Get<uint64_t>(in, 64);
+  return sb;
+}
+
+void SealBlock(const BlockHeader& header, std::span<std::byte> block) {
+  LSS_CHECK(header.used >= kBlockHeaderBytes && block.size() >= header.used,
+            "block header outside the block");
+  std::fill(block.begin(), block.begin() + kBlockHeaderBytes, std::byte{0});
+  Put(block, 4, kBlockMagic);
+  Put(block, 8, header.store_id);
+  Put(block, 16, header.address);
+  Put(block, 24, header.epoch);
+  Put(block, 32, header.used);
+  Put(block, 0, Crc32c(block.data() + 4, header.used - 4));
+}
+
+bool ParseBlockHeader(std::span<const std::byte> in, BlockHeader& out) {
+  if (in.size() < kBlockHeaderBytes || Get<uint32_t>(in, 4) != kBlockMagic) {
+    return false;
+  }
+  out.store_id = Get<uint64_t>(in, 8);
+  out.address = Get<uint64_t>(in, 16);
+  out.epoch = Get<uint64_t>(in, 24);
+  out.used = Get<uint32_t>(in, 32);
+  return true;
+}
+
+bool BlockCrcMatches(std::span<const std::byte> block) {
+  return Get<uint32_t>(block, 0) == Crc32c(block.data() + 4, block.size() - 4);
+}
+
+void SealRecord(uint64_t address, RecordTag tag, size_t payload_bytes,
+                std::span<std::byte> record) {
+  LSS_CHECK(record.size() == RecordFootprint(payload_bytes),
+            "record span does not match its payload");
+  Put(record, 4, static_cast<uint32_t>(payload_bytes));
+  Put(record, 8, tag.key);
+  Put(record, 16, tag.type);
+  Put(record, 20, uint32_t{0});
+  std::fill(record.begin() + kRecordHeaderBytes + payload_bytes, record.end(),
+            std::byte{0});
+  Put(record, 0, RecordCrc(address, record, payload_bytes));
+}
+
+RecordParse ParseRecord(uint64_t address, std::span<const std::byte> in,
+                        RecordView& out, std::string& reason) {
+  if (in.size() >= kRecordAlignment && Get<uint64_t>(in, 0) == 0) {
+    return RecordParse::kPadding;
+  }
+  if (in.size() < kRecordHeaderBytes) {
+    reason = absl::StrCat("record header cut short: ", in.size(), " bytes");
+    return RecordParse::kCorrupt;
+  }
+  const uint32_t length = Get<uint32_t>(in, 4);
+  if (length == 0 || RecordFootprint(length) > in.size()) {
+    reason = absl::StrCat("record length ", length, " does not fit the ",
+                          in.size(), " bytes left in its block");
+    return RecordParse::kCorrupt;
+  }
+  if (Get<uint32_t>(in, 0) != RecordCrc(address, in, length)) {
+    reason = "record checksum mismatch";
+    return RecordParse::kCorrupt;
+  }
+  out.address = address;
+  out.tag.key = Get<uint64_t>(in, 8);
+  out.tag.type = Get<uint32_t>(in, 16);
+  out.payload = absl::string_view(
+      reinterpret_cast<const char*>(in.data() + kRecordHeaderBytes), length);
+  return RecordParse::kRecord;
+}
+
+}  // namespace lss

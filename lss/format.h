@@ -1,0 +1,137 @@
+// The on-disk format of a log file (lss/FORMAT.md describes it in prose).
+// Every integer is little-endian. Pure encoding and decoding: no I/O.
+//
+//   [superblock slot 0][superblock slot 1][block][block]...
+//
+// Superblock slot (first kSuperblockBytes of a slot of slot_bytes):
+//    0 u64 magic "LSSLOG\0\1"     8 u32 format version    12 u32 block bytes
+//   16 u64 buffer bytes          24 u64 store id          32 u64 sequence
+//   40 u64 epoch                 48 u64 epoch start       56 u64 data start
+//   64 u64 max in-flight bytes   72 u32 CRC32C of [0,72)  76 u32 zero
+// The valid slot with the higher sequence is current; a rewrite goes to the
+// other slot, so a torn superblock write leaves the previous one intact.
+//
+// Block (one per written flush buffer, at its LSS address = file offset):
+//    0 u32 CRC32C of [4, used)   4 u32 magic "LSSB"       8 u64 store id
+//   16 u64 address               24 u64 epoch             32 u32 used
+//   36 .. 64 zero; then records; then zeros up to the block size.
+//
+// Record (8-byte aligned inside a block; an all-zero 8-byte word where a
+// record would start is padding, e.g. an abandoned reservation):
+//    0 u32 CRC32C of (address as u64, then bytes [4, 24 + length))
+//    4 u32 length (payload bytes, >= 1)     8 u64 key      16 u32 type
+//   20 u32 zero   24 payload, then zeros to the next multiple of 8.
+// A record's CRC covers its own address, so bytes copied from elsewhere, or a
+// block from an earlier life of the file, never pass as a record here.
+
+#ifndef LSS_LSS_FORMAT_H_
+#define LSS_LSS_FORMAT_H_
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace lss {
+
+static_assert(std::endian::native == std::endian::little,
+              "the format is little-endian and so is every supported host");
+
+inline constexpr uint64_t kSuperblockMagic = 0x0100474F4C53534CULL;
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr size_t kSuperblockBytes = 80;
+inline constexpr uint32_t kBlockMagic = 0x4253534CU;  // "LSSB"
+inline constexpr size_t kBlockHeaderBytes = 64;
+inline constexpr size_t kRecordHeaderBytes = 24;
+inline constexpr size_t kRecordAlignment = 8;
+
+// Record types. 0 is never written (a zero word is padding); types from
+// kFirstUserRecordType on belong to higher layers (e.g. page records).
+inline constexpr uint32_t kDataRecordType = 1;
+inline constexpr uint32_t kFirstUserRecordType = 16;
+
+struct Superblock {
+  uint32_t version = kFormatVersion;
+  uint32_t block_bytes = 0;
+  uint64_t buffer_bytes = 0;
+  uint64_t store_id = 0;
+  // Incremented on every rewrite; picks the current slot.
+  uint64_t sequence = 0;
+  // The life of the file that writes blocks from epoch_start on. Each open
+  // for writing starts a new epoch at the recovered tail, so a block left
+  // past the tail by a crash (stale epoch) can never rejoin the log.
+  uint64_t epoch = 0;
+  uint64_t epoch_start = 0;
+  // Address of the first block: two superblock slots come first.
+  uint64_t data_start = 0;
+  // How far past the tail writes of this epoch may have reached
+  // (ring size x buffer bytes): recovery's horizon for a torn tail.
+  uint64_t max_in_flight_bytes = 0;
+};
+
+// Bytes per superblock slot for a file of `block_bytes` blocks.
+inline uint64_t SuperblockSlotBytes(uint32_t block_bytes) {
+  return block_bytes < 4096 ? 4096 : block_bytes;
+}
+
+void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out);
+// InvalidArgument ("not a log file") for a wrong magic, DataLoss for a bad
+// CRC, FailedPrecondition for a newer format version. `where` names the
+// file and offset in the message.
+absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
+                                            absl::string_view where);
+
+struct BlockHeader {
+  uint64_t store_id = 0;
+  uint64_t address = 0;
+  uint64_t epoch = 0;
+  uint32_t used = 0;  // bytes from the block's start, header included
+};
+
+// Writes the header into block[0, kBlockHeaderBytes) and its CRC over
+// block[4, used). REQUIRES: block.size() >= header.used.
+void SealBlock(const BlockHeader& header, std::span<std::byte> block);
+
+// The header fields if `in` starts with the block magic.
+bool ParseBlockHeader(std::span<const std::byte> in, BlockHeader& out);
+// Whether block[0, used)'s CRC matches its header.
+bool BlockCrcMatches(std::span<const std::byte> block);
+
+struct RecordTag {
+  uint32_t type = kDataRecordType;
+  uint64_t key = 0;
+};
+
+// Bytes a record of `payload_bytes` takes in a block.
+inline constexpr size_t RecordFootprint(size_t payload_bytes) {
+  return (kRecordHeaderBytes + payload_bytes + kRecordAlignment - 1) /
+         kRecordAlignment * kRecordAlignment;
+}
+
+// Fills the header of a record whose payload already sits at
+// record[kRecordHeaderBytes, +payload_bytes), and zeros its padding.
+// REQUIRES: record.size() == RecordFootprint(payload_bytes).
+void SealRecord(uint64_t address, RecordTag tag, size_t payload_bytes,
+                std::span<std::byte> record);
+
+struct RecordView {
+  uint64_t address = 0;
+  RecordTag tag;
+  absl::string_view payload;
+};
+
+enum class RecordParse { kRecord, kPadding, kCorrupt };
+
+// Parses the record at `in` (which runs to the end of its block's used
+// bytes), stored at `address`. kPadding: an all-zero word, skip 8 bytes.
+// kCorrupt: `reason` says why.
+RecordParse ParseRecord(uint64_t address, std::span<const std::byte> in,
+                        RecordView& out, std::string& reason);
+
+}  // namespace lss
+
+#endif  // LSS_LSS_FORMAT_H_
