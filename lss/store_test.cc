@@ -1,0 +1,313 @@
+// LogStructuredStore on a real file: reads from resident buffers and from
+// disk, padding, reopening, the epoch cut, and many threads appending,
+// reading and syncing at once (a concurrency test: CI runs it under TSan and
+// ASan).
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lss/log_structured_store.h"
+#include "testing/payload.h"
+
+namespace lss {
+namespace {
+
+using ::lss::testing::FillPayload;
+using ::lss::testing::FirstPayloadMismatch;
+using ::testing::HasSubstr;
+
+constexpr size_t kBuffer = 64 << 10;
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+  unlink(path.c_str());
+  return path;
+}
+
+StoreOptions SmallOptions() {
+  StoreOptions o;
+  o.buffer_bytes = kBuffer;
+  o.ring_size = 2;
+  o.allow_buffered_fallback = true;
+  o.preallocate_bytes = 1 << 20;
+  return o;
+}
+
+std::string Payload(uint64_t stream, uint64_t index, size_t len) {
+  std::string s(len, '\0');
+  FillPayload(stream, index,
+              {reinterpret_cast<std::byte*>(s.data()), s.size()});
+  return s;
+}
+
+bool IsPayload(uint64_t stream, uint64_t index, const std::string& s) {
+  return !FirstPayloadMismatch(
+              stream, index,
+              {reinterpret_cast<const std::byte*>(s.data()), s.size()})
+              .has_value();
+}
+
+std::vector<LogRecord> ReadAll(LogStructuredStore& store) {
+  std::vector<LogRecord> out;
+  auto reader = store.NewLogReader();
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  for (;;) {
+    absl::StatusOr<bool> more = (*reader)->Next();
+    EXPECT_TRUE(more.ok()) << more.status();
+    if (!more.ok() || !*more) break;
+    const RecordView& r = (*reader)->record();
+    out.push_back({r.address, r.tag, std::string(r.payload)});
+  }
+  return out;
+}
+
+TEST(StoreTest, ReadsFromTheResidentBufferAndFromDisk) {
+  const std::string path = TempPath("resident.log");
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto a = (*store)->Append(Payload(1, 0, 100), RecordTag{.type = 20, .key = 7});
+  ASSERT_TRUE(a.ok()) << a.status();
+  // Not yet sealed: Read must find it anyway.
+  auto r = (*store)->Read(*a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(IsPayload(1, 0, r->payload));
+  EXPECT_EQ(r->tag.type, 20u);
+  EXPECT_EQ(r->tag.key, 7u);
+  ASSERT_TRUE((*store)->Close().ok());
+
+  auto reopened = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  r = (*reopened)->Read(*a);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(IsPayload(1, 0, r->payload));
+  EXPECT_EQ(r->tag.key, 7u);
+}
+
+// The original crate's "read several slots back from disk", with the
+// assertions it lacked.
+TEST(StoreTest, ManyBuffersReadBackFromDiskByAddressAndInOrder) {
+  const std::string path = TempPath("many.log");
+  std::vector<uint64_t> addresses;
+  {
+    auto store = LogStructuredStore::Open(path, SmallOptions());
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (uint64_t i = 0; i < 2000; ++i) {
+      auto a = (*store)->Append(Payload(2, i, 1 + (i * 7919) % 3000));
+      ASSERT_TRUE(a.ok()) << a.status();
+      addresses.push_back(*a);
+    }
+    ASSERT_TRUE((*store)->Sync().ok());
+    EXPECT_GE((*store)->HiStable(), addresses.back());
+    EXPECT_GT((*store)->ring_stats().dispatches, 10u);
+  }
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->recovery().records, 2000u);
+  EXPECT_FALSE((*store)->recovery().cut);
+  for (uint64_t i = 0; i < addresses.size(); i += 37) {
+    auto r = (*store)->Read(addresses[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(IsPayload(2, i, r->payload)) << i;
+  }
+  const std::vector<LogRecord> all = ReadAll(**store);
+  ASSERT_EQ(all.size(), 2000u);
+  for (uint64_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].address, addresses[i]);
+    EXPECT_TRUE(IsPayload(2, i, all[i].payload)) << i;
+  }
+}
+
+TEST(StoreTest, AddressesThatHoldNoRecordAreNotFound) {
+  const std::string path = TempPath("notfound.log");
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto a = (*store)->Append(Payload(3, 0, 100));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*store)->Sync().ok());
+  const uint64_t block = (*store)->data_start();
+  for (uint64_t bad : {uint64_t{0}, block, *a + 4, *a + 8, *a + 4096,
+                       uint64_t{1} << 40}) {
+    auto r = (*store)->Read(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr(path));
+    EXPECT_THAT(r.status().message(), HasSubstr(std::to_string(bad)));
+  }
+}
+
+TEST(StoreTest, AnAbandonedReservationIsSkippedByReaders) {
+  const std::string path = TempPath("abandon.log");
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Append(Payload(4, 0, 50)).ok());
+  {
+    auto r = (*store)->Reserve(500);
+    ASSERT_TRUE(r.ok());
+    FillPayload(4, 99, r->payload());
+  }  // dropped uncommitted
+  ASSERT_TRUE((*store)->Append(Payload(4, 1, 60)).ok());
+  ASSERT_TRUE((*store)->Close().ok());
+  auto reopened = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  const std::vector<LogRecord> all = ReadAll(**reopened);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_TRUE(IsPayload(4, 0, all[0].payload));
+  EXPECT_TRUE(IsPayload(4, 1, all[1].payload));
+}
+
+// Each block holds exactly one record of this size.
+constexpr size_t kFullRecord = kBuffer - 64 - 24;
+
+// The epoch cut: a block a crash left past the tail must never rejoin the
+// log, even when new blocks end exactly where it begins.
+TEST(StoreTest, ABlockLeftPastTheTailNeverRejoinsTheLog) {
+  const std::string path = TempPath("epoch.log");
+  std::vector<uint64_t> addresses;
+  {
+    auto store = LogStructuredStore::Open(path, SmallOptions());
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (uint64_t i = 0; i < 4; ++i) {
+      auto a = (*store)->Append(Payload(5, i, kFullRecord));
+      ASSERT_TRUE(a.ok());
+      addresses.push_back(*a);
+    }
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  // As if block 1 never reached the disk but block 2 and 3 did.
+  const uint64_t block1 = addresses[1] - 64;
+  {
+    const int fd = open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::string zeros(4096, '\0');
+    ASSERT_EQ(pwrite(fd, zeros.data(), zeros.size(), block1), 4096);
+    close(fd);
+  }
+  {
+    auto store = LogStructuredStore::Open(path, SmallOptions());
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->recovery().tail, block1);
+    EXPECT_EQ((*store)->recovery().records, 1u);
+    // One full block lands on block 1's place and ends where block 2 begins.
+    auto a = (*store)->Append(Payload(6, 0, kFullRecord));
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(*a, addresses[1]);
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->recovery().tail, block1 + kBuffer);
+  EXPECT_THAT((*store)->recovery().end, HasSubstr("stale block"));
+  const std::vector<LogRecord> all = ReadAll(**store);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_TRUE(IsPayload(5, 0, all[0].payload));
+  EXPECT_TRUE(IsPayload(6, 0, all[1].payload));
+  EXPECT_FALSE((*store)->Read(addresses[2]).ok());
+}
+
+TEST(StoreTest, ReopenAppendsAfterTheRecoveredTail) {
+  const std::string path = TempPath("reopen.log");
+  for (uint64_t life = 0; life < 3; ++life) {
+    auto store = LogStructuredStore::Open(path, SmallOptions());
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->recovery().records, life * 100);
+    for (uint64_t i = 0; i < 100; ++i) {
+      ASSERT_TRUE((*store)->Append(Payload(life, i, 200 + i)).ok());
+    }
+  }
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<LogRecord> all = ReadAll(**store);
+  ASSERT_EQ(all.size(), 300u);
+  for (uint64_t k = 0; k < all.size(); ++k) {
+    EXPECT_TRUE(IsPayload(k / 100, k % 100, all[k].payload)) << k;
+  }
+}
+
+// Threads append and immediately read their own records back (from resident
+// buffers or the file, whichever holds them at that moment) while another
+// thread keeps calling Sync and WaitStable. Every byte is checked, during
+// the run and after reopening.
+void AppendReadSync(WritePolicy policy, Durability durability) {
+  const std::string path = TempPath("concurrent.log");
+  StoreOptions options = SmallOptions();
+  options.policy = policy;
+  options.durability = durability;
+  constexpr int kThreads = 4;
+  constexpr uint64_t kPerThread = 1500;
+  std::vector<std::vector<uint64_t>> addresses(kThreads);
+  {
+    auto store = LogStructuredStore::Open(path, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    std::atomic<int> running{kThreads};
+    std::atomic<uint64_t> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (uint64_t i = 0; i < kPerThread; ++i) {
+          const size_t len = 1 + (i * 131 + t * 17) % 5000;
+          auto a = (*store)->Append(Payload(t, i, len));
+          if (!a.ok()) {
+            failures.fetch_add(1);
+            break;
+          }
+          addresses[t].push_back(*a);
+          const uint64_t k = (i * 7) % addresses[t].size();
+          auto r = (*store)->Read(addresses[t][k]);
+          if (!r.ok() || !IsPayload(t, k, r->payload)) failures.fetch_add(1);
+        }
+        running.fetch_sub(1);
+      });
+    }
+    threads.emplace_back([&] {
+      while (running.load() > 0) {
+        if (!(*store)->Sync().ok()) failures.fetch_add(1);
+        const uint64_t stable = (*store)->HiStable();
+        if (stable > (*store)->data_start() &&
+            !(*store)->WaitStable(stable - 1).ok()) {
+          failures.fetch_add(1);
+        }
+      }
+    });
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0u);
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  auto store = LogStructuredStore::Open(path, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<LogRecord> all = ReadAll(**store);
+  ASSERT_EQ(all.size(), kThreads * kPerThread);
+  std::vector<uint64_t> next(kThreads, 0);
+  for (const LogRecord& r : all) {
+    bool found = false;
+    for (int t = 0; t < kThreads && !found; ++t) {
+      if (next[t] < kPerThread && addresses[t][next[t]] == r.address) {
+        EXPECT_TRUE(IsPayload(t, next[t], r.payload)) << r.address;
+        ++next[t];
+        found = true;
+      }
+    }
+    ASSERT_TRUE(found) << "record at " << r.address << " out of order";
+  }
+}
+
+TEST(StoreConcurrencyTest, TailLocalizedNoSync) {
+  AppendReadSync(WritePolicy::kTailLocalized, Durability::kNone);
+}
+TEST(StoreConcurrencyTest, TailLocalizedSync) {
+  AppendReadSync(WritePolicy::kTailLocalized, Durability::kSync);
+}
+TEST(StoreConcurrencyTest, SerializedSync) {
+  AppendReadSync(WritePolicy::kSerialized, Durability::kSync);
+}
+
+}  // namespace
+}  // namespace lss
