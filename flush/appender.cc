@@ -88,6 +88,87 @@ absl::Status Appender::WaitStable(uint64_t address) {
   }
 }
 
+absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out) {
+  uint64_t tag;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failure_.ok()) return failure_;
+    tag = next_tag_++;
+    Op& op = ops_[tag];
+    op.kind = Op::Kind::kRead;
+    op.read_into = out;
+    op.read_offset = offset;
+    Enqueue(tag);
+    Submit();
+  }
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = ops_.find(tag);
+      Op& op = it->second;
+      if (op.finished) {
+        absl::Status s = std::move(op.read_status);
+        ops_.erase(it);
+        return s;
+      }
+      // After a failure nothing is submitted: a read not in the kernel never
+      // will be; one in the kernel must still be reaped before `out` goes.
+      if (!failure_.ok() && !op.in_flight) {
+        backlog_.erase(std::remove(backlog_.begin(), backlog_.end(), tag),
+                       backlog_.end());
+        ops_.erase(it);
+        return failure_;
+      }
+      // The ring itself failed: nothing will complete, nothing can be
+      // reaped; the read is abandoned where it is.
+      if (io_broken_) return failure_;
+    }
+    if (!ReapOnce(/*block=*/true)) std::this_thread::yield();
+  }
+}
+
+void Appender::OnReadCompletion(uint64_t tag, Op& op, int32_t result) {
+  auto what = [&] {
+    return absl::StrCat("read of ", op.read_into.size() - op.done,
+                        " bytes at offset ", op.read_offset + op.done);
+  };
+  op.in_flight = false;
+  const size_t want = op.read_into.size() - op.done;
+  if (!failure_.ok() && (result <= 0 || static_cast<size_t>(result) < want)) {
+    op.read_status = failure_;  // a resubmission would never be submitted
+    op.finished = true;
+    return;
+  }
+  if (result > 0 && static_cast<size_t>(result) <= want) {
+    op.done += result;
+    if (op.done == op.read_into.size()) {
+      op.finished = true;
+      return;
+    }
+    if (options_.direct_io && result % options_.alignment != 0) {
+      op.read_status = absl::DataLossError(absl::StrCat(
+          what(), " of ", options_.path, " stopped at an unaligned ", result,
+          " bytes"));
+      op.finished = true;
+      return;
+    }
+    Enqueue(tag);  // short read: the rest
+    return;
+  }
+  if (result == 0) {
+    op.read_status = absl::OutOfRangeError(
+        absl::StrCat(what(), " of ", options_.path, ": past the end of file"));
+    op.finished = true;
+    return;
+  }
+  if (result > 0 || !Retry(tag, op, -result)) {
+    op.read_status = result > 0 ? absl::InternalError(absl::StrCat(
+                                      what(), " returned ", result, " bytes"))
+                                : IoError(options_.path, what(), -result);
+    op.finished = true;
+  }
+}
+
 absl::Status Appender::status() const {
   std::lock_guard<std::mutex> lock(mu_);
   return failure_;
@@ -174,15 +255,29 @@ void Appender::Submit() {
   while (!backlog_.empty()) {
     const uint64_t tag = backlog_.front();
     const Op& op = ops_.at(tag);
-    const bool queued =
-        op.is_sync
-            ? io_->PrepareDataSync(options_.fd, tag)
-            : io_->PrepareWrite(options_.fd, op.buffer.bytes().subspan(op.done),
-                                op.buffer.address + op.done, tag);
+    bool queued = false;
+    switch (op.kind) {
+      case Op::Kind::kSync:
+        queued = io_->PrepareDataSync(options_.fd, tag);
+        break;
+      case Op::Kind::kWrite:
+        queued =
+            io_->PrepareWrite(options_.fd, op.buffer.bytes().subspan(op.done),
+                              op.buffer.address + op.done, tag);
+        if (queued) ++stats_.writes;
+        break;
+      case Op::Kind::kRead:
+        queued = io_->PrepareRead(options_.fd, op.read_into.subspan(op.done),
+                                  op.read_offset + op.done, tag);
+        if (queued) {
+          ++stats_.reads;
+          ops_.at(tag).in_flight = true;
+        }
+        break;
+    }
     if (!queued) break;  // queue full: resumes after the next completions
     prepared = true;
     backlog_.pop_front();
-    if (!op.is_sync) ++stats_.writes;
   }
   if (!prepared) return;
   if (absl::Status s = io_->Submit(); !s.ok()) {
@@ -197,11 +292,15 @@ void Appender::OnCompletion(const IoCompletion& c) {
   auto it = ops_.find(c.tag);
   LSS_CHECK(it != ops_.end(), "completion for an unknown tag");
   Op& op = it->second;
+  if (op.kind == Op::Kind::kRead) {
+    OnReadCompletion(c.tag, op, c.result);
+    return;
+  }
   if (!failure_.ok()) {
     ops_.erase(it);
     return;
   }
-  if (op.is_sync) {
+  if (op.kind == Op::Kind::kSync) {
     if (c.result == 0) {
       OnSyncDone(op);
     } else if (!Retry(c.tag, op, -c.result)) {
@@ -284,7 +383,7 @@ void Appender::MaybeSync() {
   if (sync_in_flight_ || written_end_ <= HiStable()) return;
   const uint64_t tag = next_tag_++;
   Op& sync = ops_[tag];
-  sync.is_sync = true;
+  sync.kind = Op::Kind::kSync;
   sync.sync_end = written_end_;
   sync_in_flight_ = true;
   Enqueue(tag);

@@ -48,6 +48,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -84,6 +85,7 @@ class Appender final : public SealedBufferSink {
     uint64_t short_writes = 0;   // completions shorter than asked
     uint64_t retries = 0;        // resubmissions after EAGAIN/EINTR/...
     uint64_t syncs = 0;          // fdatasyncs completed
+    uint64_t reads = 0;          // reads submitted, resubmissions included
   };
 
   // `io` must outlive the appender.
@@ -106,6 +108,14 @@ class Appender final : public SealedBufferSink {
   // sticky error. REQUIRES: every record below `address` is in a buffer
   // that has been sealed (FlushBufferRing::SealCurrent).
   absl::Status WaitStable(uint64_t address);
+  // Reads `out.size()` bytes at `offset` of the file through the same
+  // IoRing, helping to reap until done. With O_DIRECT, `out`'s address and
+  // size and `offset` must be aligned. Short reads continue; EAGAIN, EINTR
+  // and ECANCELED are retried. A read error is returned (naming the file,
+  // offset and errno) but does not fail the appender; reading past the end
+  // of the file is OutOfRange. After a failure, returns the sticky error.
+  absl::Status Read(uint64_t offset, std::span<std::byte> out);
+
   // OK, or the first permanent error.
   absl::Status status() const;
   // Reaps every operation in flight (after a failure, queued writes are
@@ -115,11 +125,17 @@ class Appender final : public SealedBufferSink {
 
  private:
   struct Op {
-    bool is_sync = false;
+    enum class Kind { kWrite, kSync, kRead } kind = Kind::kWrite;
     SealedBuffer buffer;     // writes
-    size_t done = 0;         // bytes of the buffer already written
+    size_t done = 0;         // bytes already written (or read)
     uint64_t sync_end = 0;   // syncs: the written prefix it covers
     int retries = 0;
+    // Reads: where to, from where, and the outcome once `finished`.
+    std::span<std::byte> read_into;
+    uint64_t read_offset = 0;
+    bool in_flight = false;  // handed to the IoRing, not yet reaped
+    bool finished = false;
+    absl::Status read_status;
   };
 
   // All REQUIRES mu_.
@@ -129,6 +145,7 @@ class Appender final : public SealedBufferSink {
   void OnCompletion(const IoCompletion& c);
   void OnWriteDone(Op& op);
   void OnSyncDone(const Op& op);
+  void OnReadCompletion(uint64_t tag, Op& op, int32_t result);
   void MaybeSync();
   void SetStable(uint64_t end);
   void Fail(absl::Status status);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -392,6 +393,82 @@ TEST(AppenderFaultTest, TeardownWithWritesInFlightDrains) {
     ASSERT_TRUE(h.ring().SealCurrent().ok());
     // ~Harness destroys the appender (which drains) before the ring.
   }
+}
+
+// Reads through the appender's IoRing return exactly the file's bytes, with
+// completions reordered and delayed, short reads, EAGAIN and EINTR.
+TEST(AppenderReadTest, ReadsReturnTheFileBytesDespiteFaults) {
+  for (int seed = 1; seed <= kSeeds / 4; ++seed) {
+    SCOPED_TRACE(absl::StrCat("seed=", seed));
+    Workload s;
+    s.fake.seed = seed;
+    s.fake.direct_io_alignment = 512;
+    s.fake.reorder = true;
+    s.fake.max_delay_reaps = 3;
+    s.fake.short_read_one_in = 3;
+    s.fake.eagain_one_in = 11;
+    s.fake.eintr_one_in = 13;
+    s.records_per_thread = 100;
+    Harness h(s);
+    h.AppendAll(seed);
+    ASSERT_TRUE(h.SyncAll().ok());
+    const std::string disk = h.fake().image(kFd);
+    AlignedBuffer out = *AlignedBuffer::Allocate(
+        8192, 512, AlignedBuffer::Pages::kOrdinary);
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 50; ++i) {
+      const uint64_t blocks = (disk.size() - kStart) / 512;
+      const uint64_t offset = kStart + 512 * (rng() % (blocks - 16));
+      const size_t len = 512 * (1 + rng() % 16);
+      ASSERT_TRUE(h.appender().Read(offset, out.span().first(len)).ok());
+      ASSERT_EQ(std::memcmp(out.data(), disk.data() + offset, len), 0)
+          << "read of " << len << " at " << offset;
+    }
+    EXPECT_GT(h.fake().injected().short_reads, 0u);
+  }
+}
+
+TEST(AppenderReadTest, AReadErrorIsReturnedButDoesNotFailTheAppender) {
+  Workload s;
+  s.fake.read_eio_one_in = 1;
+  s.records_per_thread = 50;
+  Harness h(s);
+  h.AppendAll(1);
+  ASSERT_TRUE(h.SyncAll().ok());
+  AlignedBuffer out =
+      *AlignedBuffer::Allocate(4096, 512, AlignedBuffer::Pages::kOrdinary);
+  const absl::Status read = h.appender().Read(kStart, out.span());
+  EXPECT_EQ(read.code(), absl::StatusCode::kDataLoss) << read;
+  EXPECT_THAT(read.message(), HasSubstr("/fake/log"));
+  EXPECT_THAT(read.message(), HasSubstr(absl::StrCat("offset ", kStart)));
+  EXPECT_TRUE(h.appender().status().ok());
+  h.AppendAll(2);
+  EXPECT_TRUE(h.SyncAll().ok());
+}
+
+TEST(AppenderReadTest, ReadingPastTheEndIsOutOfRange) {
+  Workload s;
+  s.records_per_thread = 10;
+  Harness h(s);
+  h.AppendAll(1);
+  ASSERT_TRUE(h.SyncAll().ok());
+  const uint64_t end = h.fake().image(kFd).size();
+  AlignedBuffer out =
+      *AlignedBuffer::Allocate(4096, 512, AlignedBuffer::Pages::kOrdinary);
+  const absl::Status read = h.appender().Read(end, out.span());
+  EXPECT_EQ(read.code(), absl::StatusCode::kOutOfRange) << read;
+}
+
+TEST(AppenderReadTest, AfterAFailureReadsReturnTheStickyError) {
+  Workload s;
+  s.fake.eio_one_in = 1;
+  s.records_per_thread = 50;
+  Harness h(s);
+  h.AppendAll(1);
+  EXPECT_FALSE(h.SyncAll().ok());
+  AlignedBuffer out =
+      *AlignedBuffer::Allocate(4096, 512, AlignedBuffer::Pages::kOrdinary);
+  EXPECT_EQ(h.appender().Read(kStart, out.span()), h.appender().status());
 }
 
 }  // namespace

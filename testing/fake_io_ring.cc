@@ -133,15 +133,8 @@ int32_t FakeIoRing::Execute(const Op& op, bool in_chain) {
   switch (op.kind) {
     case Event::Kind::kWrite:
       return ExecuteWrite(op);
-    case Event::Kind::kRead: {
-      const std::string& image = images_[op.fd];
-      const size_t n =
-          op.offset >= image.size()
-              ? 0
-              : std::min<size_t>(op.len, image.size() - op.offset);
-      std::memcpy(op.data, image.data() + op.offset, n);
-      return static_cast<int32_t>(n);
-    }
+    case Event::Kind::kRead:
+      return ExecuteRead(op);
     case Event::Kind::kDataSync:
       if (options_.fsync_eio_once && !fsync_failed_) {
         fsync_failed_ = true;
@@ -154,10 +147,37 @@ int32_t FakeIoRing::Execute(const Op& op, bool in_chain) {
   return -EINVAL;
 }
 
-int32_t FakeIoRing::ExecuteWrite(const Op& op) {
+bool FakeIoRing::Misaligned(const Op& op) const {
   const size_t a = options_.direct_io_alignment;
-  if (a != 0 && (reinterpret_cast<uintptr_t>(op.data) % a != 0 ||
-                 op.len % a != 0 || op.offset % a != 0)) {
+  return a != 0 && (reinterpret_cast<uintptr_t>(op.data) % a != 0 ||
+                    op.len % a != 0 || op.offset % a != 0);
+}
+
+int32_t FakeIoRing::ExecuteRead(const Op& op) {
+  if (Misaligned(op)) {
+    ++injected_.einval;
+    return -EINVAL;
+  }
+  if (OneIn(options_.read_eio_one_in)) {
+    ++injected_.read_eio;
+    return -EIO;
+  }
+  const std::string& image = images_[op.fd];
+  size_t n = op.offset >= image.size()
+                 ? 0
+                 : std::min<size_t>(op.len, image.size() - op.offset);
+  if (n == op.len && n / Alignment() > 1 &&
+      OneIn(options_.short_read_one_in)) {
+    n = Alignment() *
+        std::uniform_int_distribution<size_t>(1, n / Alignment() - 1)(rng_);
+    ++injected_.short_reads;
+  }
+  std::memcpy(op.data, image.data() + op.offset, n);
+  return static_cast<int32_t>(n);
+}
+
+int32_t FakeIoRing::ExecuteWrite(const Op& op) {
+  if (Misaligned(op)) {
     ++injected_.einval;
     return -EINVAL;
   }

@@ -42,6 +42,8 @@ struct FakeIoRingOptions {
   int eagain_one_in = 0;
   int eintr_one_in = 0;
   int eio_one_in = 0;
+  int short_read_one_in = 0;        // reads: an aligned short transfer
+  int read_eio_one_in = 0;          // reads: -EIO
   int sq_full_one_in = 0;           // Prepare* refuses below capacity
   int ebusy_on_submit_one_in = 0;   // Submit meets EBUSY and retries
   int link_break_one_in = 0;        // a linked member fails with -EIO
@@ -65,7 +67,8 @@ class FakeIoRing final : public IoRing {
   struct Injected {
     uint64_t eagain = 0, eintr = 0, eio = 0, enospc = 0, efbig = 0,
              einval = 0, short_writes = 0, sq_full = 0, ebusy = 0,
-             link_breaks = 0, cancelled = 0, fsync_eio = 0;
+             link_breaks = 0, cancelled = 0, fsync_eio = 0, short_reads = 0,
+             read_eio = 0;
   };
 
   explicit FakeIoRing(FakeIoRingOptions options);
@@ -114,6 +117,8 @@ class FakeIoRing final : public IoRing {
   void ExecuteUnit(Unit& unit);
   int32_t Execute(const Op& op, bool in_chain);
   int32_t ExecuteWrite(const Op& op);
+  int32_t ExecuteRead(const Op& op);
+  bool Misaligned(const Op& op) const;
   size_t Alignment() const;
 
   const FakeIoRingOptions options_;
