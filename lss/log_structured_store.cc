@@ -438,7 +438,8 @@ absl::Status LogStructuredStore::StartWriting() {
     }
   }
   absl::StatusOr<std::unique_ptr<IoRing>> io =
-      CreateIoRing(options_.queue_depth);
+      options_.io_ring_factory ? options_.io_ring_factory(options_.queue_depth)
+                               : CreateIoRing(options_.queue_depth);
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
   appender_ = std::make_unique<Appender>(

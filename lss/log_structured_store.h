@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -82,6 +83,11 @@ struct StoreOptions {
   // The file is extended (fallocate) this far ahead of the tail, so writes
   // land in allocated space rather than extending the file.
   uint64_t preallocate_bytes = uint64_t{256} << 20;
+  // Makes the IoRing the appender writes and reads through; default
+  // CreateIoRing (io_uring, or the pwrite fallback). Tests inject
+  // testing/FakeIoRing here.
+  std::function<absl::StatusOr<std::unique_ptr<IoRing>>(unsigned queue_depth)>
+      io_ring_factory;
 };
 
 // What recovery found on Open.
