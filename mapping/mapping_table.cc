@@ -88,6 +88,50 @@ bool MappingTable::PopFree(uint64_t& pid) {
   }
 }
 
+absl::Status MappingTable::FreeIfUnchanged(uint64_t pid, PageState expected) {
+  LSS_CHECK(!expected.is_free(), "FreeIfUnchanged expects a location");
+  Entry* entry = pid < high_water() ? Find(pid) : nullptr;
+  if (entry == nullptr) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "MappingTable::FreeIfUnchanged: PID ", pid, " was never allocated"));
+  }
+  uint64_t word = expected.word();
+  if (!entry->compare_exchange_strong(word, PageState::Listed(0).word(),
+                                      std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+    return absl::AbortedError(absl::StrCat(
+        "MappingTable::FreeIfUnchanged: PID ", pid, " changed"));
+  }
+  PushFree(pid, *entry);
+  return absl::OkStatus();
+}
+
+absl::Status MappingTable::Restore(const std::vector<PageState>& states) {
+  if (states.size() > max_pages_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MappingTable::Restore: ", states.size(),
+                     " pages exceed max_pages ", max_pages_));
+  }
+  LSS_CHECK(high_water() == 0, "Restore of a table already in use");
+  for (uint64_t pid = 0; pid < states.size(); ++pid) {
+    if (states[pid].in_memory()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MappingTable::Restore: PID ", pid, " restored as in memory"));
+    }
+  }
+  // Highest PID first, so the free list hands out low PIDs first.
+  for (uint64_t pid = states.size(); pid-- > 0;) {
+    Entry* entry = EnsureChunk(pid);
+    if (states[pid].is_free()) {
+      PushFree(pid, *entry);
+    } else {
+      entry->store(states[pid].word(), std::memory_order_relaxed);
+    }
+  }
+  next_unused_.store(states.size(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
 void MappingTable::PushFree(uint64_t pid, Entry& entry) {
   uint64_t head = free_head_.load(std::memory_order_acquire);
   for (;;) {

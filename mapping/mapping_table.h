@@ -50,6 +50,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -167,6 +168,17 @@ class MappingTable {
   // was ever installed). The entry must hold a location so a double free is
   // caught instead of corrupting the free list.
   absl::Status Free(uint64_t pid);
+
+  // Frees `pid` only if its entry still equals `expected` (which must not
+  // be free): one CAS, so no install can slip in between. Aborted if the
+  // entry changed; OutOfRange as Free.
+  absl::Status FreeIfUnchanged(uint64_t pid, PageState expected);
+
+  // For recovery, before any other use: PIDs 0 .. states.size() - 1 become
+  // handed out, each entry set to its state; the free ones go on the free
+  // list. InvalidArgument if there are more than max_pages, or a state is
+  // in memory (recovery knows only log addresses).
+  absl::Status Restore(const std::vector<PageState>& states);
 
   // The entry of `pid`: one acquire load (after a bounds check on two
   // read-mostly words). OutOfRange, naming the PID, if `pid` was never

@@ -211,5 +211,43 @@ TEST(MappingTableTest, GrowsAcrossChunkBoundaries) {
             absl::StatusCode::kResourceExhausted);
 }
 
+TEST(MappingTableTest, FreeIfUnchangedFreesOnlyTheExpectedState) {
+  auto t = MakeTable(10);
+  const uint64_t pid = *t->Allocate();
+  ASSERT_TRUE(t->CompareAndSwap(pid, PageState::Free(), PageState::OnLog(8)));
+  EXPECT_EQ(t->FreeIfUnchanged(pid, PageState::OnLog(16)).code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(*t->Read(pid), PageState::OnLog(8));
+  ASSERT_TRUE(t->FreeIfUnchanged(pid, PageState::OnLog(8)).ok());
+  EXPECT_EQ(*t->Allocate(), pid) << "a freed PID is reused first";
+  EXPECT_EQ(t->FreeIfUnchanged(7, PageState::OnLog(8)).code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+TEST(MappingTableTest, RestoreSetsStatesAndListsTheFreePids) {
+  auto t = MakeTable(MappingTable::kChunkEntries * 2);
+  std::vector<PageState> states(MappingTable::kChunkEntries + 3);
+  states[1] = PageState::OnLog(64);
+  states[MappingTable::kChunkEntries + 1] = PageState::OnLog(128);
+  ASSERT_TRUE(t->Restore(states).ok());
+  EXPECT_EQ(t->high_water(), states.size());
+  EXPECT_EQ(*t->Read(1), PageState::OnLog(64));
+  EXPECT_EQ(*t->Read(MappingTable::kChunkEntries + 1), PageState::OnLog(128));
+  // Free PIDs come back lowest first, then the table grows.
+  EXPECT_EQ(*t->Allocate(), 0u);
+  EXPECT_EQ(*t->Allocate(), 2u);
+  for (uint64_t i = 0; i < states.size() - 4; ++i) ASSERT_TRUE(t->Allocate().ok());
+  EXPECT_EQ(*t->Allocate(), states.size());
+}
+
+TEST(MappingTableTest, RestoreRejectsTooManyPagesAndMemoryPointers) {
+  auto t = MakeTable(4);
+  EXPECT_EQ(t->Restore(std::vector<PageState>(5)).code(),
+            absl::StatusCode::kInvalidArgument);
+  static uint64_t page;
+  EXPECT_EQ(t->Restore({PageState::InMemory(&page)}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace lss
