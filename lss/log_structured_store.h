@@ -123,6 +123,9 @@ class StoreReservation {
   }
   // The record's LSS address.
   uint64_t address() const { return ring_.address(); }
+  // Changes what the record will say it is, e.g. when space reserved for a
+  // page image ends up holding a failed-flush marker.
+  void set_tag(RecordTag tag) { tag_ = tag; }
 
  private:
   friend class LogStructuredStore;

@@ -1,0 +1,327 @@
+#include "mapping/page_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ring/check.h"
+
+namespace lss {
+
+// One immutable element of a page's chain. alignas(8): the table stores
+// node pointers with their low three bits free for the tag.
+struct alignas(8) PageStore::Node {
+  enum class Kind { kBase, kDelta, kFlush, kFreeing };
+  Kind kind;
+  std::string bytes = {};     // kBase, kDelta
+  uint64_t address = 0;       // kFlush: where the image of `next` went
+  const Node* next = nullptr;  // older state; nullptr below a base
+};
+
+namespace {
+
+using Node = PageStore::Node;
+
+void DeleteChain(const Node* head) {
+  while (head != nullptr) delete std::exchange(head, head->next);
+}
+
+void DeleteChainErased(void* head) {
+  DeleteChain(static_cast<const Node*>(head));
+}
+
+const Node* Head(PageState s) { return static_cast<const Node*>(s.pointer()); }
+
+void PutU32(std::string& out, uint32_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+bool GetU32(absl::string_view& in, uint32_t& v) {
+  if (in.size() < sizeof(v)) return false;
+  std::memcpy(&v, in.data(), sizeof(v));
+  in.remove_prefix(sizeof(v));
+  return true;
+}
+
+// Page image on the log: u32 base length, base, u32 delta count, then
+// (u32 length, bytes) per delta, oldest first.
+std::string Serialize(const Page& page) {
+  std::string out;
+  PutU32(out, static_cast<uint32_t>(page.base.size()));
+  out += page.base;
+  PutU32(out, static_cast<uint32_t>(page.deltas.size()));
+  for (const std::string& d : page.deltas) {
+    PutU32(out, static_cast<uint32_t>(d.size()));
+    out += d;
+  }
+  return out;
+}
+
+bool Parse(absl::string_view in, Page& page) {
+  uint32_t len = 0;
+  if (!GetU32(in, len) || in.size() < len) return false;
+  page.base.assign(in.data(), len);
+  in.remove_prefix(len);
+  uint32_t count = 0;
+  if (!GetU32(in, count)) return false;
+  page.deltas.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    if (!GetU32(in, len) || in.size() < len) return false;
+    page.deltas.emplace_back(in.data(), len);
+    in.remove_prefix(len);
+  }
+  return in.empty();
+}
+
+// The page a chain describes (flush nodes are markers, not content).
+Page Materialize(const Node* head, PageState state) {
+  Page page;
+  page.state = state;
+  for (const Node* n = head; n != nullptr; n = n->next) {
+    if (n->kind == Node::Kind::kDelta) page.deltas.push_back(n->bytes);
+    if (n->kind == Node::Kind::kBase) page.base = n->bytes;
+  }
+  std::reverse(page.deltas.begin(), page.deltas.end());
+  return page;
+}
+
+absl::Status Changed(uint64_t pid) {
+  return absl::AbortedError(
+      absl::StrCat("page ", pid, " changed since it was read; read it again"));
+}
+
+absl::Status IsFree(uint64_t pid) {
+  return absl::FailedPreconditionError(absl::StrCat("page ", pid, " is free"));
+}
+
+}  // namespace
+
+PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
+                     std::unique_ptr<MappingTable> table)
+    : log_(std::move(log)), table_(std::move(table)) {}
+
+PageStore::~PageStore() {
+  // No thread is inside an operation any more: free every resident chain
+  // (the EpochManager frees what was retired).
+  for (uint64_t pid = 0; pid < table_->high_water(); ++pid) {
+    absl::StatusOr<PageState> s = table_->Read(pid);
+    if (s.ok() && s->in_memory()) DeleteChain(Head(*s));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
+    const std::string& path, const PageStoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> log =
+      LogStructuredStore::Open(path, options.store);
+  if (!log.ok()) return log.status();
+  absl::StatusOr<std::unique_ptr<MappingTable>> table =
+      MappingTable::Create(options.table);
+  if (!table.ok()) return table.status();
+  std::unique_ptr<PageStore> store(
+      new PageStore(*std::move(log), *std::move(table)));
+  if (absl::Status s = store->Recover(); !s.ok()) return s;
+  return store;
+}
+
+absl::Status PageStore::Recover() {
+  // The last image of each PID, unless a later record freed it.
+  std::map<uint64_t, uint64_t> latest;
+  uint64_t high_water = 0;
+  absl::StatusOr<std::unique_ptr<LogReader>> reader = log_->NewLogReader();
+  if (!reader.ok()) return reader.status();
+  for (;;) {
+    absl::StatusOr<bool> more = (*reader)->Next();
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    const RecordView& r = (*reader)->record();
+    const uint64_t pid = r.tag.key;
+    if (r.tag.type == kPageImageRecord) {
+      latest[pid] = r.address;
+    } else if (r.tag.type == kPageFreedRecord) {
+      latest.erase(pid);
+    } else {
+      continue;  // failed flushes, and records of other layers
+    }
+    high_water = std::max(high_water, pid + 1);
+  }
+  std::vector<PageState> states(high_water);
+  for (const auto& [pid, address] : latest) {
+    states[pid] = PageState::OnLog(address);
+  }
+  recovered_pages_ = latest.size();
+  if (absl::Status s = table_->Restore(states); !s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat(log_->path(), ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> PageStore::Allocate() { return table_->Allocate(); }
+
+void PageStore::Retire(PageState old) {
+  if (old.in_memory()) {
+    epochs_.Retire(const_cast<Node*>(Head(old)), DeleteChainErased);
+  }
+}
+
+absl::Status PageStore::Free(uint64_t pid) {
+  EpochGuard guard(epochs_);
+  // A freeing node on top stops every other change (a flush after the free
+  // record would bring the page back on recovery); then the free record;
+  // then the PID goes back to the table, so a reuse logs after the free.
+  Node* freeing = new Node{.kind = Node::Kind::kFreeing};
+  PageState state;
+  for (;;) {
+    absl::StatusOr<PageState> s = table_->Read(pid);
+    if (!s.ok()) {
+      delete freeing;
+      return s.status();
+    }
+    if (s->is_free() ||
+        (s->in_memory() && Head(*s)->kind == Node::Kind::kFreeing)) {
+      delete freeing;
+      return IsFree(pid);
+    }
+    freeing->next = s->in_memory() ? Head(*s) : nullptr;
+    state = PageState::InMemory(freeing);
+    if (table_->CompareAndSwap(pid, *s, state)) break;
+  }
+  const absl::StatusOr<uint64_t> logged =
+      log_->Append("F", RecordTag{.type = kPageFreedRecord, .key = pid});
+  LSS_CHECK(table_->FreeIfUnchanged(pid, state).ok(),
+            "a page changed under its freeing node");
+  Retire(state);
+  return logged.status();
+}
+
+absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
+                                             absl::string_view base) {
+  EpochGuard guard(epochs_);
+  if (expected.in_memory() && Head(expected)->kind == Node::Kind::kFreeing) {
+    return IsFree(pid);
+  }
+  Node* node = new Node{.kind = Node::Kind::kBase, .bytes = std::string(base)};
+  const PageState desired = PageState::InMemory(node);
+  if (!table_->CompareAndSwap(pid, expected, desired)) {
+    delete node;
+    return Changed(pid);
+  }
+  Retire(expected);
+  return desired;
+}
+
+absl::StatusOr<PageState> PageStore::UpdateD(uint64_t pid, PageState expected,
+                                             absl::string_view delta) {
+  EpochGuard guard(epochs_);
+  if (!expected.in_memory()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "page ", pid, " is not in memory; Read it before UpdateD"));
+  }
+  if (Head(expected)->kind == Node::Kind::kFreeing) return IsFree(pid);
+  Node* node = new Node{.kind = Node::Kind::kDelta,
+                        .bytes = std::string(delta),
+                        .next = Head(expected)};
+  const PageState desired = PageState::InMemory(node);
+  if (!table_->CompareAndSwap(pid, expected, desired)) {
+    delete node;
+    return Changed(pid);
+  }
+  return desired;
+}
+
+absl::StatusOr<PageStore::Node*> PageStore::Load(uint64_t pid,
+                                                 uint64_t address) {
+  absl::StatusOr<LogRecord> record = log_->Read(address);
+  if (!record.ok()) return record.status();
+  Page page;
+  if (record->tag.type != kPageImageRecord || record->tag.key != pid ||
+      !Parse(record->payload, page)) {
+    return absl::DataLossError(absl::StrCat(
+        log_->path(), ": offset ", address, ": not an image of page ", pid,
+        " (type ", record->tag.type, ", key ", record->tag.key, ")"));
+  }
+  Node* head = new Node{.kind = Node::Kind::kBase, .bytes = page.base};
+  for (std::string& d : page.deltas) {
+    head = new Node{
+        .kind = Node::Kind::kDelta, .bytes = std::move(d), .next = head};
+  }
+  return new Node{.kind = Node::Kind::kFlush, .address = address, .next = head};
+}
+
+absl::StatusOr<Page> PageStore::Read(uint64_t pid) {
+  EpochGuard guard(epochs_);
+  for (;;) {
+    absl::StatusOr<PageState> s = table_->Read(pid);
+    if (!s.ok()) return s.status();
+    if (s->is_free()) return IsFree(pid);
+    if (s->in_memory()) {
+      if (Head(*s)->kind == Node::Kind::kFreeing) return IsFree(pid);
+      return Materialize(Head(*s), *s);
+    }
+    absl::StatusOr<Node*> loaded = Load(pid, s->address());
+    if (!loaded.ok()) return loaded.status();
+    const PageState desired = PageState::InMemory(*loaded);
+    if (table_->CompareAndSwap(pid, *s, desired)) {
+      return Materialize(*loaded, desired);
+    }
+    DeleteChain(*loaded);  // another thread loaded or changed it first
+  }
+}
+
+absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
+  EpochGuard guard(epochs_);
+  absl::StatusOr<PageState> s = table_->Read(pid);
+  if (!s.ok()) return s.status();
+  if (s->is_free()) return IsFree(pid);
+  if (s->on_log()) return s->address();  // evicted: the log has it all
+  const Node* head = Head(*s);
+  if (head->kind == Node::Kind::kFreeing) return IsFree(pid);
+  if (head->kind == Node::Kind::kFlush) return head->address;
+  const std::string image = Serialize(Materialize(head, *s));
+  absl::StatusOr<StoreReservation> r = log_->Reserve(
+      image.size(), RecordTag{.type = kPageImageRecord, .key = pid});
+  if (!r.ok()) return r.status();
+  const uint64_t address = r->address();
+  Node* flush =
+      new Node{.kind = Node::Kind::kFlush, .address = address, .next = head};
+  if (table_->CompareAndSwap(pid, *s, PageState::InMemory(flush))) {
+    std::memcpy(r->payload().data(), image.data(), image.size());
+    log_->Commit(*std::move(r));
+    return address;
+  }
+  // Lost the race: the space must still hold a record, one that recovery
+  // knows to skip.
+  delete flush;
+  std::memset(r->payload().data(), 0, image.size());
+  r->set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
+  log_->Commit(*std::move(r));
+  return Changed(pid);
+}
+
+absl::Status PageStore::Evict(uint64_t pid) {
+  EpochGuard guard(epochs_);
+  absl::StatusOr<PageState> s = table_->Read(pid);
+  if (!s.ok()) return s.status();
+  if (s->is_free()) return IsFree(pid);
+  if (s->on_log()) return absl::OkStatus();
+  const Node* head = Head(*s);
+  if (head->kind == Node::Kind::kFreeing) return IsFree(pid);
+  if (head->kind != Node::Kind::kFlush) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "page ", pid, " has changes that are not flushed; Flush it first"));
+  }
+  if (head->address >= log_->HiStable()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "page ", pid, ": its flush at ", head->address,
+        " is not stable yet; MkStable it first"));
+  }
+  if (!table_->CompareAndSwap(pid, *s, PageState::OnLog(head->address))) {
+    return Changed(pid);
+  }
+  Retire(*s);
+  return absl::OkStatus();
+}
+
+}  // namespace lss

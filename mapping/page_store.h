@@ -1,0 +1,128 @@
+// PageStore: LLAMA's page operations over the mapping table (mapping/) and
+// the log-structured store (lss/), rebuilt by replaying the log on open.
+//
+// A page's in-memory state is an immutable chain of PageNodes, newest
+// first: deltas, then a base page. A flush puts a flush node on top that
+// records where the state below it went on the log. The table entry of a
+// page points at the chain's head, or holds the LSS address of the page's
+// image once it is evicted. Every change is one CAS on that entry, against
+// the state the caller last read (its `expected`); a lost race is Aborted
+// and the caller re-reads. Replaced chains are freed through an
+// EpochManager once no reader can still be walking them.
+//
+// Log records (RecordTag key = the PID):
+//   kPageImageRecord      the page's base and deltas, written by Flush
+//   kPageFreedRecord      the PID was freed
+//   kFailedFlushRecord    space a Flush reserved but lost its CAS for:
+//                         recovery ignores it
+// Recovery keeps, per PID, its last image unless a later free record
+// follows; so after a crash every page reads as its last stable flush, or
+// a later one, and pages that were never flushed (or were freed) are free.
+//
+// Thread safety: every method may be called concurrently.
+
+#ifndef LSS_MAPPING_PAGE_STORE_H_
+#define LSS_MAPPING_PAGE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lss/format.h"
+#include "lss/log_structured_store.h"
+#include "mapping/epoch_manager.h"
+#include "mapping/mapping_table.h"
+
+namespace lss {
+
+inline constexpr uint32_t kPageImageRecord = kFirstUserRecordType;
+inline constexpr uint32_t kPageFreedRecord = kFirstUserRecordType + 1;
+inline constexpr uint32_t kFailedFlushRecord = kFirstUserRecordType + 2;
+
+struct PageStoreOptions {
+  StoreOptions store;
+  MappingTableOptions table = {.max_pages = uint64_t{1} << 24};
+};
+
+// A page as Read returns it.
+struct Page {
+  PageState state;  // pass as `expected` to the next update of this page
+  std::string base;
+  std::vector<std::string> deltas;  // oldest first
+};
+
+class PageStore {
+ public:
+  // Opens (or creates) the log at `path` and rebuilds the mapping table
+  // from it.
+  static absl::StatusOr<std::unique_ptr<PageStore>> Open(
+      const std::string& path, const PageStoreOptions& options = {});
+
+  PageStore(const PageStore&) = delete;
+  PageStore& operator=(const PageStore&) = delete;
+  ~PageStore();
+
+  // A PID that reads as PageState::Free() until the first UpdateR.
+  absl::StatusOr<uint64_t> Allocate();
+  // Logs the free and releases the PID for reuse. FailedPrecondition if it
+  // is already free.
+  absl::Status Free(uint64_t pid);
+
+  // Replaces the page with `base` (no deltas); `expected` may be
+  // PageState::Free() for a newly allocated PID. Returns the new state.
+  absl::StatusOr<PageState> UpdateR(uint64_t pid, PageState expected,
+                                    absl::string_view base);
+  // Prepends `delta`. FailedPrecondition unless the page is in memory
+  // (Read it first).
+  absl::StatusOr<PageState> UpdateD(uint64_t pid, PageState expected,
+                                    absl::string_view delta);
+
+  // The page's current state, loading it from the log if it was evicted.
+  // FailedPrecondition for a free PID.
+  absl::StatusOr<Page> Read(uint64_t pid);
+
+  // LLAMA's flush: reserves log space for the page's image, installs a
+  // flush node carrying that address by CAS, then copies the image in. If
+  // the CAS loses, the space becomes a failed-flush record and the result is
+  // Aborted. Returns the image's LSS address (the existing one if nothing
+  // changed since the last flush). Stable after MkStable(address).
+  absl::StatusOr<uint64_t> Flush(uint64_t pid);
+
+  // Drops the in-memory state of a page whose last flush is stable and
+  // which has not changed since, so the table points at the log.
+  // FailedPrecondition otherwise; Aborted on a lost race.
+  absl::Status Evict(uint64_t pid);
+
+  // Blocks until the record at `address` is stable.
+  absl::Status MkStable(uint64_t address) { return log_->WaitStable(address); }
+  uint64_t HiStable() const { return log_->HiStable(); }
+
+  // What recovery found: pages restored and the log's own report.
+  uint64_t recovered_pages() const { return recovered_pages_; }
+  LogStructuredStore& log() { return *log_; }
+  MappingTable& table() { return *table_; }
+
+ // The element of a page's in-memory chain; defined in page_store.cc.
+  struct Node;
+
+ private:
+  PageStore(std::unique_ptr<LogStructuredStore> log,
+            std::unique_ptr<MappingTable> table);
+  absl::Status Recover();
+  // Loads the image at `address` into a chain (with a flush node on top).
+  absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);
+  void Retire(PageState old);
+
+  std::unique_ptr<LogStructuredStore> log_;
+  std::unique_ptr<MappingTable> table_;
+  EpochManager epochs_;
+  uint64_t recovered_pages_ = 0;
+};
+
+}  // namespace lss
+
+#endif  // LSS_MAPPING_PAGE_STORE_H_
