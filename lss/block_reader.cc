@@ -13,8 +13,9 @@ namespace lss {
 namespace {
 
 uint64_t RoundUp(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
+uint64_t RoundDown(uint64_t x, uint64_t to) { return x / to * to; }
 
-bool AllZero(std::span<const std::byte> bytes) {
+bool IsZero(std::span<const std::byte> bytes) {
   return std::all_of(bytes.begin(), bytes.end(),
                      [](std::byte b) { return b == std::byte{0}; });
 }
@@ -106,7 +107,7 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
   const std::span<const std::byte> head = Bytes(address, kBlockHeaderBytes);
   BlockHeader& h = check.header;
   if (!ParseBlockHeader(head, h)) {
-    if (AllZero(head)) return verdict(BlockVerdict::kEnd, "unwritten space");
+    if (IsZero(head)) return verdict(BlockVerdict::kEnd, "unwritten space");
     return verdict(BlockVerdict::kCorrupt, "no block magic");
   }
   if (h.store_id != sb_.store_id) {
@@ -129,17 +130,25 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
                    absl::StrCat("block epoch ", h.epoch,
                                 " is newer than the superblock's ", sb_.epoch));
   }
-  if ((address >= sb_.epoch_start && h.epoch != sb_.epoch) ||
-      h.epoch < prev_epoch) {
-    return verdict(BlockVerdict::kEnd,
-                   absl::StrCat("stale block of epoch ", h.epoch,
-                                " (left past the tail by an earlier crash)"));
+  if (address + RoundUp(h.used, sb_.block_bytes) > file_size_) {
+    // Every block write covers its padded length: the file lost its end.
+    return verdict(BlockVerdict::kCorrupt,
+                   absl::StrCat("block of ", h.used,
+                                " bytes runs past the end of the file at ",
+                                file_size_));
   }
   if (absl::Status s = Load(address, h.used); !s.ok()) return s;
   block_ = Bytes(address, h.used);
   if (!BlockCrcMatches(block_)) {
     return verdict(BlockVerdict::kCorrupt,
                    "block checksum mismatch (torn or damaged write)");
+  }
+  // Only an intact block can be stale; a damaged epoch field is damage.
+  if ((address >= sb_.epoch_start && h.epoch != sb_.epoch) ||
+      h.epoch < prev_epoch) {
+    return verdict(BlockVerdict::kEnd,
+                   absl::StrCat("stale block of epoch ", h.epoch,
+                                " (left past the tail by an earlier crash)"));
   }
   if (absl::Status s = ForEachRecord(
           block_, address, path_,
@@ -156,11 +165,36 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
   return check;
 }
 
+absl::StatusOr<bool> BlockReader::AllZero(uint64_t from, uint64_t limit) {
+  limit = std::min(limit, file_size_);
+  for (uint64_t a = from; a < limit;) {
+    const size_t len = static_cast<size_t>(
+        std::min<uint64_t>(limit - a, sb_.block_bytes - a % sb_.block_bytes));
+    if (absl::Status s = Load(RoundDown(a, sb_.block_bytes), sb_.block_bytes);
+        !s.ok()) {
+      return s;
+    }
+    if (!IsZero(Bytes(a, len))) return false;
+    a += len;
+  }
+  return true;
+}
+
 absl::StatusOr<std::optional<uint64_t>> BlockReader::FindValid(
     uint64_t from, uint64_t limit) {
   limit = std::min(limit, file_size_);
   for (uint64_t a = RoundUp(from, sb_.block_bytes); a < limit;
        a += sb_.block_bytes) {
+    if (a < window_start_ || a + kBlockHeaderBytes > window_start_ + window_len_) {
+      // Skip holes (ext4 reports preallocated, never-written extents as
+      // holes), so looking past the tail does not read the preallocation.
+      const off_t data = lseek(fd_, static_cast<off_t>(a), SEEK_DATA);
+      if (data < 0 && errno == ENXIO) break;
+      if (data > static_cast<off_t>(a)) {
+        a = RoundDown(static_cast<uint64_t>(data), sb_.block_bytes);
+        if (a >= limit) break;
+      }
+    }
     if (absl::Status s = Load(a, kBlockHeaderBytes); !s.ok()) return s;
     BlockHeader h;
     if (!ParseBlockHeader(Bytes(a, kBlockHeaderBytes), h) || h.address != a) {

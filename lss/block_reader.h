@@ -67,6 +67,9 @@ class BlockReader {
   absl::StatusOr<std::optional<uint64_t>> FindValid(uint64_t from,
                                                     uint64_t limit);
 
+  // Whether every byte in [from, limit) of the file is zero.
+  absl::StatusOr<bool> AllZero(uint64_t from, uint64_t limit);
+
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:

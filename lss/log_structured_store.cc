@@ -243,14 +243,24 @@ absl::Status LogStructuredStore::OpenFile() {
         return Errno(error, absl::StrCat("open ", path_));
     }
   }
-  if (flock(fd_, (read_only_ ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+  // Locked on the same descriptor the I/O uses: see StoreOptions::lock_wait.
+  const auto give_up = std::chrono::steady_clock::now() + options_.lock_wait;
+  int backoff_us = 100;
+  while (flock(fd_, (read_only_ ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     const int error = errno;
+    if (error == EWOULDBLOCK &&
+        std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(backoff_us));
+      backoff_us = std::min(backoff_us * 2, 20000);
+      continue;
+    }
     close(fd_);
     fd_ = -1;
     if (error == EWOULDBLOCK) {
       return absl::FailedPreconditionError(absl::StrCat(
           path_, ": the log is already open (locked by this or another "
-                 "process)"));
+                 "process for more than ",
+          options_.lock_wait.count(), " ms)"));
     }
     return Errno(error, absl::StrCat("flock ", path_));
   }
@@ -267,39 +277,37 @@ absl::Status LogStructuredStore::OpenFile() {
 absl::Status LogStructuredStore::LoadOrCreateSuperblock() {
   const uint64_t slot = SuperblockSlotBytes(options_.block_bytes);
   if (file_size_ == 0) {
-    if (read_only_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": empty file, not a log file"));
-    }
-    // A new log: the first epoch's superblock is written by StartWriting,
-    // before any block.
+    // A new log (or one whose creator died before writing anything, which
+    // is the same thing). A writer writes the first epoch's superblock in
+    // StartWriting, before any block; a reader sees an empty log.
     sb_.block_bytes = options_.block_bytes;
     sb_.buffer_bytes = options_.buffer_bytes;
-    sb_.store_id = NewStoreId();
+    sb_.store_id = read_only_ ? 0 : NewStoreId();
     sb_.data_start = 2 * slot;
     sb_.epoch_start = sb_.data_start;
     return absl::OkStatus();
   }
-  // Both slots of the largest slot size a file can have.
-  const size_t read_bytes = 2 * SuperblockSlotBytes(1u << 20);
-  AlignedBytes buf = AllocateAligned(4096, read_bytes);
-  std::memset(buf.get(), 0, read_bytes);
-  const ssize_t n = pread(fd_, buf.get(), read_bytes, 0);
-  if (n < 0) return Errno(errno, absl::StrCat("read superblock of ", path_));
-  const std::span<const std::byte> bytes(buf.get(), read_bytes);
-  absl::StatusOr<Superblock> first =
-      DecodeSuperblock(bytes, absl::StrCat(path_, ": offset 0"));
+  AlignedBytes buf = AllocateAligned(4096, 4096);
+  auto read_slot = [&](uint64_t at) -> absl::StatusOr<Superblock> {
+    std::memset(buf.get(), 0, 4096);
+    if (pread(fd_, buf.get(), 4096, at) < 0) {
+      return Errno(errno, absl::StrCat("read superblock at offset ", at,
+                                       " of ", path_));
+    }
+    return DecodeSuperblock({buf.get(), 4096},
+                            absl::StrCat(path_, ": offset ", at));
+  };
+  absl::StatusOr<Superblock> first = read_slot(0);
   if (!first.ok() && first.status().code() != absl::StatusCode::kDataLoss &&
       first.status().code() != absl::StatusCode::kInvalidArgument) {
-    return first.status();  // a newer format version
+    return first.status();  // a newer format version, or an I/O error
   }
   // Slot 1 sits at the slot size the file was made with; take it from a
   // valid slot 0, else try every size.
   absl::StatusOr<Superblock> second = absl::NotFoundError("");
   for (uint64_t at = 4096; at <= SuperblockSlotBytes(1u << 20); at *= 2) {
     if (first.ok() && at != SuperblockSlotBytes(first->block_bytes)) continue;
-    absl::StatusOr<Superblock> sb = DecodeSuperblock(
-        bytes.subspan(at), absl::StrCat(path_, ": offset ", at));
+    absl::StatusOr<Superblock> sb = read_slot(at);
     if (sb.ok() && sb->data_start == 2 * at) {
       second = sb;
       break;
@@ -361,14 +369,36 @@ absl::Status LogStructuredStore::Recover() {
     if (corrupt && mode == RecoveryMode::kAbsoluteConsistency) {
       return absl::DataLossError(check->reason);
     }
-    if (corrupt && mode == RecoveryMode::kTolerateCorruptedTail) {
-      // Writes in flight at a crash lie within max_in_flight_bytes of the
-      // tail; a valid block beyond that means the log is damaged mid-way.
-      const uint64_t horizon =
-          address + std::max(sb_.max_in_flight_bytes, sb_.buffer_bytes);
-      absl::StatusOr<std::optional<uint64_t>> later =
-          reader->FindValid(horizon, file_size_);
-      if (!later.ok()) return later.status();
+    // Is anything of the log left past the end? (Holes are skipped, so
+    // this reads only space that was written.)
+    absl::StatusOr<std::optional<uint64_t>> later =
+        reader->FindValid(address + sb_.block_bytes, file_size_);
+    if (!later.ok()) return later.status();
+    if (mode == RecoveryMode::kAbsoluteConsistency) {
+      if (later->has_value()) {
+        return absl::DataLossError(absl::StrCat(
+            check->reason, "; but a valid block follows at offset ", **later));
+      }
+      // Where the end looks unwritten, not even a torn block's later
+      // sectors may follow.
+      absl::StatusOr<bool> zero =
+          reader->AllZero(address, address + sb_.buffer_bytes);
+      if (!zero.ok()) return zero.status();
+      if (!*zero && check->reason.ends_with("unwritten space")) {
+        return absl::DataLossError(absl::StrCat(
+            check->reason, "; but bytes of a torn block follow it"));
+      }
+    }
+    const bool dropped = later->has_value();
+    if (mode == RecoveryMode::kTolerateCorruptedTail && dropped) {
+      // Writes in flight at a crash lie within the horizon of the tail; a
+      // valid block beyond it means the log is damaged mid-way (whether the
+      // damage looks like garbage or like unwritten space).
+      const uint64_t horizon = address + Horizon();
+      if (**later < horizon) {
+        later = reader->FindValid(horizon, file_size_);
+        if (!later.ok()) return later.status();
+      }
       if (later->has_value()) {
         return absl::DataLossError(absl::StrCat(
             check->reason, "; a valid block follows at offset ", **later,
@@ -377,7 +407,7 @@ absl::Status LogStructuredStore::Recover() {
             "or kSkipCorrupted to salvage)"));
       }
     }
-    recovery_.cut = corrupt;
+    recovery_.cut = corrupt || dropped;
     break;
   }
   recovery_.tail = address;
@@ -403,10 +433,45 @@ absl::Status LogStructuredStore::WriteSuperblock() {
   return absl::OkStatus();
 }
 
+uint64_t LogStructuredStore::Horizon() const {
+  return std::max(sb_.max_in_flight_bytes, sb_.buffer_bytes);
+}
+
+absl::Status LogStructuredStore::ZeroPastTail() {
+  const uint64_t from = recovery_.tail;
+  const uint64_t to = std::min(file_size_, from + Horizon());
+  if (from >= to) return absl::OkStatus();
+  if (fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(from), static_cast<off_t>(to - from)) == 0) {
+    return absl::OkStatus();
+  }
+  // A file system without ZERO_RANGE: write the zeros.
+  const size_t chunk = sb_.buffer_bytes;
+  AlignedBytes zeros = AllocateAligned(sb_.block_bytes, chunk);
+  std::memset(zeros.get(), 0, chunk);
+  for (uint64_t at = from; at < to;) {
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(
+        chunk, RoundUp(to - at, sb_.block_bytes)));
+    const ssize_t n = pwrite(fd_, zeros.get(), len, static_cast<off_t>(at));
+    if (n <= 0) {
+      return Errno(n < 0 ? errno : EIO,
+                   absl::StrCat("zeroing ", len, " bytes past the tail at ",
+                                "offset ", at, " of ", path_));
+    }
+    at += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LogStructuredStore::StartWriting() {
+  // Clear what a crash may have left past the tail (torn or unacknowledged
+  // blocks), so the new epoch's blocks are followed by zeros and a clean
+  // close reopens clean. Stale blocks could never rejoin the log anyway
+  // (epochs); this keeps them from reading as damage.
+  if (absl::Status s = ZeroPastTail(); !s.ok()) return s;
   // The recovered prefix may sit only in the page cache (the writer was
-  // killed, the machine was not): make it durable before the new epoch
-  // builds on it.
+  // killed, the machine was not): make it, and the zeros, durable before
+  // the new epoch builds on it.
   if (fdatasync(fd_) != 0) {
     return Errno(errno, absl::StrCat("fdatasync ", path_));
   }

@@ -28,6 +28,7 @@
 #ifndef LSS_LSS_LOG_STRUCTURED_STORE_H_
 #define LSS_LSS_LOG_STRUCTURED_STORE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -80,6 +81,13 @@ struct StoreOptions {
   // Open for reading only (no lock conflicts with other readers, no writes,
   // nothing cut). kSkipCorrupted implies it.
   bool read_only = false;
+  // How long Open waits for the file's lock before it reports the log as
+  // already open. The lock sits on the descriptor the I/O goes through, so
+  // a writer that died keeps it until the kernel has finished its writes in
+  // flight (tens to hundreds of ms after the process is reaped); only then
+  // may a new writer recover and write. A live holder fails Open after
+  // this wait.
+  std::chrono::milliseconds lock_wait{2000};
   // The file is extended (fallocate) this far ahead of the tail, so writes
   // land in allocated space rather than extending the file.
   uint64_t preallocate_bytes = uint64_t{256} << 20;
@@ -97,7 +105,8 @@ struct RecoveryReport {
   uint64_t records = 0;          // valid records kept
   uint64_t bytes_scanned = 0;    // bytes read while scanning
   std::string end;               // why the scan stopped (file, offset, reason)
-  bool cut = false;              // a corrupt tail was cut at `tail`
+  bool cut = false;  // the log was cut at `tail`: a corrupt block, or
+                     // valid blocks past it (unacknowledged writes)
   std::vector<std::string> skipped;  // kSkipCorrupted: ranges passed over
 };
 
@@ -197,6 +206,9 @@ class LogStructuredStore {
   absl::Status LoadOrCreateSuperblock();
   absl::Status Recover();
   absl::Status WriteSuperblock();
+  // How far past the tail the last writer's writes may have reached.
+  uint64_t Horizon() const;
+  absl::Status ZeroPastTail();
   absl::Status StartWriting();
   absl::Status Usable() const;
   absl::Status ReadRange(uint64_t address, std::span<std::byte> out) const;
