@@ -697,7 +697,9 @@ absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
       bytes.resize(std::min<uint64_t>(left, RecordFootprint(length)));
       if (absl::Status s = ReadRange(address, bytes); !s.ok()) return s;
       parse = ParseRecord(address, bytes, view, reason);
-      if (parse == RecordParse::kRecord) out.payload.assign(view.payload.data(), view.payload.size());
+      if (parse == RecordParse::kRecord) {
+        out.payload.assign(view.payload.data(), view.payload.size());
+      }
     }
     if (parse == RecordParse::kPadding) return no_record("padding");
     if (parse == RecordParse::kCorrupt) return no_record(reason);
