@@ -196,12 +196,23 @@ absl::Status PageStore::Free(uint64_t pid) {
   return logged.status();
 }
 
-absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
-                                             absl::string_view base) {
-  EpochGuard guard(epochs_);
+absl::Status PageStore::StillCurrent(uint64_t pid, PageState expected) {
+  // A stale `expected` may point at a chain already freed: compare words
+  // before following the pointer. A current chain cannot be freed while
+  // the caller is inside its epoch.
+  absl::StatusOr<PageState> now = table_->Read(pid);
+  if (!now.ok()) return now.status();
+  if (*now != expected) return Changed(pid);
   if (expected.in_memory() && Head(expected)->kind == Node::Kind::kFreeing) {
     return IsFree(pid);
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
+                                             absl::string_view base) {
+  EpochGuard guard(epochs_);
+  if (absl::Status s = StillCurrent(pid, expected); !s.ok()) return s;
   Node* node = new Node{.kind = Node::Kind::kBase, .bytes = std::string(base)};
   const PageState desired = PageState::InMemory(node);
   if (!table_->CompareAndSwap(pid, expected, desired)) {
@@ -215,11 +226,11 @@ absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
 absl::StatusOr<PageState> PageStore::UpdateD(uint64_t pid, PageState expected,
                                              absl::string_view delta) {
   EpochGuard guard(epochs_);
+  if (absl::Status s = StillCurrent(pid, expected); !s.ok()) return s;
   if (!expected.in_memory()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "page ", pid, " is not in memory; Read it before UpdateD"));
   }
-  if (Head(expected)->kind == Node::Kind::kFreeing) return IsFree(pid);
   Node* node = new Node{.kind = Node::Kind::kDelta,
                         .bytes = std::string(delta),
                         .next = Head(expected)};

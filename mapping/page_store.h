@@ -66,6 +66,14 @@ class PageStore {
   PageStore& operator=(const PageStore&) = delete;
   ~PageStore();
 
+  // Holding the returned guard across a Read and the updates based on it
+  // keeps the chain its `expected` points at from being freed and its
+  // address reused, so a stale `expected` can never match a newer state by
+  // coincidence (ABA). Without it an update against a stale state is still
+  // memory-safe and almost always Aborted, but a reused address could let
+  // it through. Guards nest.
+  [[nodiscard]] EpochGuard Pin() { return EpochGuard(epochs_); }
+
   // A PID that reads as PageState::Free() until the first UpdateR.
   absl::StatusOr<uint64_t> Allocate();
   // Logs the free and releases the PID for reuse. FailedPrecondition if it
@@ -116,6 +124,8 @@ class PageStore {
   // Loads the image at `address` into a chain (with a flush node on top).
   absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);
   void Retire(PageState old);
+  // OK if `pid` still holds `expected` and is not being freed.
+  absl::Status StillCurrent(uint64_t pid, PageState expected);
 
   std::unique_ptr<LogStructuredStore> log_;
   std::unique_ptr<MappingTable> table_;

@@ -106,6 +106,28 @@ TEST(PageStoreTest, StaleExpectationsAndWrongStatesAreRefused) {
   EXPECT_EQ(*store->Allocate(), pid) << "freed PIDs are reused";
 }
 
+// An `expected` whose chain was evicted and freed meanwhile: the update is
+// refused without touching the freed memory (ASan checks that).
+TEST(PageStoreTest, AnExpectationWhoseChainWasFreedIsAborted) {
+  auto store = OpenStore(TempPath("freedchain.log"));
+  ASSERT_NE(store, nullptr);
+  const uint64_t pid = *store->Allocate();
+  const uint64_t other = *store->Allocate();
+  const PageState old = *store->UpdateR(pid, PageState::Free(), "A");
+  const uint64_t at = *store->Flush(pid);
+  ASSERT_TRUE(store->MkStable(at).ok());
+  ASSERT_TRUE(store->Evict(pid).ok());  // retires the chain `old` points at
+  PageState s = *store->UpdateR(other, PageState::Free(), "x");
+  for (int i = 0; i < 3 * int(EpochManager::kReclaimThreshold); ++i) {
+    s = *store->UpdateR(other, s, "x");  // retire and reclaim a lot
+  }
+  EXPECT_EQ(store->UpdateD(pid, old, "d").status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(store->UpdateR(pid, old, "B").status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(store->Read(pid)->base, "A");
+}
+
 // Only flushed, stable pages come back; freed ones stay free; unflushed
 // changes are gone; a failed flush leaves nothing behind.
 TEST(PageStoreTest, RecoveryRebuildsTheTableFromTheLog) {
@@ -235,6 +257,7 @@ TEST(PageStoreConcurrencyTest, ReadsSeeInstalledStatesInOrder) {
       for (int v = 1; v <= kVersions; ++v) {
         for (int p = w; p < kPids; p += 2) {
           for (;;) {
+            EpochGuard pin = store->Pin();  // expected stays meaningful
             absl::StatusOr<Page> page = store->Read(p);
             if (!page.ok()) {
               errors.fetch_add(1);
