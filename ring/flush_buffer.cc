@@ -56,7 +56,9 @@ FlushBuffer::ReserveResult FlushBuffer::TryReserve(uint64_t len) {
   for (;;) {
     const BufferState s(word);
     if (s.sealed()) return {ReserveOutcome::kSealed};
-    if (s.offset() + len > capacity()) return {ReserveOutcome::kDoesNotFit};
+    if (s.offset() + len > capacity()) {
+      return {ReserveOutcome::kDoesNotFit, s.offset()};
+    }
     if (s.writers() == BufferState::kMaxWriters) {
       return {ReserveOutcome::kTooManyWriters};
     }
@@ -77,11 +79,11 @@ FlushBuffer::ReserveResult FlushBuffer::TryReserve(uint64_t len) {
   }
 }
 
-std::optional<BufferState> FlushBuffer::TrySeal() {
+std::optional<BufferState> FlushBuffer::TrySeal(uint64_t min_offset) {
   uint64_t word = state_.load(std::memory_order_acquire);
   for (;;) {
     const BufferState s(word);
-    if (s.sealed()) return std::nullopt;
+    if (s.sealed() || s.offset() < min_offset) return std::nullopt;
     if (state_.compare_exchange_weak(word, s.Sealed().word(),
                                      std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {

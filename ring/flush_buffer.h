@@ -103,7 +103,9 @@ class FlushBuffer {
   };
   struct ReserveResult {
     ReserveOutcome outcome;
-    uint64_t offset = 0;  // valid for kReserved
+    // kReserved: where the record starts. kDoesNotFit: the offset that left
+    // too little room (pass it to TrySeal).
+    uint64_t offset = 0;
   };
 
   // `memory` must stay valid for the buffer's lifetime. Each generation's
@@ -117,10 +119,13 @@ class FlushBuffer {
   // repeated only when another thread changed the word in between.
   ReserveResult TryReserve(uint64_t len);
 
-  // Sets SEALED unless someone else already did. Returns the word just before
-  // this thread's seal (its offset is the buffer's final length), or nothing
-  // if the buffer was already sealed.
-  std::optional<BufferState> TrySeal();
+  // Sets SEALED unless the buffer is already sealed or holds fewer than
+  // `min_offset` bytes. Returns the word just before this thread's seal (its
+  // offset is the buffer's final length), or nothing if it did not seal.
+  // A caller passes the offset it saw: its view may be stale, the buffer
+  // since handed out, recycled and installed again empty, and sealing that
+  // generation would hand out a buffer with nothing in it.
+  std::optional<BufferState> TrySeal(uint64_t min_offset = 0);
 
   // Ends one writer's copy. Returns the word before the decrement: when it
   // shows SEALED and exactly one writer, this caller made the buffer

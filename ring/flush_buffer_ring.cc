@@ -142,8 +142,9 @@ absl::StatusOr<Reservation> FlushBufferRing::Reserve(size_t len) {
       }
       case FlushBuffer::ReserveOutcome::kDoesNotFit:
         // Seal, then retry in the next buffer. Losing the race to seal is
-        // fine: someone else sealed it.
-        if (std::optional<BufferState> before = buffer.TrySeal()) {
+        // fine: someone else sealed it. `buffer` is not pinned here; the
+        // seal re-checks that it is still at least as full as seen.
+        if (std::optional<BufferState> before = buffer.TrySeal(r.offset)) {
           AfterSeal(buffer, *before);
         }
         break;
@@ -179,7 +180,7 @@ absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
     // end of everything reserved so far.
     uint64_t end = buffer.base_address();
     if (pin.offset > options_.header_bytes) {
-      if (std::optional<BufferState> before = buffer.TrySeal()) {
+      if (std::optional<BufferState> before = buffer.TrySeal(pin.offset)) {
         AfterSeal(buffer, *before);
         end = buffer.base_address() + before->offset();
       } else {
@@ -214,7 +215,15 @@ void FlushBufferRing::Vote(FlushBuffer& next) {
   const uint64_t base = next.pending_base_;
   next.install_votes_.store(0, std::memory_order_relaxed);
   next.Install(generation, base);
-  current_generation_.store(generation, std::memory_order_release);
+  // Only ever forward: a thread holding a stale reference to `next` may
+  // fill and seal it, and the install after it may publish a later
+  // generation before this thread gets here.
+  uint64_t current = current_generation_.load(std::memory_order_relaxed);
+  while (current < generation &&
+         !current_generation_.compare_exchange_weak(
+             current, generation, std::memory_order_release,
+             std::memory_order_relaxed)) {
+  }
 }
 
 void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer) {
@@ -223,6 +232,7 @@ void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer) {
 }
 
 void FlushBufferRing::Dispatch(FlushBuffer& buffer, uint64_t used) {
+  LSS_CHECK(used > options_.header_bytes, "handing out an empty buffer");
   buffer.MarkFlushing();
   dispatches_.fetch_add(1, std::memory_order_relaxed);
   const size_t padded = RoundUp(used, options_.block_bytes);

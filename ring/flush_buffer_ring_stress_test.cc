@@ -56,6 +56,7 @@ class CheckingSink : public SealedBufferSink {
     if (!state.sealed() || !state.flushing() || state.writers() != 0) {
       Fail(sealed, absl::StrCat("handed out in state ", state.word()));
     }
+    if (sealed.used == 0) Fail(sealed, "handed out empty");
     CheckSequence(sealed);
     CheckRecords(sealed, bytes);
     if (!deferred_) {
@@ -253,6 +254,7 @@ TEST_P(RingStressTest, EveryCommittedRecordIsHandedOutExactlyOnce) {
 INSTANTIATE_TEST_SUITE_P(
     Rings, RingStressTest,
     ::testing::Values(StressParams{2, 1, 4096, true},
+                      StressParams{8, 1, 4096, false},
                       StressParams{2, 4, 65536, false},
                       StressParams{4, 2, 16384, true},
                       StressParams{8, 3, 4096, false},

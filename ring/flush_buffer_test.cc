@@ -145,6 +145,32 @@ TEST_F(FlushBufferTest, ReinstallClearsEverything) {
   EXPECT_EQ(buffer_.TryReserve(1).offset, 0u);
 }
 
+// A thread that found the buffer too full may be preempted before it seals;
+// meanwhile the buffer is sealed by another, handed out, recycled and
+// installed again, empty. The late seal must not end that new generation.
+TEST_F(FlushBufferTest, StaleSealDoesNotEndANewGeneration) {
+  Install(1, 0);
+  ASSERT_EQ(buffer_.TryReserve(4000).outcome, Outcome::kReserved);
+  buffer_.ReleaseWriter();
+  const auto stale = buffer_.TryReserve(200);
+  ASSERT_EQ(stale.outcome, Outcome::kDoesNotFit);
+  EXPECT_EQ(stale.offset, 4000u);
+
+  ASSERT_TRUE(buffer_.TrySeal(stale.offset).has_value());
+  buffer_.MarkFlushing();
+  buffer_.Install(4, 4096);
+  EXPECT_FALSE(buffer_.TrySeal(stale.offset).has_value());
+  EXPECT_EQ(buffer_.state(), BufferState()) << "the new generation was sealed";
+
+  // Once the new generation is as full as the stale view, sealing it is
+  // right: it is the current buffer and the record still does not fit.
+  ASSERT_EQ(buffer_.TryReserve(4000).outcome, Outcome::kReserved);
+  buffer_.ReleaseWriter();
+  const std::optional<BufferState> before = buffer_.TrySeal(stale.offset);
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(before->offset(), 4000u);
+}
+
 TEST_F(FlushBufferTest, WriterLimitIsRefusedNotOverflowed) {
   Install();
   for (uint64_t i = 0; i < BufferState::kMaxWriters; ++i) {
