@@ -58,11 +58,8 @@
 // On failure the log is copied to $TEST_UNDECLARED_OUTPUTS_DIR.
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,6 +71,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -91,12 +89,19 @@
 #include "gtest/gtest.h"
 #include "mapping/page_store.h"
 #include "testing/payload.h"
+#include "testing/process.h"
 
 namespace lss {
 namespace {
 
+using ::lss::testing::EnvU64;
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
+using ::lss::testing::NowNanos;
+using ::lss::testing::PollFor;
+using ::lss::testing::SharedMapping;
+using ::lss::testing::WaitChild;
+using ::lss::testing::WaitStatusString;
 
 constexpr int kPids = 64;
 constexpr int kOwners = 2;
@@ -276,28 +281,6 @@ struct VerifyShared {
   uint64_t recovered_pages;
   uint64_t version[kPids];  // 0: free
   char message[16384];
-};
-
-template <typename T>
-class SharedMapping {
- public:
-  SharedMapping() {
-    void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      perror("mmap");
-      std::abort();
-    }
-    ptr_ = static_cast<T*>(p);  // zero-filled
-  }
-  ~SharedMapping() { munmap(ptr_, sizeof(T)); }
-  SharedMapping(const SharedMapping&) = delete;
-  SharedMapping& operator=(const SharedMapping&) = delete;
-  T* operator->() const { return ptr_; }
-  T* get() const { return ptr_; }
-
- private:
-  T* ptr_;
 };
 
 void CopyMessage(char* dst, size_t cap, const std::string& s) {
@@ -840,57 +823,6 @@ class Verifier {
 
 // ---------------------------------------------------------------------------
 // The parent.
-
-uint64_t EnvU64(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  return std::strtoull(v, nullptr, 10);
-}
-
-int64_t NowNanos() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-// Waits for `fd` to become readable or hang up, up to `timeout_ns`.
-// Returns poll's revents, or 0 on timeout.
-short PollFor(int fd, int64_t timeout_ns) {
-  pollfd p{fd, POLLIN, 0};
-  const int64_t deadline = NowNanos() + timeout_ns;
-  for (;;) {
-    const int64_t left = std::max<int64_t>(0, deadline - NowNanos());
-    timespec ts{static_cast<time_t>(left / 1000000000),
-                static_cast<long>(left % 1000000000)};
-    const int n = ppoll(&p, 1, &ts, nullptr);
-    if (n > 0) return p.revents;
-    if (n == 0) return 0;
-    if (errno != EINTR) {
-      perror("ppoll");
-      std::abort();
-    }
-  }
-}
-
-std::string WaitStatusString(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    return absl::StrCat("signal ", WTERMSIG(status), " (",
-                        strsignal(WTERMSIG(status)), ")");
-  }
-  return absl::StrCat("wait status ", status);
-}
-
-int WaitChild(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      perror("waitpid");
-      std::abort();
-    }
-  }
-  return status;
-}
 
 struct Totals {
   uint64_t kills = 0;

@@ -1,0 +1,60 @@
+// Helpers for tests that fork children and kill them: a zeroed struct shared
+// with the children, waiting on a pipe with a deadline, reaping a child, and
+// knobs read from the environment.
+
+#ifndef LSS_TESTING_PROCESS_H_
+#define LSS_TESTING_PROCESS_H_
+
+#include <sys/mman.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace lss::testing {
+
+// One T in anonymous shared memory, so it survives fork() and a child's
+// writes are visible to the parent. Starts out zero-filled.
+template <typename T>
+class SharedMapping {
+ public:
+  SharedMapping() {
+    void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      perror("mmap");
+      std::abort();
+    }
+    ptr_ = static_cast<T*>(p);
+  }
+  ~SharedMapping() { munmap(ptr_, sizeof(T)); }
+  SharedMapping(const SharedMapping&) = delete;
+  SharedMapping& operator=(const SharedMapping&) = delete;
+  T* operator->() const { return ptr_; }
+  T* get() const { return ptr_; }
+
+ private:
+  T* ptr_;
+};
+
+// The environment variable as a number, or `fallback` if unset or empty.
+uint64_t EnvU64(const char* name, uint64_t fallback);
+
+// CLOCK_MONOTONIC in nanoseconds.
+int64_t NowNanos();
+
+// Waits for `fd` to become readable or hang up, up to `timeout_ns`.
+// Returns poll's revents, or 0 on timeout.
+short PollFor(int fd, int64_t timeout_ns);
+
+// "exit code N", "signal N (name)" or the raw status.
+std::string WaitStatusString(int status);
+
+// Reaps `pid` (retrying EINTR) and returns its wait status.
+int WaitChild(pid_t pid);
+
+}  // namespace lss::testing
+
+#endif  // LSS_TESTING_PROCESS_H_
