@@ -690,12 +690,25 @@ absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
       }
       sink_->Unpin(base);
     } else {
-      std::vector<std::byte> bytes(std::min(left, kRecordHeaderBytes));
+      // One read of the aligned block holding the header brings the whole
+      // of a small record; a longer one needs a second read for the rest.
+      const uint64_t first_end =
+          std::min(base + block.used,
+                   RoundUp(address + kRecordHeaderBytes, sb_.block_bytes));
+      std::vector<std::byte> bytes(first_end - address);
       if (absl::Status s = ReadRange(address, bytes); !s.ok()) return s;
       uint32_t length = 0;
       if (bytes.size() >= 8) std::memcpy(&length, bytes.data() + 4, 4);
-      bytes.resize(std::min<uint64_t>(left, RecordFootprint(length)));
-      if (absl::Status s = ReadRange(address, bytes); !s.ok()) return s;
+      const size_t have = bytes.size();
+      const size_t want = std::min<uint64_t>(left, RecordFootprint(length));
+      bytes.resize(want);
+      if (want > have) {
+        if (absl::Status s =
+                ReadRange(address + have, std::span(bytes).subspan(have));
+            !s.ok()) {
+          return s;
+        }
+      }
       parse = ParseRecord(address, bytes, view, reason);
       if (parse == RecordParse::kRecord) {
         out.payload.assign(view.payload.data(), view.payload.size());
