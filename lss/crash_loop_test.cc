@@ -79,9 +79,12 @@
 namespace lss {
 namespace {
 
+using ::lss::testing::CopyMessage;
 using ::lss::testing::EnvU64;
+using ::lss::testing::FetchMax;
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
+using ::lss::testing::Mix;
 using ::lss::testing::NowNanos;
 using ::lss::testing::PollFor;
 using ::lss::testing::SharedMapping;
@@ -103,13 +106,6 @@ constexpr int kThreads = 2;
 constexpr uint64_t kStreamsPerIncarnation = 16;
 constexpr size_t kMaxPayloadBytes = 60000;  // fits a 64 KiB buffer
 constexpr uint64_t kMaxRecordsPerThread = uint64_t{1} << 20;
-
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Mostly small records, some that cross sectors and blocks, a few that take
 // most of a 64 KiB buffer.
@@ -174,19 +170,6 @@ struct VerifyShared {
   char report_end[1024];
   char message[16384];
 };
-
-void CopyMessage(char* dst, size_t cap, const std::string& s) {
-  const size_t n = std::min(cap - 1, s.size());
-  std::memcpy(dst, s.data(), n);
-  dst[n] = '\0';
-}
-
-void FetchMax(std::atomic<uint64_t>& a, uint64_t v) {
-  uint64_t cur = a.load(std::memory_order_relaxed);
-  while (cur < v && !a.compare_exchange_weak(cur, v, std::memory_order_release,
-                                             std::memory_order_relaxed)) {
-  }
-}
 
 std::string PolicyName(WritePolicy p) {
   return p == WritePolicy::kTailLocalized ? "kTailLocalized" : "kSerialized";

@@ -3,15 +3,15 @@
 #include <cstring>
 
 namespace lss::testing {
-namespace {
 
-// SplitMix64's finaliser: cheap, and every input bit affects every output bit.
 uint64_t Mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
 }
+
+namespace {
 
 uint64_t Word(uint64_t seed, size_t word_index) {
   return Mix(seed + word_index);

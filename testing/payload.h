@@ -20,6 +20,10 @@ struct AppendedRecord {
   size_t len;
 };
 
+// SplitMix64's finaliser: cheap, and every input bit affects every output
+// bit. Payloads are made of it; tests also derive sizes and seeds from it.
+uint64_t Mix(uint64_t x);
+
 // Writes the payload of record (stream, index) into `out`.
 void FillPayload(uint64_t stream, uint64_t index, std::span<std::byte> out);
 

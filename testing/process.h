@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +40,13 @@ class SharedMapping {
  private:
   T* ptr_;
 };
+
+// Copies `s` into the `cap`-byte array `dst` (typically in a SharedMapping),
+// cut to fit, always NUL-terminated.
+void CopyMessage(char* dst, size_t cap, const std::string& s);
+
+// Raises `a` to `v` unless it is already higher (release order).
+void FetchMax(std::atomic<uint64_t>& a, uint64_t v);
 
 // The environment variable as a number, or `fallback` if unset or empty.
 uint64_t EnvU64(const char* name, uint64_t fallback);
