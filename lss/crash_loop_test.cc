@@ -40,15 +40,12 @@
 // e.g. ./bazelw test //lss:crash_loop_test --test_env=CRASH_LOOP_KILLS=5000
 // On failure the log is copied to $TEST_UNDECLARED_OUTPUTS_DIR.
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
@@ -79,16 +76,18 @@
 namespace lss {
 namespace {
 
+using ::lss::testing::ChildRun;
 using ::lss::testing::CopyMessage;
 using ::lss::testing::EnvU64;
 using ::lss::testing::FetchMax;
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
+using ::lss::testing::KillPlan;
 using ::lss::testing::Mix;
 using ::lss::testing::NowNanos;
-using ::lss::testing::PollFor;
+using ::lss::testing::RunAndKill;
+using ::lss::testing::RunChild;
 using ::lss::testing::SharedMapping;
-using ::lss::testing::WaitChild;
 using ::lss::testing::WaitStatusString;
 
 // ---------------------------------------------------------------------------
@@ -756,70 +755,24 @@ class CrashLoop {
                   : 1000 + static_cast<int64_t>(rng_() % (max_delay_us_ - 999));
     std::string context = Context(k, cfg.options, delay_us, from_fork);
 
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return "pipe2 failed";
-    std::fflush(nullptr);
-    const pid_t pid = fork();
-    if (pid < 0) return absl::StrCat("fork: ", std::strerror(errno));
-    if (pid == 0) {
-      close(fds[0]);
-      WriterMain(cfg, shared.get(), fds[1]);
+    KillPlan plan;
+    plan.clean = clean;
+    plan.from_fork = from_fork;
+    plan.delay_ns = delay_us * 1000;
+    plan.watchdog_ns = int64_t{clean ? 300 : 60} * 1000000000;
+    const absl::StatusOr<ChildRun> run = RunAndKill(
+        [&](int ready_fd) { WriterMain(cfg, shared.get(), ready_fd); }, plan);
+    if (!run.ok()) return run.status().ToString();
+    if (run->hung) {
+      return absl::StrCat(context,
+                          clean ? ": clean writer did not finish"
+                                : ": writer did not open the log",
+                          " in ", plan.watchdog_ns / 1000000000,
+                          " s (hang?), published counts ",
+                          shared->threads[0].count.load(), "/",
+                          shared->threads[1].count.load());
     }
-    close(fds[1]);
-    const int ready_fd = fds[0];
-
-    bool ready = false;
-    bool died = false;
-    if (clean) {
-      // Wait for the clean exit (EOF), with a generous watchdog.
-      int64_t deadline = NowNanos() + int64_t{300} * 1000000000;
-      while (!died) {
-        const short ev = PollFor(ready_fd, deadline - NowNanos());
-        if (ev == 0) break;
-        char c;
-        if (read(ready_fd, &c, 1) == 1) {
-          ready = true;
-        } else {
-          died = true;
-        }
-      }
-      if (!died) {
-        kill(pid, SIGKILL);
-        WaitChild(pid);
-        close(ready_fd);
-        return absl::StrCat(context,
-                            ": clean writer did not finish in 300 s "
-                            "(hang?), published counts ",
-                            shared->threads[0].count.load(), "/",
-                            shared->threads[1].count.load());
-      }
-    } else {
-      int64_t deadline = from_fork ? NowNanos() + delay_us * 1000
-                                   : NowNanos() + int64_t{60} * 1000000000;
-      for (;;) {
-        const int64_t left = deadline - NowNanos();
-        if (left <= 0) break;
-        const short ev = PollFor(ready_fd, left);
-        if (ev == 0) break;
-        char c;
-        if (read(ready_fd, &c, 1) == 1) {
-          ready = true;
-          if (!from_fork) deadline = NowNanos() + delay_us * 1000;
-          continue;
-        }
-        died = true;  // EOF: the writer exited before it was killed
-        break;
-      }
-      if (!died && !ready && !from_fork) {
-        kill(pid, SIGKILL);
-        WaitChild(pid);
-        close(ready_fd);
-        return absl::StrCat(context, ": writer did not open the log in 60 s");
-      }
-      if (!died) kill(pid, SIGKILL);
-    }
-    close(ready_fd);
-    const int status = WaitChild(pid);
+    const int status = run->status;
     if (clean) {
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
           shared->clean_close.load() != 1) {
@@ -864,14 +817,12 @@ class CrashLoop {
     vcfg.first_incarnation = first_incarnation_;
     vcfg.incarnation = incarnation_;
     vcfg.writer = shared.get();
-    std::fflush(nullptr);
-    const pid_t vpid = fork();
-    if (vpid < 0) return absl::StrCat("fork: ", std::strerror(errno));
-    if (vpid == 0) Verifier(vcfg, result.get()).Run();
-    const int vstatus = WaitChild(vpid);
-    if (!WIFEXITED(vstatus) || WEXITSTATUS(vstatus) != 0 || result->ok != 1) {
+    const absl::StatusOr<int> vstatus =
+        RunChild([&] { Verifier(vcfg, result.get()).Run(); });
+    if (!vstatus.ok()) return vstatus.status().ToString();
+    if (!WIFEXITED(*vstatus) || WEXITSTATUS(*vstatus) != 0 || result->ok != 1) {
       return absl::StrCat(context, "; verifier (", Describe(vcfg.options),
-                          ") ended with ", WaitStatusString(vstatus),
+                          ") ended with ", WaitStatusString(*vstatus),
                           "; recovery: ", result->report_end, "\n",
                           result->message, SaveLog(k));
     }

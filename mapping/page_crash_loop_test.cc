@@ -57,14 +57,12 @@
 //        --test_env=CRASH_LOOP_KILLS=1000 --test_env=CRASH_LOOP_SEED=42
 // On failure the log is copied to $TEST_UNDECLARED_OUTPUTS_DIR.
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
@@ -94,16 +92,18 @@
 namespace lss {
 namespace {
 
+using ::lss::testing::ChildRun;
 using ::lss::testing::CopyMessage;
 using ::lss::testing::EnvU64;
 using ::lss::testing::FetchMax;
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
+using ::lss::testing::KillPlan;
 using ::lss::testing::Mix;
 using ::lss::testing::NowNanos;
-using ::lss::testing::PollFor;
+using ::lss::testing::RunAndKill;
+using ::lss::testing::RunChild;
 using ::lss::testing::SharedMapping;
-using ::lss::testing::WaitChild;
 using ::lss::testing::WaitStatusString;
 
 constexpr int kPids = 64;
@@ -925,49 +925,21 @@ class PageCrashLoop {
         " meddler=", cfg->meddler, " kill after ", delay_us, " us from ",
         from_fork ? "fork" : "open");
 
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return "pipe2 failed";
-    std::fflush(nullptr);
-    const pid_t pid = fork();
-    if (pid < 0) return absl::StrCat("fork: ", std::strerror(errno));
-    if (pid == 0) {
-      close(fds[0]);
-      Writer(*cfg, shared.get()).Main(fds[1]);
-    }
-    close(fds[1]);
-    const int ready_fd = fds[0];
-
-    bool ready = false;
-    bool died = false;
-    const int64_t watchdog = int64_t{clean ? 300 : 60} * 1000000000;
-    int64_t deadline =
-        NowNanos() + (from_fork && !clean ? delay_us * 1000 : watchdog);
-    for (;;) {
-      const int64_t left = deadline - NowNanos();
-      if (left <= 0) break;
-      const short ev = PollFor(ready_fd, left);
-      if (ev == 0) break;
-      char c;
-      if (read(ready_fd, &c, 1) == 1) {
-        ready = true;
-        if (!from_fork && !clean) deadline = NowNanos() + delay_us * 1000;
-        continue;
-      }
-      died = true;  // EOF: the writer exited
-      break;
-    }
-    if (!died && (clean || (!ready && !from_fork))) {
-      kill(pid, SIGKILL);
-      WaitChild(pid);
-      close(ready_fd);
+    KillPlan plan;
+    plan.clean = clean;
+    plan.from_fork = from_fork;
+    plan.delay_ns = delay_us * 1000;
+    plan.watchdog_ns = int64_t{clean ? 300 : 60} * 1000000000;
+    const absl::StatusOr<ChildRun> run = RunAndKill(
+        [&](int ready_fd) { Writer(*cfg, shared.get()).Main(ready_fd); }, plan);
+    if (!run.ok()) return run.status().ToString();
+    if (run->hung) {
       return absl::StrCat(context,
                           clean ? ": clean writer did not finish"
                                 : ": writer did not open the store",
-                          " in ", watchdog / 1000000000, " s (hang?)");
+                          " in ", plan.watchdog_ns / 1000000000, " s (hang?)");
     }
-    if (!died) kill(pid, SIGKILL);
-    close(ready_fd);
-    const int status = WaitChild(pid);
+    const int status = run->status;
     if (clean) {
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
           shared->clean_close.load() != 1) {
@@ -1021,15 +993,13 @@ class PageCrashLoop {
     vcfg->path = path_;
     vcfg->options = Options(/*writer=*/false);
     vcfg->clean = clean;
-    std::fflush(nullptr);
-    const pid_t vpid = fork();
-    if (vpid < 0) return absl::StrCat("fork: ", std::strerror(errno));
-    if (vpid == 0) Verifier(*vcfg, result.get()).Run();
-    const int vstatus = WaitChild(vpid);
-    if (!WIFEXITED(vstatus) || WEXITSTATUS(vstatus) != 0 || result->ok != 1) {
+    const absl::StatusOr<int> vstatus =
+        RunChild([&] { Verifier(*vcfg, result.get()).Run(); });
+    if (!vstatus.ok()) return vstatus.status().ToString();
+    if (!WIFEXITED(*vstatus) || WEXITSTATUS(*vstatus) != 0 || result->ok != 1) {
       return absl::StrCat(context, "; verifier (",
                           Describe(vcfg->options.store), ") ended with ",
-                          WaitStatusString(vstatus), ":\n", result->message,
+                          WaitStatusString(*vstatus), ":\n", result->message,
                           SaveLog(k));
     }
     // What this recovery showed, later recoveries of this log must show

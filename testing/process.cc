@@ -1,13 +1,18 @@
 #include "testing/process.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace lss::testing {
@@ -72,6 +77,64 @@ int WaitChild(pid_t pid) {
     }
   }
   return status;
+}
+
+absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
+                                    const KillPlan& plan) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::ErrnoToStatus(errno, "pipe2 for a child's ready pipe");
+  }
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int error = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return absl::ErrnoToStatus(error, "fork");
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    child(fds[1]);
+    _exit(127);  // `child` must not return
+  }
+  close(fds[1]);
+  const int ready_fd = fds[0];
+  const bool kill_after_ready = !plan.from_fork && !plan.clean;
+  ChildRun run;
+  bool exited = false;
+  int64_t deadline = NowNanos() + (plan.from_fork && !plan.clean
+                                        ? plan.delay_ns
+                                        : plan.watchdog_ns);
+  for (;;) {
+    const int64_t left = deadline - NowNanos();
+    if (left <= 0 || PollFor(ready_fd, left) == 0) break;
+    char c;
+    if (read(ready_fd, &c, 1) != 1) {
+      exited = true;  // EOF: the child's end of the pipe closed
+      break;
+    }
+    run.ready = true;
+    if (kill_after_ready) deadline = NowNanos() + plan.delay_ns;
+  }
+  close(ready_fd);
+  if (!exited) {
+    run.hung = plan.clean || (!run.ready && !plan.from_fork);
+    kill(pid, SIGKILL);
+  }
+  run.status = WaitChild(pid);
+  return run;
+}
+
+absl::StatusOr<int> RunChild(const std::function<void()>& child) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
+  if (pid == 0) {
+    child();
+    _exit(127);  // `child` must not return
+  }
+  return WaitChild(pid);
 }
 
 }  // namespace lss::testing

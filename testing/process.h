@@ -13,7 +13,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
+
+#include "absl/status/statusor.h"
 
 namespace lss::testing {
 
@@ -47,6 +50,36 @@ void CopyMessage(char* dst, size_t cap, const std::string& s);
 
 // Raises `a` to `v` unless it is already higher (release order).
 void FetchMax(std::atomic<uint64_t>& a, uint64_t v);
+
+// How a kill loop ends one child that writes a byte to its ready pipe
+// whenever it is worth killing (say, once its store is open).
+struct KillPlan {
+  // Let the child exit by itself instead of killing it.
+  bool clean = false;
+  // Kill `delay_ns` after the fork; otherwise `delay_ns` after the child's
+  // latest ready byte.
+  bool from_fork = false;
+  int64_t delay_ns = 0;
+  // How long the child may take to send its first ready byte (or, if
+  // `clean`, to exit); past it the child is killed as hung.
+  int64_t watchdog_ns = 0;
+};
+
+struct ChildRun {
+  int status = 0;      // wait status
+  bool ready = false;  // it sent at least one ready byte
+  bool hung = false;   // the watchdog killed it
+};
+
+// Forks; the child runs `child(ready_fd)`, which must not return (it ends
+// with _exit, or is killed). The parent follows `plan` and reaps the child.
+// Fails only if the pipe or the fork does.
+absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
+                                    const KillPlan& plan);
+
+// Forks; the child runs `child`, which must not return. Returns the child's
+// wait status once it has ended.
+absl::StatusOr<int> RunChild(const std::function<void()>& child);
 
 // The environment variable as a number, or `fallback` if unset or empty.
 uint64_t EnvU64(const char* name, uint64_t fallback);

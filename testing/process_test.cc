@@ -1,0 +1,113 @@
+// RunAndKill's three endings (killed after ready, hung, clean exit) and the
+// shared mapping that carries a child's findings back.
+
+#include "testing/process.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "gtest/gtest.h"
+
+namespace lss::testing {
+namespace {
+
+constexpr int64_t kMs = 1000000;
+
+struct Shared {
+  std::atomic<uint64_t> high;
+  char message[16];
+};
+
+[[noreturn]] void SleepForever() {
+  for (;;) pause();
+}
+
+TEST(RunAndKillTest, KillsTheDelayAfterTheReadyByte) {
+  SharedMapping<Shared> shared;
+  KillPlan plan;
+  plan.delay_ns = 5 * kMs;
+  plan.watchdog_ns = 10000 * kMs;
+  const absl::StatusOr<ChildRun> run = RunAndKill(
+      [&](int ready_fd) {
+        FetchMax(shared->high, 7);
+        CopyMessage(shared->message, sizeof(shared->message),
+                    "a message longer than sixteen bytes");
+        const char c = 1;
+        if (write(ready_fd, &c, 1) != 1) _exit(2);
+        SleepForever();
+      },
+      plan);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->ready);
+  EXPECT_FALSE(run->hung);
+  ASSERT_TRUE(WIFSIGNALED(run->status)) << WaitStatusString(run->status);
+  EXPECT_EQ(WTERMSIG(run->status), SIGKILL);
+  EXPECT_EQ(shared->high.load(), 7u);
+  EXPECT_STREQ(shared->message, "a message longe") << "cut and terminated";
+}
+
+TEST(RunAndKillTest, AChildThatNeverGetsReadyIsKilledAsHung) {
+  KillPlan plan;
+  plan.delay_ns = 1 * kMs;
+  plan.watchdog_ns = 20 * kMs;
+  const absl::StatusOr<ChildRun> run =
+      RunAndKill([](int) { SleepForever(); }, plan);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_FALSE(run->ready);
+  EXPECT_TRUE(run->hung);
+  EXPECT_TRUE(WIFSIGNALED(run->status));
+}
+
+TEST(RunAndKillTest, FromForkKillsWithoutWaitingForReady) {
+  KillPlan plan;
+  plan.from_fork = true;
+  plan.delay_ns = 1 * kMs;
+  plan.watchdog_ns = 10000 * kMs;
+  const absl::StatusOr<ChildRun> run =
+      RunAndKill([](int) { SleepForever(); }, plan);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_FALSE(run->hung);
+  ASSERT_TRUE(WIFSIGNALED(run->status)) << WaitStatusString(run->status);
+  EXPECT_EQ(WTERMSIG(run->status), SIGKILL);
+}
+
+TEST(RunAndKillTest, ACleanChildExitsByItself) {
+  KillPlan plan;
+  plan.clean = true;
+  plan.watchdog_ns = 10000 * kMs;
+  const absl::StatusOr<ChildRun> run = RunAndKill(
+      [](int ready_fd) {
+        const char c = 1;
+        if (write(ready_fd, &c, 1) != 1) _exit(2);
+        _exit(5);
+      },
+      plan);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->ready);
+  EXPECT_FALSE(run->hung);
+  ASSERT_TRUE(WIFEXITED(run->status)) << WaitStatusString(run->status);
+  EXPECT_EQ(WEXITSTATUS(run->status), 5);
+  EXPECT_EQ(WaitStatusString(run->status), "exit code 5");
+}
+
+TEST(RunChildTest, ReturnsTheWaitStatus) {
+  const absl::StatusOr<int> status = RunChild([] { _exit(3); });
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(WaitStatusString(*status), "exit code 3");
+}
+
+TEST(EnvU64Test, UnsetOrEmptyGivesTheFallback) {
+  unsetenv("LSS_PROCESS_TEST_KNOB");
+  EXPECT_EQ(EnvU64("LSS_PROCESS_TEST_KNOB", 9), 9u);
+  setenv("LSS_PROCESS_TEST_KNOB", "", 1);
+  EXPECT_EQ(EnvU64("LSS_PROCESS_TEST_KNOB", 9), 9u);
+  setenv("LSS_PROCESS_TEST_KNOB", "1234", 1);
+  EXPECT_EQ(EnvU64("LSS_PROCESS_TEST_KNOB", 9), 1234u);
+}
+
+}  // namespace
+}  // namespace lss::testing
