@@ -107,7 +107,10 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
   const std::span<const std::byte> head = Bytes(address, kBlockHeaderBytes);
   BlockHeader& h = check.header;
   if (!ParseBlockHeader(head, h)) {
-    if (IsZero(head)) return verdict(BlockVerdict::kEnd, "unwritten space");
+    if (IsZero(head)) {
+      check.unwritten = true;
+      return verdict(BlockVerdict::kEnd, "unwritten space");
+    }
     return verdict(BlockVerdict::kCorrupt, "no block magic");
   }
   if (h.store_id != sb_.store_id) {

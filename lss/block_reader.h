@@ -36,6 +36,7 @@ struct BlockCheck {
   std::string reason;  // for kEnd and kCorrupt
   BlockHeader header;  // for kValid
   uint64_t records = 0;  // for kValid
+  bool unwritten = false;  // kEnd: zeros where the block header would be
 };
 
 // Calls `visit` for each record of `block` (its used bytes, stored at

@@ -168,6 +168,7 @@ TEST_F(BlockReaderTest, EndOfFileAndZerosAreTheEnd) {
   BlockReader reader = Reader(MakeSuperblock(1, kDataStart));
   BlockCheck c = CheckAt(reader, kDataStart + kBlock);
   EXPECT_EQ(c.verdict, BlockVerdict::kEnd) << c.reason;
+  EXPECT_TRUE(c.unwritten);
   ExpectReasonNames(c, kDataStart + kBlock);
   c = CheckAt(reader, image_.size());
   EXPECT_EQ(c.verdict, BlockVerdict::kEnd) << c.reason;
@@ -247,6 +248,7 @@ TEST_F(BlockReaderTest, StaleBlockPastEpochStartIsTheEnd) {
   EXPECT_EQ(c.verdict, BlockVerdict::kValid) << c.reason;
   c = CheckAt(reader, c_addr, 2);
   EXPECT_EQ(c.verdict, BlockVerdict::kEnd) << c.reason;
+  EXPECT_FALSE(c.unwritten) << "a stale block is written space";
   ExpectReasonNames(c, c_addr);
   // Stale however it is reached (FindValid checks with prev_epoch 0).
   c = CheckAt(reader, c_addr, 0);

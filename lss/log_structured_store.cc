@@ -381,12 +381,14 @@ absl::Status LogStructuredStore::Recover() {
       }
       // Where the end looks unwritten, not even a torn block's later
       // sectors may follow.
-      absl::StatusOr<bool> zero =
-          reader->AllZero(address, address + sb_.buffer_bytes);
-      if (!zero.ok()) return zero.status();
-      if (!*zero && check->reason.ends_with("unwritten space")) {
-        return absl::DataLossError(absl::StrCat(
-            check->reason, "; but bytes of a torn block follow it"));
+      if (check->unwritten) {
+        absl::StatusOr<bool> zero =
+            reader->AllZero(address, address + sb_.buffer_bytes);
+        if (!zero.ok()) return zero.status();
+        if (!*zero) {
+          return absl::DataLossError(absl::StrCat(
+              check->reason, "; but bytes of a torn block follow it"));
+        }
       }
     }
     const bool dropped = later->has_value();
