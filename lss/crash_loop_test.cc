@@ -18,11 +18,9 @@
 // Then it restarts the writer on the recovered log. Both write policies.
 // The last cycle of each policy closes cleanly and is checked under
 // kAbsoluteConsistency. One recovery in four is preceded by a read-only
-// open, which must see the same records. And the log must not still be
-// locked once the process that had it open is gone, or a writer restarted
-// at once after a crash could not open it (the parent checks, then waits
-// for the lock so that the data checks go on, and fails the test at the
-// end).
+// open, which must see the same records. The verifier opens the log for
+// writing right after the writer is reaped, so a lock the dead writer kept
+// for longer than StoreOptions::lock_wait fails the cycle.
 //
 // Writer and verifier are fork()ed from this single-threaded test process
 // (the store is never opened here, so each child starts fresh). What the

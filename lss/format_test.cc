@@ -393,13 +393,12 @@ TEST(RecordTest, PaddingFlipsLeaveTheRecordUnchanged) {
     FlipBit(bad, bit);
     RecordView view;
     std::string reason;
-    const RecordParse p = ParseRecord(kAddress, bad, view, reason);
-    if (p == RecordParse::kRecord) {
-      ASSERT_EQ(view.payload.size(), len);
-      ASSERT_EQ(std::memcmp(view.payload.data(),
-                            rec.data() + kRecordHeaderBytes, len),
-                0);
-    }
+    ASSERT_EQ(ParseRecord(kAddress, bad, view, reason), RecordParse::kRecord)
+        << "bit " << bit << ": " << reason;
+    ASSERT_EQ(view.payload.size(), len);
+    ASSERT_EQ(
+        std::memcmp(view.payload.data(), rec.data() + kRecordHeaderBytes, len),
+        0);
   }
 }
 

@@ -31,6 +31,7 @@ TEST(RunAndKillTest, KillsTheDelayAfterTheReadyByte) {
   KillPlan plan;
   plan.delay_ns = 5 * kMs;
   plan.watchdog_ns = 10000 * kMs;
+  const int64_t start = NowNanos();
   const absl::StatusOr<ChildRun> run = RunAndKill(
       [&](int ready_fd) {
         FetchMax(shared->high, 7);
@@ -42,6 +43,8 @@ TEST(RunAndKillTest, KillsTheDelayAfterTheReadyByte) {
       },
       plan);
   ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_LT(NowNanos() - start, plan.watchdog_ns / 2)
+      << "killed by the watchdog, not after the delay";
   EXPECT_TRUE(run->ready);
   EXPECT_FALSE(run->hung);
   ASSERT_TRUE(WIFSIGNALED(run->status)) << WaitStatusString(run->status);
@@ -67,9 +70,12 @@ TEST(RunAndKillTest, FromForkKillsWithoutWaitingForReady) {
   plan.from_fork = true;
   plan.delay_ns = 1 * kMs;
   plan.watchdog_ns = 10000 * kMs;
+  const int64_t start = NowNanos();
   const absl::StatusOr<ChildRun> run =
       RunAndKill([](int) { SleepForever(); }, plan);
   ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_LT(NowNanos() - start, plan.watchdog_ns / 2)
+      << "killed by the watchdog, not after the delay";
   EXPECT_FALSE(run->hung);
   ASSERT_TRUE(WIFSIGNALED(run->status)) << WaitStatusString(run->status);
   EXPECT_EQ(WTERMSIG(run->status), SIGKILL);
