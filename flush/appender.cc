@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "flush/io_error.h"
 #include "ring/check.h"
 
 namespace lss {
@@ -22,26 +23,6 @@ bool Transient(int error) {
   return error == EAGAIN || error == EINTR || error == ECANCELED;
 }
 
-absl::Status IoError(const std::string& path, const std::string& what,
-                     int error) {
-  std::string message =
-      absl::StrCat(what, " of ", path, " failed: ", std::strerror(error),
-                   " (errno ", error, ")");
-  switch (error) {
-    case EIO:
-      return absl::DataLossError(message);
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    case EINVAL:
-      return absl::InternalError(
-          absl::StrCat(message, "; a misaligned O_DIRECT request is a bug"));
-    default:
-      return absl::Status(absl::ErrnoToStatusCode(error), message);
-  }
-}
-
 std::string WriteWhat(const SealedBuffer& b, size_t done) {
   return absl::StrCat("write of ", b.padded - done, " bytes at offset ",
                       b.address + done);
@@ -53,6 +34,7 @@ Appender::Appender(IoRing* io, AppenderOptions options)
     : io_(io),
       options_(std::move(options)),
       hi_stable_(options_.start_address),
+      hi_written_(options_.start_address),
       serial_next_(options_.start_address),
       written_end_(options_.start_address) {}
 
@@ -80,6 +62,13 @@ absl::Status Appender::HelpDrain() {
 }
 
 absl::Status Appender::WaitStable(uint64_t address) {
+  if (HiStable() >= address) return absl::OkStatus();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sync_wanted_ = std::max(sync_wanted_, address);
+    MaybeSync();
+    Submit();
+  }
   for (;;) {
     if (HiStable() >= address) return absl::OkStatus();
     if (absl::Status s = status(); !s.ok()) return s;
@@ -88,7 +77,9 @@ absl::Status Appender::WaitStable(uint64_t address) {
   }
 }
 
-absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out) {
+absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out,
+                            bool& abandoned) {
+  abandoned = false;
   uint64_t tag;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -120,8 +111,11 @@ absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out) {
         return failure_;
       }
       // The ring itself failed: nothing will complete, nothing can be
-      // reaped; the read is abandoned where it is.
-      if (io_broken_) return failure_;
+      // reaped; the read is abandoned where it is, and so is `out`.
+      if (io_broken_) {
+        abandoned = true;
+        return failure_;
+      }
     }
     if (!ReapOnce(/*block=*/true)) std::this_thread::yield();
   }
@@ -164,7 +158,9 @@ void Appender::OnReadCompletion(uint64_t tag, Op& op, int32_t result) {
   if (result > 0 || !Retry(tag, op, -result)) {
     op.read_status = result > 0 ? absl::InternalError(absl::StrCat(
                                       what(), " returned ", result, " bytes"))
-                                : IoError(options_.path, what(), -result);
+                                : IoErrorStatus(-result, absl::StrCat(
+                                                             what(), " of ",
+                                                             options_.path));
     op.finished = true;
   }
 }
@@ -302,23 +298,25 @@ void Appender::OnCompletion(const IoCompletion& c) {
   }
   if (op.kind == Op::Kind::kSync) {
     if (c.result == 0) {
+      // May queue the next sync: an insert that can rehash, so `it` is not
+      // used after it.
       OnSyncDone(op);
     } else if (!Retry(c.tag, op, -c.result)) {
       // Never retried: the kernel may already have dropped the pages.
-      Fail(IoError(options_.path,
-                   absl::StrCat("fdatasync covering offsets below ",
-                                op.sync_end),
-                   -c.result));
+      Fail(IoErrorStatus(-c.result,
+                         absl::StrCat("fdatasync of ", options_.path,
+                                      " covering offsets below ",
+                                      op.sync_end)));
     } else {
       return;
     }
-    ops_.erase(it);
+    ops_.erase(c.tag);
     return;
   }
   const size_t want = op.buffer.padded - op.done;
   if (c.result > 0 && static_cast<size_t>(c.result) == want) {
-    OnWriteDone(op);
-    ops_.erase(it);
+    OnWriteDone(op);  // may queue a sync: erase by key, not by `it`
+    ops_.erase(c.tag);
     return;
   }
   if (c.result > 0 && static_cast<size_t>(c.result) < want) {
@@ -344,7 +342,8 @@ void Appender::OnCompletion(const IoCompletion& c) {
   } else if (Retry(c.tag, op, error)) {
     return;
   } else {
-    Fail(IoError(options_.path, WriteWhat(op.buffer, op.done), error));
+    Fail(IoErrorStatus(error, absl::StrCat(WriteWhat(op.buffer, op.done),
+                                           " of ", options_.path)));
   }
   ops_.erase(it);
 }
@@ -370,17 +369,21 @@ void Appender::OnWriteDone(Op& op) {
     serial_busy_ = false;
     PumpSerialized();
   }
-  if (options_.durability == Durability::kNone) {
+  hi_written_.store(written_end_, std::memory_order_release);
+  if (options_.durability == Durability::kOnWait) {
     ring_->Recycle(op.buffer);
-    SetStable(written_end_);
-    return;
+  } else {
+    unsynced_.push_back(op.buffer);
   }
-  unsynced_.push_back(op.buffer);
   MaybeSync();
 }
 
 void Appender::MaybeSync() {
   if (sync_in_flight_ || written_end_ <= HiStable()) return;
+  if (options_.durability == Durability::kOnWait &&
+      sync_wanted_ <= HiStable()) {
+    return;  // nobody waits for what is written but not durable
+  }
   const uint64_t tag = next_tag_++;
   Op& sync = ops_[tag];
   sync.kind = Op::Kind::kSync;

@@ -22,13 +22,16 @@
 //       after a back-off, at most max_retries times, and counted.
 //     - anything else (EIO, ENOSPC, EFBIG, EINVAL, ...): the appender fails.
 //   Stability: hi_stable is the end of the longest prefix of the log whose
-//     writes have all completed (kNone) and, under kSync, been covered by an
-//     fdatasync issued after those completions were reaped. One fdatasync at a
-//     time; it covers every write completed before it was issued, so syncs
-//     batch themselves (group commit) while writes keep flowing.
-//   Recycling: a buffer goes back to the ring once its write completed
-//     (kNone) or once a successful fdatasync covers it (kSync), so its bytes
-//     are kept until they are durable.
+//     writes have all completed and been covered by an fdatasync issued after
+//     those completions were reaped: stable always means durable. One
+//     fdatasync at a time; it covers every write completed before it was
+//     issued, so syncs batch themselves while writes keep flowing.
+//     Durability only chooses when fdatasyncs are issued: kSync after every
+//     written buffer, kOnWait only while someone waits (WaitStable) for an
+//     address that is not yet durable.
+//   Recycling: under kSync a buffer goes back to the ring once an fdatasync
+//     covers it, so the ring throttles writers to the sync rate; under
+//     kOnWait once its write completed (its bytes are in the file).
 // Failure is sticky: after the first permanent error, or an fdatasync that
 //   fails (never retried: the kernel may have dropped the dirty pages), no
 //   address becomes stable, no buffer is written or recycled, and every call
@@ -61,13 +64,14 @@
 namespace lss {
 
 enum class WritePolicy { kTailLocalized, kSerialized };
-enum class Durability { kNone, kSync };
+// When fdatasyncs are issued; never whether a wait is durable (see above).
+enum class Durability { kOnWait, kSync };
 
 struct AppenderOptions {
   int fd = -1;
   std::string path;  // for error messages
   WritePolicy policy = WritePolicy::kTailLocalized;
-  Durability durability = Durability::kNone;
+  Durability durability = Durability::kOnWait;
   // The file is open with O_DIRECT and writes must stay aligned to this.
   bool direct_io = true;
   size_t alignment = 4096;
@@ -101,12 +105,19 @@ class Appender final : public SealedBufferSink {
   void Dispatch(const SealedBuffer& sealed) override;
   absl::Status HelpDrain() override;
 
+  // Every byte below HiStable() is durable (covered by an fdatasync).
   uint64_t HiStable() const {
     return hi_stable_.load(std::memory_order_acquire);
   }
-  // Blocks, helping to reap, until HiStable() >= address, or returns the
-  // sticky error. REQUIRES: every record below `address` is in a buffer
-  // that has been sealed (FlushBufferRing::SealCurrent).
+  // Every byte below HiWritten() has been written (its write completed) but
+  // may not survive a power loss yet.
+  uint64_t HiWritten() const {
+    return hi_written_.load(std::memory_order_acquire);
+  }
+  // Blocks, helping to reap and issuing fdatasyncs as needed, until
+  // HiStable() >= address, or returns the sticky error. REQUIRES: every
+  // record below `address` is in a buffer that has been sealed
+  // (FlushBufferRing::SealCurrent).
   absl::Status WaitStable(uint64_t address);
   // Reads `out.size()` bytes at `offset` of the file through the same
   // IoRing, helping to reap until done. With O_DIRECT, `out`'s address and
@@ -114,7 +125,11 @@ class Appender final : public SealedBufferSink {
   // and ECANCELED are retried. A read error is returned (naming the file,
   // offset and errno) but does not fail the appender; reading past the end
   // of the file is OutOfRange. After a failure, returns the sticky error.
-  absl::Status Read(uint64_t offset, std::span<std::byte> out);
+  // If the IoRing broke while the read was in the kernel, `abandoned` is set:
+  // the kernel may still write into `out`, so its memory must never be
+  // freed or reused (the caller leaks it).
+  absl::Status Read(uint64_t offset, std::span<std::byte> out,
+                    bool& abandoned);
 
   // OK, or the first permanent error.
   absl::Status status() const;
@@ -161,6 +176,7 @@ class Appender final : public SealedBufferSink {
   BufferRecycler* ring_ = nullptr;
 
   std::atomic<uint64_t> hi_stable_;
+  std::atomic<uint64_t> hi_written_;
   mutable std::mutex mu_;  // guards everything below and IoRing submission
   std::condition_variable progress_cv_;
   // One reaper at a time, calling IoRing::Reap without holding mu_.
@@ -178,6 +194,7 @@ class Appender final : public SealedBufferSink {
   uint64_t written_end_ = 0;                // end of the written prefix
   std::vector<SealedBuffer> unsynced_;      // kSync: written, awaiting sync
   bool sync_in_flight_ = false;
+  uint64_t sync_wanted_ = 0;  // kOnWait: the highest address waited for
   int backoff_level_ = 0;  // highest retry count in the last batch
   Stats stats_;
 };

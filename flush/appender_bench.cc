@@ -110,10 +110,10 @@ void RunAppender(benchmark::State& state, WritePolicy policy,
 }
 
 void BM_AppenderTailLocalized(benchmark::State& state) {
-  RunAppender(state, WritePolicy::kTailLocalized, Durability::kNone);
+  RunAppender(state, WritePolicy::kTailLocalized, Durability::kOnWait);
 }
 void BM_AppenderSerialized(benchmark::State& state) {
-  RunAppender(state, WritePolicy::kSerialized, Durability::kNone);
+  RunAppender(state, WritePolicy::kSerialized, Durability::kOnWait);
 }
 void BM_AppenderTailLocalizedSync(benchmark::State& state) {
   RunAppender(state, WritePolicy::kTailLocalized, Durability::kSync);

@@ -139,7 +139,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Bool(),
                        ::testing::Values(WritePolicy::kTailLocalized,
                                          WritePolicy::kSerialized),
-                       ::testing::Values(Durability::kNone, Durability::kSync)),
+                       ::testing::Values(Durability::kOnWait, Durability::kSync)),
     [](const auto& info) { return Name(info.param); });
 
 }  // namespace

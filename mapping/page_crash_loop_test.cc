@@ -875,7 +875,7 @@ class PageCrashLoop {
     PageStoreOptions o;
     o.store.policy = policy_;
     o.store.durability =
-        writer && rng_() % 2 == 0 ? Durability::kSync : Durability::kNone;
+        writer && rng_() % 2 == 0 ? Durability::kSync : Durability::kOnWait;
     o.store.buffer_bytes = 64 << 10;
     o.store.ring_size = writer ? 2 + rng_() % 3 : 2;
     o.store.direct_io = rng_() % 4 != 0;

@@ -37,7 +37,9 @@ DEFINE_uint64(record_bytes, 4096, "payload bytes per record");
 DEFINE_uint64(total_bytes, uint64_t{1} << 30, "payload bytes to append");
 DEFINE_int32(threads, 2, "appending threads");
 DEFINE_string(policy, "tail_localized", "tail_localized | serialized");
-DEFINE_string(durability, "none", "none | sync");
+DEFINE_string(durability, "on_wait",
+              "on_wait (fdatasync when waited for) | sync (after every "
+              "buffer as well)");
 DEFINE_uint64(buffer_bytes, uint64_t{4} << 20, "flush buffer bytes");
 DEFINE_uint64(ring_size, 4, "flush buffers in the ring");
 DEFINE_uint32(queue_depth, 64, "io_uring queue depth");
@@ -227,8 +229,8 @@ int Main() {
   }
   if (FLAGS_durability == "sync") {
     options.durability = Durability::kSync;
-  } else if (FLAGS_durability != "none") {
-    Die(absl::InvalidArgumentError("--durability must be none or sync, not " +
+  } else if (FLAGS_durability != "on_wait") {
+    Die(absl::InvalidArgumentError("--durability must be on_wait or sync, not " +
                                    FLAGS_durability));
   }
   if (FLAGS_threads < 1 || FLAGS_record_bytes == 0) {
