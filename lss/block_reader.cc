@@ -1,7 +1,5 @@
 #include "lss/block_reader.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -45,19 +43,19 @@ absl::Status ForEachRecord(
   return absl::OkStatus();
 }
 
-absl::StatusOr<BlockReader> BlockReader::Create(int fd, std::string path,
+absl::StatusOr<BlockReader> BlockReader::Create(File* file,
                                                 const Superblock& sb,
                                                 uint64_t file_size) {
   absl::StatusOr<AlignedBuffer> window = AlignedBuffer::Allocate(
       sb.buffer_bytes, sb.block_bytes, AlignedBuffer::Pages::kHugeIfAvailable);
   if (!window.ok()) return window.status();
-  return BlockReader(fd, std::move(path), sb, file_size, *std::move(window));
+  return BlockReader(file, sb, file_size, *std::move(window));
 }
 
-BlockReader::BlockReader(int fd, std::string path, const Superblock& sb,
-                         uint64_t file_size, AlignedBuffer window)
-    : fd_(fd),
-      path_(std::move(path)),
+BlockReader::BlockReader(File* file, const Superblock& sb, uint64_t file_size,
+                         AlignedBuffer window)
+    : file_(file),
+      path_(file->path()),
       sb_(sb),
       file_size_(file_size),
       window_(std::move(window)) {}
@@ -73,19 +71,10 @@ absl::Status BlockReader::Load(uint64_t address, size_t len) {
       window_.size(),
       RoundUp(file_size_ > address ? file_size_ - address : 0,
               sb_.block_bytes)));
-  size_t got = 0;
-  while (got < want) {
-    const ssize_t n =
-        pread(fd_, window_.data() + got, want - got, address + got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return absl::ErrnoToStatus(
-          errno, absl::StrCat("read of ", want - got, " bytes at offset ",
-                              address + got, " of ", path_));
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
+  window_len_ = 0;  // a failed read leaves nothing valid
+  absl::StatusOr<size_t> read = file_->ReadAt(address, {window_.data(), want});
+  if (!read.ok()) return read.status();
+  const size_t got = *read;
   std::memset(window_.data() + got, 0, window_.size() - got);
   window_start_ = address;
   window_len_ = window_.size();
@@ -128,11 +117,6 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
                                 " outside (", kBlockHeaderBytes, ", ",
                                 sb_.buffer_bytes, "]"));
   }
-  if (h.epoch > sb_.epoch) {
-    return verdict(BlockVerdict::kCorrupt,
-                   absl::StrCat("block epoch ", h.epoch,
-                                " is newer than the superblock's ", sb_.epoch));
-  }
   if (address + RoundUp(h.used, sb_.block_bytes) > file_size_) {
     // Every block write covers its padded length: the file lost its end.
     return verdict(BlockVerdict::kCorrupt,
@@ -146,13 +130,6 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
     return verdict(BlockVerdict::kCorrupt,
                    "block checksum mismatch (torn or damaged write)");
   }
-  // Only an intact block can be stale; a damaged epoch field is damage.
-  if ((address >= sb_.epoch_start && h.epoch != sb_.epoch) ||
-      h.epoch < prev_epoch) {
-    return verdict(BlockVerdict::kEnd,
-                   absl::StrCat("stale block of epoch ", h.epoch,
-                                " (left past the tail by an earlier crash)"));
-  }
   if (absl::Status s = ForEachRecord(
           block_, address, path_,
           [&check](const RecordView&) {
@@ -164,23 +141,31 @@ absl::StatusOr<BlockCheck> BlockReader::Check(uint64_t address,
     check.reason = std::string(s.message());
     return check;
   }
+  check.intact = true;
+  // Epoch rules apply only to an intact block: a damaged epoch is damage.
+  if (h.epoch > sb_.epoch) {
+    check.newer_epoch = true;
+    return verdict(BlockVerdict::kCorrupt,
+                   absl::StrCat("block epoch ", h.epoch,
+                                " is newer than the superblock's ", sb_.epoch));
+  }
+  if ((address >= sb_.epoch_start && h.epoch != sb_.epoch) ||
+      h.epoch < prev_epoch) {
+    return verdict(BlockVerdict::kEnd,
+                   absl::StrCat("stale block of epoch ", h.epoch,
+                                " (left past the tail by an earlier crash)"));
+  }
   check.verdict = BlockVerdict::kValid;
   return check;
 }
 
-absl::StatusOr<bool> BlockReader::AllZero(uint64_t from, uint64_t limit) {
-  limit = std::min(limit, file_size_);
-  for (uint64_t a = from; a < limit;) {
-    const size_t len = static_cast<size_t>(
-        std::min<uint64_t>(limit - a, sb_.block_bytes - a % sb_.block_bytes));
-    if (absl::Status s = Load(RoundDown(a, sb_.block_bytes), sb_.block_bytes);
-        !s.ok()) {
-      return s;
-    }
-    if (!IsZero(Bytes(a, len))) return false;
-    a += len;
-  }
-  return true;
+absl::StatusOr<uint64_t> BlockReader::NextData(uint64_t from) {
+  // Skips holes (ext4 reports preallocated, never-written extents as holes),
+  // so looking past the tail does not read the preallocation.
+  absl::StatusOr<uint64_t> data = file_->NextData(from);
+  if (!data.ok()) return data.status();
+  if (*data <= from) return from;
+  return std::min(file_size_, RoundDown(*data, sb_.block_bytes));
 }
 
 absl::StatusOr<std::optional<uint64_t>> BlockReader::FindValid(
@@ -189,14 +174,10 @@ absl::StatusOr<std::optional<uint64_t>> BlockReader::FindValid(
   for (uint64_t a = RoundUp(from, sb_.block_bytes); a < limit;
        a += sb_.block_bytes) {
     if (a < window_start_ || a + kBlockHeaderBytes > window_start_ + window_len_) {
-      // Skip holes (ext4 reports preallocated, never-written extents as
-      // holes), so looking past the tail does not read the preallocation.
-      const off_t data = lseek(fd_, static_cast<off_t>(a), SEEK_DATA);
-      if (data < 0 && errno == ENXIO) break;
-      if (data > static_cast<off_t>(a)) {
-        a = RoundDown(static_cast<uint64_t>(data), sb_.block_bytes);
-        if (a >= limit) break;
-      }
+      absl::StatusOr<uint64_t> data = NextData(a);
+      if (!data.ok()) return data.status();
+      a = *data;
+      if (a >= limit) break;
     }
     if (absl::Status s = Load(a, kBlockHeaderBytes); !s.ok()) return s;
     BlockHeader h;

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "flush/file.h"
 #include "lss/format.h"
 #include "ring/aligned_buffer.h"
 
@@ -34,9 +35,16 @@ enum class BlockVerdict {
 struct BlockCheck {
   BlockVerdict verdict = BlockVerdict::kEnd;
   std::string reason;  // for kEnd and kCorrupt
-  BlockHeader header;  // for kValid
+  BlockHeader header;  // for kValid, and whenever `intact`
   uint64_t records = 0;  // for kValid
   bool unwritten = false;  // kEnd: zeros where the block header would be
+  // The block is whole as written (store id, address, length, checksum and
+  // every record verify), whatever the epoch rules then decide: a stale
+  // block is intact, and so is one of an epoch newer than the superblock's.
+  bool intact = false;
+  // Intact, but of an epoch newer than the superblock's (kCorrupt): the
+  // superblock in use is older than the log.
+  bool newer_epoch = false;
 };
 
 // Calls `visit` for each record of `block` (its used bytes, stored at
@@ -49,9 +57,8 @@ absl::Status ForEachRecord(
 
 class BlockReader {
  public:
-  // `fd` is read with pread; it may be open with O_DIRECT.
-  static absl::StatusOr<BlockReader> Create(int fd, std::string path,
-                                            const Superblock& sb,
+  // Reads `file` (which may be open with O_DIRECT) through File::ReadAt.
+  static absl::StatusOr<BlockReader> Create(File* file, const Superblock& sb,
                                             uint64_t file_size);
 
   // Reads the block at `address` (a multiple of the block size), whose
@@ -68,21 +75,25 @@ class BlockReader {
   absl::StatusOr<std::optional<uint64_t>> FindValid(uint64_t from,
                                                     uint64_t limit);
 
-  // Whether every byte in [from, limit) of the file is zero.
-  absl::StatusOr<bool> AllZero(uint64_t from, uint64_t limit);
+  // The next block-aligned address at or after `from` that may hold written
+  // bytes (holes are skipped), or the file size.
+  absl::StatusOr<uint64_t> NextData(uint64_t from);
 
-  uint64_t bytes_read() const { return bytes_read_; }
-
- private:
-  BlockReader(int fd, std::string path, const Superblock& sb,
-              uint64_t file_size, AlignedBuffer window);
-  // Makes [address, address + len) available in the window.
+  // Makes [address, address + len) of the file available to Bytes; what
+  // lies past the end of the file reads as zeros. REQUIRES: len <= the
+  // buffer size.
   absl::Status Load(uint64_t address, size_t len);
   std::span<const std::byte> Bytes(uint64_t address, size_t len) const {
     return {window_.data() + (address - window_start_), len};
   }
 
-  int fd_;
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  BlockReader(File* file, const Superblock& sb, uint64_t file_size,
+              AlignedBuffer window);
+
+  File* file_;
   std::string path_;
   Superblock sb_;
   uint64_t file_size_;

@@ -76,9 +76,6 @@ class BlockReaderTest : public ::testing::Test {
     path_ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name, ".log");
     image_.assign(kDataStart, std::byte{0});
   }
-  void TearDown() override {
-    if (fd_ >= 0) close(fd_);
-  }
 
   uint64_t Put(const std::vector<std::byte>& block) {
     const uint64_t at = image_.size();
@@ -93,17 +90,20 @@ class BlockReaderTest : public ::testing::Test {
     ASSERT_GE(w, 0) << strerror(errno);
     ASSERT_EQ(write(w, image_.data(), size), static_cast<ssize_t>(size));
     close(w);
-    fd_ = open(path_.c_str(), O_RDONLY | (direct ? O_DIRECT : 0));
-    if (fd_ < 0 && direct && errno == EINVAL) {
+    absl::StatusOr<std::unique_ptr<File>> file =
+        OpenPosixFile(path_, {.read_only = true, .direct_io = direct});
+    if (direct && file.status().code() ==
+                      absl::StatusCode::kFailedPrecondition) {
       GTEST_SKIP() << "no O_DIRECT on " << path_;
     }
-    ASSERT_GE(fd_, 0) << strerror(errno);
+    ASSERT_TRUE(file.ok()) << file.status();
+    file_ = *std::move(file);
     file_size_ = size;
   }
 
   BlockReader Reader(const Superblock& sb) {
     absl::StatusOr<BlockReader> r =
-        BlockReader::Create(fd_, path_, sb, file_size_);
+        BlockReader::Create(file_.get(), sb, file_size_);
     EXPECT_TRUE(r.ok()) << r.status();
     return *std::move(r);
   }
@@ -123,7 +123,7 @@ class BlockReaderTest : public ::testing::Test {
 
   std::string path_;
   std::vector<std::byte> image_;
-  int fd_ = -1;
+  std::unique_ptr<File> file_;
   uint64_t file_size_ = 0;
 };
 
@@ -218,7 +218,7 @@ TEST_F(BlockReaderTest, UsedLengthOutOfRangeIsCorrupt) {
     SealBlock(h, block);
     std::memcpy(block.data() + 32, &used, 4);
     Put(block);
-    if (fd_ >= 0) close(fd_);
+    file_.reset();
     WriteAndOpen();
     BlockReader reader = Reader(MakeSuperblock(1, kDataStart));
     BlockCheck c = CheckAt(reader, kDataStart);
@@ -282,7 +282,7 @@ TEST_F(BlockReaderTest, ChecksumMismatchIsCorruptAtEveryByteOfTheUsedRange) {
     std::vector<std::byte> bad = good;
     bad[byte] ^= std::byte{0x80};
     Put(bad);
-    if (fd_ >= 0) close(fd_);
+    file_.reset();
     WriteAndOpen();
     BlockReader reader = Reader(MakeSuperblock(1, kDataStart));
     BlockCheck c = CheckAt(reader, kDataStart);
@@ -398,9 +398,9 @@ TEST_P(TornTailTest, FileEndingInsideABlockIsCorruptNotAnError) {
   for (size_t size : {b + 1, b + 100, b + kBlock, b + kBlock + 7,
                       static_cast<size_t>(b + used_b - 1)}) {
     SCOPED_TRACE(absl::StrCat("file size ", size));
-    if (fd_ >= 0) close(fd_);
+    file_.reset();
     WriteAndOpen(GetParam(), size);
-    if (fd_ < 0) return;
+    if (file_ == nullptr) return;
     BlockReader reader = Reader(MakeSuperblock(1, kDataStart));
     absl::StatusOr<BlockCheck> c = reader.Check(a, 0);
     ASSERT_TRUE(c.ok()) << c.status();
@@ -411,7 +411,7 @@ TEST_P(TornTailTest, FileEndingInsideABlockIsCorruptNotAnError) {
   }
   // Cut in the zero padding: every block write covers its padding, so this
   // file lost its end too; the block is torn, not half valid.
-  if (fd_ >= 0) close(fd_);
+  file_.reset();
   WriteAndOpen(GetParam(), b + used_b + 1);
   BlockReader reader = Reader(MakeSuperblock(1, kDataStart));
   absl::StatusOr<BlockCheck> c = reader.Check(b, 1);
@@ -419,7 +419,7 @@ TEST_P(TornTailTest, FileEndingInsideABlockIsCorruptNotAnError) {
   EXPECT_EQ(c->verdict, BlockVerdict::kCorrupt) << c->reason;
   EXPECT_THAT(c->reason, ::testing::HasSubstr("past the end of the file"));
   // The whole padded block is there: valid.
-  if (fd_ >= 0) close(fd_);
+  file_.reset();
   WriteAndOpen(GetParam(), full);
   BlockReader whole = Reader(MakeSuperblock(1, kDataStart));
   c = whole.Check(b, 1);

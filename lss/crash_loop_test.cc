@@ -702,7 +702,7 @@ class CrashLoop {
   StoreOptions WriterOptions() {
     StoreOptions o;
     o.policy = policy_;
-    o.durability = rng_() % 2 == 0 ? Durability::kSync : Durability::kNone;
+    o.durability = rng_() % 2 == 0 ? Durability::kSync : Durability::kOnWait;
     o.buffer_bytes = buffer_bytes_;
     o.ring_size = 2 + rng_() % 3;
     o.direct_io = rng_() % 4 != 0;

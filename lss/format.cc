@@ -88,6 +88,7 @@ void SealBlock(const BlockHeader& header, std::span<std::byte> block) {
   Put(block, 16, header.address);
   Put(block, 24, header.epoch);
   Put(block, 32, header.used);
+  Put(block, 40, header.stable);
   Put(block, 0, Crc32c(block.data() + 4, header.used - 4));
 }
 
@@ -99,6 +100,7 @@ bool ParseBlockHeader(std::span<const std::byte> in, BlockHeader& out) {
   out.address = Get<uint64_t>(in, 16);
   out.epoch = Get<uint64_t>(in, 24);
   out.used = Get<uint32_t>(in, 32);
+  out.stable = Get<uint64_t>(in, 40);
   return true;
 }
 

@@ -14,7 +14,11 @@
 // Block (one per written flush buffer, at its LSS address = file offset):
 //    0 u32 CRC32C of [4, used)   4 u32 magic "LSSB"       8 u64 store id
 //   16 u64 address               24 u64 epoch             32 u32 used
-//   36 .. 64 zero; then records; then zeros up to the block size.
+//   36 u32 zero                  40 u64 stable
+//   48 .. 64 zero; then records; then zeros up to the block size.
+// `stable` is the writer's durable watermark when it sealed the block: every
+// record below it had been acknowledged. Recovery uses it to tell damage to
+// acknowledged data from a torn tail.
 //
 // Record (8-byte aligned inside a block; an all-zero 8-byte word where a
 // record would start is padding, e.g. an abandoned reservation):
@@ -90,6 +94,9 @@ struct BlockHeader {
   uint64_t address = 0;
   uint64_t epoch = 0;
   uint32_t used = 0;  // bytes from the block's start, header included
+  // Everything below this address was durable when the block was sealed
+  // (0 in blocks written before the field existed: no claim).
+  uint64_t stable = 0;
 };
 
 // Writes the header into block[0, kBlockHeaderBytes) and its CRC over

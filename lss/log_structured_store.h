@@ -8,12 +8,22 @@
 //
 //   auto store = LogStructuredStore::Open("/data/log", {});
 //   absl::StatusOr<uint64_t> a = (*store)->Append("payload");
-//   (*store)->Sync();                        // durable from here on
+//   (*store)->WaitStable(*a);                // durable from here on
 //   absl::StatusOr<LogRecord> r = (*store)->Read(*a);
 //
-// Opening recovers: it scans the log, keeps its longest valid prefix (per
-// RecoveryMode), and starts a new epoch there, so bytes a crash left past
-// the tail can never rejoin the log. The file is locked (flock) while open.
+// Durability. "Stable" always means durable: a record is acknowledged once
+// Sync() or WaitStable(its address) returned OK, and every byte below
+// HiStable() is covered by an fdatasync issued after its write completed.
+// After a crash or power loss every acknowledged record reads back byte for
+// byte. StoreOptions::durability only chooses when fdatasyncs are issued.
+//
+// Opening recovers (lss/recovery.h): it scans the log, keeps its longest
+// valid prefix, never cuts acknowledged records silently, never zeroes a
+// block that verifies, and starts a new epoch at the tail, so bytes a crash
+// left past it can never rejoin the log. The file is locked while open. A
+// failed Open changes nothing: every option is checked, and every buffer
+// and the I/O ring are made, before the first byte is written; a file it
+// created is removed again.
 //
 // Errors: every failure is a Status naming the file and, where there is one,
 // the offset and the value at fault. After the first I/O error the store is
@@ -41,37 +51,30 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "flush/appender.h"
+#include "flush/file.h"
+#include "lss/block_index.h"
 #include "lss/format.h"
+#include "lss/log_reader.h"
+#include "lss/recovery.h"
 #include "ring/flush_buffer_ring.h"
 
 namespace lss {
 
-// What Open does with a log whose end is not clean (after RocksDB's WAL
-// recovery modes).
-enum class RecoveryMode {
-  // Cut a torn or corrupt tail and report it. A valid block further than
-  // writes can have been in flight past the cut means the damage is in the
-  // middle of the log: DataLoss, and nothing is cut.
-  kTolerateCorruptedTail,
-  // Any corrupt block, or any valid block past the end, is DataLoss.
-  kAbsoluteConsistency,
-  // Keep everything before the first block that is not valid, whatever
-  // follows it.
-  kPointInTime,
-  // Skip every corrupt range and keep every valid block (for tools that
-  // salvage data). The store opens read-only.
-  kSkipCorrupted,
-};
-
 struct StoreOptions {
   WritePolicy policy = WritePolicy::kTailLocalized;
-  Durability durability = Durability::kNone;
-  // Flush buffer size and count; the buffer size is fixed when the file is
-  // created and must match on every later open.
+  // kOnWait: an fdatasync only while someone waits (Sync, WaitStable,
+  // Close); kSync: one after every written buffer as well, so HiStable()
+  // advances without waiting and the ring is paced by the device's syncs.
+  Durability durability = Durability::kOnWait;
+  // Flush buffer size (a multiple of block_bytes, at most 1 GiB) and count
+  // (1 to 1024); the buffer size is fixed when the file is created and must
+  // match on every later open.
   size_t buffer_bytes = size_t{4} << 20;
   size_t ring_size = 4;
-  // Block size: writes and block starts align to it. Fixed at creation.
+  // Block size: writes and block starts align to it (a power of two from
+  // 512 to 1 MiB). Fixed at creation.
   uint32_t block_bytes = 4096;
+  // I/O ring depth, 1 to 4096.
   unsigned queue_depth = 64;
   // O_DIRECT. If the file system refuses it: an error, or buffered I/O (with
   // fdatasync for durability) when allow_buffered_fallback is set.
@@ -96,18 +99,10 @@ struct StoreOptions {
   // testing/FakeIoRing here.
   std::function<absl::StatusOr<std::unique_ptr<IoRing>>(unsigned queue_depth)>
       io_ring_factory;
-};
-
-// What recovery found on Open.
-struct RecoveryReport {
-  uint64_t tail = 0;             // where the log ends; appends go on from here
-  uint64_t blocks = 0;           // valid blocks kept
-  uint64_t records = 0;          // valid records kept
-  uint64_t bytes_scanned = 0;    // bytes read while scanning
-  std::string end;               // why the scan stopped (file, offset, reason)
-  bool cut = false;  // the log was cut at `tail`: a corrupt block, or
-                     // valid blocks past it (unacknowledged writes)
-  std::vector<std::string> skipped;  // kSkipCorrupted: ranges passed over
+  // Opens the file every other operation goes through; default
+  // OpenPosixFile. Tests inject a simulated disk here (with an IoRing that
+  // reaches the same disk).
+  FileOpener file_opener;
 };
 
 struct LogRecord {
@@ -116,7 +111,6 @@ struct LogRecord {
   std::string payload;
 };
 
-class LogReader;
 
 // Space for one record, filled in place and then committed. Move-only; one
 // destroyed without Commit becomes padding that no reader ever returns.
@@ -157,7 +151,8 @@ class LogStructuredStore {
   ~LogStructuredStore();
 
   // Appends one record of 1 to max_payload_bytes() bytes; returns its
-  // address. Stable only after Sync, or WaitStable of the address.
+  // address. Acknowledged (durable) once Sync, or WaitStable of the
+  // address, returns OK.
   absl::StatusOr<uint64_t> Append(absl::string_view payload,
                                   RecordTag tag = {});
   // Zero-copy append: reserve, fill payload(), Commit.
@@ -170,21 +165,28 @@ class LogStructuredStore {
   // else from the file. NotFound if no record starts at `address`.
   absl::StatusOr<LogRecord> Read(uint64_t address);
 
-  // Iterates the records at or after `from` that are stable now, in address
-  // order.
+  // Iterates the records at or after `from` that are durable now, in
+  // address order. The reader must not outlive the store; after Close its
+  // Next fails.
   absl::StatusOr<std::unique_ptr<LogReader>> NewLogReader(uint64_t from = 0);
 
-  // Seals the partly filled buffer so it is written. Returns the end of
-  // everything appended before the call.
+  // Seals the partly filled buffer so it is written (not made durable).
+  // Returns the end of everything appended before the call.
   absl::StatusOr<uint64_t> Flush();
-  // Everything appended before the call is stable when it returns OK.
+  // Everything appended before the call is durable when it returns OK.
   absl::Status Sync();
-  // Blocks until the record at `address` is stable.
+  // Blocks until the record at `address`, and everything before it, is
+  // durable. `address` is one Append or Commit returned; InvalidArgument
+  // for an address that cannot start a record (below data_start(), not a
+  // multiple of 8, inside a block header, or at or past the end of what was
+  // appended).
   absl::Status WaitStable(uint64_t address);
-  // Every record that starts below HiStable() is stable.
+  // Every record that starts below HiStable() is durable.
   uint64_t HiStable() const;
 
-  // Drains, syncs and releases the file; later calls fail. Idempotent.
+  // Drains, makes everything durable, writes a close marker (a block with
+  // no records that proves everything before it durable) and releases the
+  // file; later calls fail. Idempotent.
   absl::Status Close();
 
   const RecoveryReport& recovery() const { return recovery_; }
@@ -192,7 +194,7 @@ class LogStructuredStore {
   size_t max_payload_bytes() const;
   // The first record's address (after the superblock slots).
   uint64_t data_start() const { return sb_.data_start; }
-  bool direct_io() const { return direct_io_; }
+  bool direct_io() const { return file_ != nullptr && file_->direct_io(); }
   Appender::Stats appender_stats() const;
   FlushBufferRing::Stats ring_stats() const;
 
@@ -202,58 +204,40 @@ class LogStructuredStore {
 
   LogStructuredStore(std::string path, StoreOptions options);
 
-  absl::Status OpenFile();
-  absl::Status LoadOrCreateSuperblock();
-  absl::Status Recover();
-  absl::Status WriteSuperblock();
-  // How far past the tail the last writer's writes may have reached.
-  uint64_t Horizon() const;
-  absl::Status ZeroPastTail();
-  absl::Status StartWriting();
+  // Open's steps; all but StartWriting write nothing.
+  absl::Status OpenFile(bool& is_new);
+  absl::StatusOr<RecoveredLog> LoadAndRecover(bool is_new);
+  absl::Status PrepareWriting();
+  absl::Status StartWriting(const RecoveredLog& recovered);
+
   absl::Status Usable() const;
-  absl::Status ReadRange(uint64_t address, std::span<std::byte> out) const;
+  // After the last sync: a block with no records whose watermark says that
+  // everything before it is durable, so that recovery can tell damage
+  // anywhere in a cleanly closed log from a torn tail.
+  absl::Status WriteCloseMarker();
+  // Reads [address, address + out.size()) of the file.
+  absl::Status ReadRange(uint64_t address, std::span<std::byte> out);
+  // The record at `address` in the block `block`.
+  absl::StatusOr<LogRecord> ReadIn(const BlockIndex::Pinned& block,
+                                   uint64_t address);
   // Copies the used bytes of the block at `base` into `out` (resized).
-  absl::Status ReadBlock(uint64_t base, std::vector<std::byte>& out);
+  absl::Status ReadBlock(const BlockIndex::Pinned& block,
+                         std::vector<std::byte>& out);
 
   const std::string path_;
   const StoreOptions options_;
-  int fd_ = -1;
-  bool direct_io_ = true;
+  std::unique_ptr<File> file_;
   bool read_only_ = false;
   bool closed_ = false;
   uint64_t file_size_ = 0;
   Superblock sb_;
   RecoveryReport recovery_;
+  std::unique_ptr<BlockIndex> index_;
 
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<IoRing> io_;
   std::unique_ptr<Appender> appender_;
   std::unique_ptr<FlushBufferRing> ring_;
-};
-
-// Records in address order, read from the file or resident buffers.
-class LogReader {
- public:
-  // Moves to the next record: true, or false at the end. DataLoss, naming
-  // the file and offset, if a record fails its check.
-  absl::StatusOr<bool> Next();
-  // The current record; valid until the next call to Next.
-  const RecordView& record() const { return record_; }
-
- private:
-  friend class LogStructuredStore;
-  LogReader(LogStructuredStore* store, std::vector<uint64_t> blocks,
-            uint64_t from)
-      : store_(store), blocks_(std::move(blocks)), from_(from) {}
-
-  LogStructuredStore* store_;
-  std::vector<uint64_t> blocks_;  // block addresses to visit, in order
-  size_t next_block_ = 0;
-  uint64_t from_;
-  std::vector<std::byte> block_;
-  std::vector<RecordView> records_;
-  size_t next_record_ = 0;
-  RecordView record_;
 };
 
 }  // namespace lss

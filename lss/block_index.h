@@ -1,0 +1,95 @@
+// BlockIndex: where each block of the log lies, and which blocks are still
+// resident in a flush buffer, for Read and LogReader.
+//
+// A reader pins a resident block while it copies from the buffer; the
+// buffer goes back to the ring (Release) only once no reader holds it.
+//
+// Thread safety: all methods are safe for concurrent use.
+
+#ifndef LSS_LSS_BLOCK_INDEX_H_
+#define LSS_LSS_BLOCK_INDEX_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace lss {
+
+class BlockIndex {
+ public:
+  struct Block {
+    uint64_t used = 0;  // bytes from the block's start, header included
+    // The flush buffer holding the block while it is resident.
+    const std::byte* resident = nullptr;
+    // A corrupt range kept by kSkipCorrupted: the addresses of the records
+    // in it that verify (no other address in it holds a record).
+    std::vector<uint64_t> salvaged;
+    int pins = 0;
+  };
+
+  // A block found by Find; unpins it when destroyed.
+  class Pinned {
+   public:
+    Pinned(Pinned&& other) noexcept
+        : index_(std::exchange(other.index_, nullptr)),
+          base_(other.base_),
+          block_(other.block_),
+          resident_(other.resident_) {}
+    Pinned& operator=(Pinned&&) = delete;
+    ~Pinned();
+
+    uint64_t base() const { return base_; }
+    uint64_t used() const { return block_->used; }
+    // Valid while this Pinned lives.
+    const std::byte* resident() const { return resident_; }
+    const std::vector<uint64_t>& salvaged() const { return block_->salvaged; }
+
+   private:
+    friend class BlockIndex;
+    Pinned(BlockIndex* index, uint64_t base, const Block* block)
+        : index_(index),
+          base_(base),
+          block_(block),
+          resident_(block->resident) {}
+
+    BlockIndex* index_;
+    uint64_t base_;
+    const Block* block_;  // map nodes never move
+    const std::byte* resident_ = nullptr;
+  };
+
+  explicit BlockIndex(uint64_t block_bytes) : block_bytes_(block_bytes) {}
+
+  // A recovered block, or one just dispatched from `resident`.
+  void Add(uint64_t address, uint64_t used,
+           const std::byte* resident = nullptr);
+  void AddSalvaged(uint64_t address, uint64_t length,
+                   std::vector<uint64_t> records);
+  // The buffer of the block at `address` is leaving: waits until no reader
+  // holds it, then forgets it.
+  void Release(uint64_t address);
+
+  // The block whose padded extent holds `address`, pinned; nothing if no
+  // block known yet holds it.
+  std::optional<Pinned> Find(uint64_t address);
+
+  // Addresses of the blocks that end after `from` and start below `limit`.
+  std::vector<uint64_t> Blocks(uint64_t from, uint64_t limit);
+
+ private:
+  void Unpin(uint64_t base);
+
+  const uint64_t block_bytes_;
+  std::mutex mu_;
+  std::condition_variable unpinned_;
+  std::map<uint64_t, Block> blocks_;
+};
+
+}  // namespace lss
+
+#endif  // LSS_LSS_BLOCK_INDEX_H_
