@@ -119,27 +119,31 @@ ChildResult RunInChild(const std::function<void(int out_fd)>& body) {
   ChildResult result;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    const int error = errno;
+    ADD_FAILURE() << "pipe2: " << std::strerror(error);
     return result;
   }
   const pid_t pid = fork();
+  if (pid < 0) {
+    const int error = errno;
+    close(fds[0]);
+    close(fds[1]);
+    ADD_FAILURE() << "fork: " << std::strerror(error);
+    return result;
+  }
   if (pid == 0) {
     close(fds[0]);
     body(fds[1]);
     _exit(0);
   }
   close(fds[1]);
-  if (pid < 0) {
-    ADD_FAILURE() << "fork: " << std::strerror(errno);
-    close(fds[0]);
-    return result;
-  }
   char chunk[256];
   ssize_t n;
   while ((n = read(fds[0], chunk, sizeof(chunk))) != 0) {
-    if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      ADD_FAILURE() << "read from child: " << std::strerror(errno);
+      const int error = errno;
+      if (error == EINTR) continue;
+      ADD_FAILURE() << "read from child: " << std::strerror(error);
       break;
     }
     result.output.append(chunk, static_cast<size_t>(n));
