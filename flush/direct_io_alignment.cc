@@ -44,9 +44,10 @@ absl::StatusOr<size_t> QueryDirectIoAlignment(int fd) {
   }
   struct stat st = {};
   if (fstat(fd, &st) != 0) {
-    return absl::Status(absl::ErrnoToStatusCode(errno),
+    const int error = errno;
+    return absl::Status(absl::ErrnoToStatusCode(error),
                         absl::StrCat("fstat of fd ", fd, " failed: ",
-                                     std::strerror(errno)));
+                                     std::strerror(error)));
   }
   if (S_ISBLK(st.st_mode)) {
     int size = 0;

@@ -2,13 +2,19 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "flush/direct_io_alignment.h"
 
 namespace lss {
 namespace {
+
+// EBUSY/EAGAIN answers to io_uring_submit in a row, with nothing in flight,
+// before Submit gives up. With the back-off between them, about 6 ms.
+constexpr int kMaxIdleRefusals = 16;
 
 // EPERM and ENOSYS keep codes of their own so that CreateIoRing can tell
 // "io_uring is disabled here" from other failures; the errnos that
@@ -95,11 +101,31 @@ bool UringIoRing::PrepareDataSync(int fd, uint64_t tag, bool link_next) {
 }
 
 absl::Status UringIoRing::Submit() {
+  // Refusals in a row that no completion could answer: the kernel is short
+  // of memory for requests, or was when a concurrent Reap emptied the queue.
+  int idle_refusals = 0;
   while (io_uring_sq_ready(&ring_) > 0) {
     const int ret = io_uring_submit(&ring_);
-    if (ret >= 0 || ret == -EINTR) continue;
+    if (ret >= 0) {
+      idle_refusals = 0;
+      continue;
+    }
+    if (ret == -EINTR) continue;
     if (ret == -EBUSY || ret == -EAGAIN) {
-      if (absl::Status room = MakeRoom(-ret); !room.ok()) return room;
+      const absl::StatusOr<size_t> moved = MakeRoom();
+      if (!moved.ok()) return moved.status();
+      if (*moved > 0) continue;
+      if (++idle_refusals == kMaxIdleRefusals) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "io_uring_submit on ring fd ", ring_.ring_fd,
+            " failed: ", std::strerror(-ret), " (errno ", -ret, ") ",
+            idle_refusals,
+            " times in a row with no operation in flight whose completion "
+            "could make room"));
+      }
+      // Exponential, 1 us to 1 ms: time for the kernel to find memory.
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(1 << std::min(idle_refusals - 1, 10)));
       continue;
     }
     return absl::Status(
@@ -110,22 +136,16 @@ absl::Status UringIoRing::Submit() {
   return absl::OkStatus();
 }
 
-absl::Status UringIoRing::MakeRoom(int err) {
+absl::StatusOr<size_t> UringIoRing::MakeRoom() {
   std::lock_guard<std::mutex> lock(cq_mu_);
-  if (Drain(capacity_, stash_) > 0) return absl::OkStatus();
+  if (const size_t moved = Drain(capacity_, stash_); moved > 0) return moved;
   // Submitted, and neither reaped nor stashed: what can still complete. Only
   // Reap lowers pending(), and it needs cq_mu_, so this cannot go stale.
   const size_t in_flight =
       pending() - io_uring_sq_ready(&ring_) - stash_.size();
-  if (in_flight == 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "io_uring_submit on ring fd ", ring_.ring_fd,
-        " failed: ", std::strerror(err), " (errno ", err,
-        ") with no operation in flight whose completion could make room"));
-  }
+  if (in_flight == 0) return 0;
   if (absl::Status waited = WaitForCqes(1); !waited.ok()) return waited;
-  Drain(capacity_, stash_);
-  return absl::OkStatus();
+  return Drain(capacity_, stash_);
 }
 
 size_t UringIoRing::Drain(size_t max, std::vector<IoCompletion>& out) {

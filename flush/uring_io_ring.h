@@ -52,6 +52,10 @@ class UringIoRing final : public IoRing {
   bool PrepareRead(int fd, std::span<std::byte> data, uint64_t offset,
                    uint64_t tag, bool link_next = false) override;
   bool PrepareDataSync(int fd, uint64_t tag, bool link_next = false) override;
+  // Retries EINTR. On EBUSY/EAGAIN it makes room by taking completions off
+  // the queue (returned by the next Reap) and retries; with nothing in
+  // flight it retries after a back-off, and fails with ResourceExhausted
+  // after 16 such refusals in a row (about 6 ms).
   absl::Status Submit() override;
   // Also fails, with Internal, once the kernel reports completion-queue
   // overflow (completions were lost; the ring is unusable), and with
@@ -75,10 +79,11 @@ class UringIoRing final : public IoRing {
   io_uring_sqe* NextSqe();
   // Tags and links a prepared SQE and counts it as pending.
   void Queued(io_uring_sqe* sqe, uint64_t tag, bool link_next);
-  // Submit's answer to EBUSY/EAGAIN (`err`): moves the completions that are
-  // ready into stash_, or waits for one if none is; fails when nothing is in
-  // flight, since then no completion can make room.
-  absl::Status MakeRoom(int err);
+  // Submit's answer to EBUSY/EAGAIN: moves the completions that are ready
+  // into stash_, or waits for one if none is; returns how many it moved.
+  // 0 means nothing was in flight (a concurrent Reap may have taken it all
+  // since the refusal), so there is nothing to wait for and Submit retries.
+  absl::StatusOr<size_t> MakeRoom();
   // Moves up to `max` ready CQEs to `out`; returns how many. REQUIRES cq_mu_.
   size_t Drain(size_t max, std::vector<IoCompletion>& out);
   // Waits until at least `n` CQEs are ready, retrying EINTR. REQUIRES cq_mu_.

@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -116,27 +119,31 @@ ChildResult RunInChild(const std::function<void(int out_fd)>& body) {
   ChildResult result;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    const int error = errno;
+    ADD_FAILURE() << "pipe2: " << std::strerror(error);
     return result;
   }
   const pid_t pid = fork();
+  if (pid < 0) {
+    const int error = errno;
+    close(fds[0]);
+    close(fds[1]);
+    ADD_FAILURE() << "fork: " << std::strerror(error);
+    return result;
+  }
   if (pid == 0) {
     close(fds[0]);
     body(fds[1]);
     _exit(0);
   }
   close(fds[1]);
-  if (pid < 0) {
-    ADD_FAILURE() << "fork: " << std::strerror(errno);
-    close(fds[0]);
-    return result;
-  }
   char chunk[256];
   ssize_t n;
   while ((n = read(fds[0], chunk, sizeof(chunk))) != 0) {
-    if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      ADD_FAILURE() << "read from child: " << std::strerror(errno);
+      const int error = errno;
+      if (error == EINTR) continue;
+      ADD_FAILURE() << "read from child: " << std::strerror(error);
       break;
     }
     result.output.append(chunk, static_cast<size_t>(n));
@@ -634,6 +641,147 @@ TEST(UringIoRingTest, DestructorReapsWhatIsInFlightAndDropsWhatIsQueued) {
   EXPECT_EQ(st.st_size, static_cast<off_t>(2 * data.size()));
   close(fd);
   unlink(path.c_str());
+}
+
+// Makes every io_uring_enter of the calling thread (only) wait for a verdict
+// from whoever reads the returned seccomp listener fd; -1 if no filter can
+// be installed here. The filter stays until the thread exits.
+int TrapIoUringEnterOnThisThread() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program = {static_cast<unsigned short>(std::size(filter)),
+                        filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+  return static_cast<int>(syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER,
+                                  SECCOMP_FILTER_FLAG_NEW_LISTENER, &program));
+}
+
+// Answers the io_uring_enter calls trapped by `listener`: the first
+// `refusals` fail with `err`, later ones run. Returns once every thread
+// under the filter has exited, with the number of calls answered.
+int AnswerIoUringEnter(int listener, int refusals, int err) {
+  int calls = 0;
+  for (;;) {
+    pollfd p = {listener, POLLIN, 0};
+    const int n = poll(&p, 1, /*timeout_ms=*/60'000);
+    if (n < 0) {
+      const int error = errno;
+      if (error == EINTR) continue;
+      ADD_FAILURE() << "poll on the seccomp listener: "
+                    << std::strerror(error);
+      return calls;
+    }
+    if (n == 0) {
+      ADD_FAILURE() << "no io_uring_enter to answer, nor an exit, in 60 s";
+      return calls;
+    }
+    if ((p.revents & POLLIN) == 0) return calls;  // POLLHUP: thread gone
+    seccomp_notif request = {};
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &request) != 0) {
+      const int error = errno;
+      if (error == EINTR) continue;
+      ADD_FAILURE() << "SECCOMP_IOCTL_NOTIF_RECV: " << std::strerror(error);
+      return calls;
+    }
+    seccomp_notif_resp response = {};
+    response.id = request.id;
+    if (calls < refusals) {
+      response.error = -err;
+    } else {
+      response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    }
+    ++calls;
+    // ENOENT: the call was interrupted meanwhile and will be trapped anew.
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &response) != 0) --calls;
+  }
+}
+
+// Submits one write through a ring whose io_uring_enter calls the kernel
+// refuses `refusals` times with `err`, with nothing else in flight. Sets
+// `calls` to the number of io_uring_enter calls Submit made.
+absl::Status SubmitWhileRefused(int refusals, int err, int& calls) {
+  absl::StatusOr<std::unique_ptr<UringIoRing>> ring = UringIoRing::Create(4);
+  if (!ring.ok()) return ring.status();
+  const std::string path = TestDir() + "/refused.dat";
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    const int error = errno;
+    return absl::ErrnoToStatus(error, "open " + path);
+  }
+  std::vector<std::byte> data(4096, std::byte{0x3C});
+  std::promise<int> listener_promise;
+  std::future<int> listener_future = listener_promise.get_future();
+  absl::Status submitted;
+  std::thread submitter([&] {
+    const int listener = TrapIoUringEnterOnThisThread();
+    listener_promise.set_value(listener);
+    if (listener < 0) return;
+    if (!(*ring)->PrepareWrite(fd, data, 0, /*tag=*/1)) {
+      submitted = absl::InternalError("PrepareWrite refused");
+      return;
+    }
+    submitted = (*ring)->Submit();
+  });
+  const int listener = listener_future.get();
+  if (listener >= 0) {
+    calls = AnswerIoUringEnter(listener, refusals, err);
+    close(listener);
+  }
+  submitter.join();
+  if (listener < 0) {
+    close(fd);
+    return absl::UnavailableError("cannot install a seccomp filter here");
+  }
+  if (submitted.ok()) {
+    std::vector<IoCompletion> done;
+    const absl::StatusOr<size_t> reaped = (*ring)->Reap(1, 4, done);
+    if (!reaped.ok()) {
+      submitted = reaped.status();
+    } else if (done.size() != 1 || done[0].tag != 1 ||
+               done[0].result != 4096) {
+      submitted = absl::InternalError("the write did not complete whole");
+    }
+  }
+  close(fd);
+  unlink(path.c_str());
+  return submitted;
+}
+
+// EBUSY or EAGAIN from io_uring_submit when no operation is in flight (as
+// when another thread reaped every completion just before) is transient:
+// Submit retries rather than failing the ring for good.
+TEST(UringIoRingTest, SubmitRetriesEagainAndEbusyWithNothingInFlight) {
+  for (const int err : {EAGAIN, EBUSY}) {
+    SCOPED_TRACE(std::strerror(err));
+    int calls = 0;
+    const absl::Status s = SubmitWhileRefused(/*refusals=*/3, err, calls);
+    if (absl::IsPermissionDenied(s) || absl::IsUnimplemented(s)) {
+      GTEST_SKIP() << "io_uring is disabled here: " << s;
+    }
+    if (absl::IsUnavailable(s)) GTEST_SKIP() << s;
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(calls, 4) << "three refused calls, then one that ran";
+  }
+}
+
+// A kernel that keeps refusing still ends Submit, with an error saying so.
+TEST(UringIoRingTest, SubmitGivesUpOnRefusalsThatDoNotClear) {
+  int calls = 0;
+  const absl::Status s =
+      SubmitWhileRefused(/*refusals=*/1'000'000, EAGAIN, calls);
+  if (absl::IsPermissionDenied(s) || absl::IsUnimplemented(s)) {
+    GTEST_SKIP() << "io_uring is disabled here: " << s;
+  }
+  if (absl::IsUnavailable(s)) GTEST_SKIP() << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_GT(calls, 1);
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("(errno ", EAGAIN, ") ",
+                                                  calls, " times in a row")));
+  EXPECT_THAT(s.message(), HasSubstr("no operation in flight"));
 }
 
 // Without io_uring (a seccomp filter makes io_uring_setup fail with `err`,

@@ -5,18 +5,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace lss {
-namespace {
-
-constexpr uint64_t HeadIndex(uint64_t head) {
-  return head & MappingTable::kHeadIndexMask;
-}
-// The version only needs to differ from recent ones, so it simply wraps.
-constexpr uint64_t NextHead(uint64_t head, uint64_t index) {
-  const uint64_t version = head >> MappingTable::kHeadIndexBits;
-  return ((version + 1) << MappingTable::kHeadIndexBits) | index;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<MappingTable>> MappingTable::Create(
     const MappingTableOptions& options) {

@@ -36,13 +36,16 @@
 // links live in the freed entries' own words. Its head packs a version counter
 // with the top PID so a pop that read a stale link cannot succeed (ABA):
 //
-//   head word:  63           48 47                                 0
-//              +---------------+------------------------------------+
-//              | version (16b) | top PID + 1 (48 b, 0 = empty)      |
-//              +---------------+------------------------------------+
+//   head word:  63                    32 31                           0
+//              +------------------------+------------------------------+
+//              | version (32 b)         | top PID + 1 (32 b, 0 = empty)|
+//              +------------------------+------------------------------+
 //
-// The version changes on every push and pop; a stale pop would need exactly
-// 65536 successful operations between its load and its CAS to be fooled.
+// The version changes on every push and pop and wraps; a stale pop is
+// fooled only if a multiple of 2^32 operations succeed between its load and
+// its CAS. That takes tens of seconds of Allocate/Free; 2^16 would take
+// under a millisecond, short enough for one preempted popper to be fooled.
+// The PID field gets the other 32 bits, which is why max_pages < 2^32.
 
 #ifndef LSS_MAPPING_MAPPING_TABLE_H_
 #define LSS_MAPPING_MAPPING_TABLE_H_
@@ -127,9 +130,10 @@ class PageState {
 };
 
 struct MappingTableOptions {
-  // PIDs are 0 .. max_pages - 1. Sizes the chunk directory up front
+  // PIDs are 0 .. max_pages - 1, and max_pages is at most 2^32 - 1
+  // (MappingTable::kMaxPagesLimit). Sizes the chunk directory up front
   // (8 bytes per kChunkEntries PIDs), so keep it realistic.
-  uint64_t max_pages = uint64_t{1} << 32;
+  uint64_t max_pages = (uint64_t{1} << 32) - 1;
 };
 
 // Thread safety: every public method may be called from any number of
@@ -141,14 +145,27 @@ class MappingTable {
  public:
   static constexpr int kChunkBits = 16;
   static constexpr uint64_t kChunkEntries = uint64_t{1} << kChunkBits;
-  static constexpr int kHeadIndexBits = 48;
+  static constexpr int kHeadIndexBits = 32;
   static constexpr uint64_t kHeadIndexMask =
       (uint64_t{1} << kHeadIndexBits) - 1;
   // PID + 1 must fit both the head's index field and a free word's link.
-  static constexpr uint64_t kMaxPagesLimit = kHeadIndexMask - 1;
+  static constexpr uint64_t kMaxPagesLimit = kHeadIndexMask;
   static_assert(kHeadIndexBits <= PageState::kPayloadBits,
                 "a free-list link must fit a free word's payload");
-  static_assert(64 - kHeadIndexBits >= 16, "ABA version needs 16+ bits");
+  static_assert(64 - kHeadIndexBits >= 32,
+                "the ABA version needs 32+ bits (see the head word above)");
+
+  // The free-list head's encoding, public so that its wrap-around can be
+  // tested. The top PID + 1 of a head word:
+  static constexpr uint64_t HeadIndex(uint64_t head) {
+    return head & kHeadIndexMask;
+  }
+  // The head after `head` with top PID + 1 `index`: the version is bumped,
+  // and wraps to 0 without touching the index.
+  static constexpr uint64_t NextHead(uint64_t head, uint64_t index) {
+    const uint64_t version = head >> kHeadIndexBits;
+    return ((version + 1) << kHeadIndexBits) | index;
+  }
 
   // InvalidArgument if max_pages is 0 or above kMaxPagesLimit.
   static absl::StatusOr<std::unique_ptr<MappingTable>> Create(

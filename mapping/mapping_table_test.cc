@@ -84,6 +84,29 @@ TEST(MappingTableTest, CreateRejectsBadMaxPages) {
   EXPECT_NE(t.status().message().find("max_pages 0"), std::string::npos);
   t = MappingTable::Create({.max_pages = MappingTable::kMaxPagesLimit + 1});
   EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(MappingTable::Create({.max_pages = MappingTable::kMaxPagesLimit})
+                  .ok());
+  EXPECT_TRUE(MappingTable::Create().ok()) << "the default max_pages is valid";
+}
+
+// The head's version must outlast any plausible delay of a stale pop
+// between its load and its CAS: 2^20 operations on the same top PID never
+// bring the head word back (a 16-bit version did after 2^16). At the end of
+// its range the version wraps to 0 and leaves the PID field alone.
+TEST(MappingTableTest, FreeListHeadVersionOutlastsAndWrapsCleanly) {
+  constexpr uint64_t kIndex = 7;
+  uint64_t head = kIndex;
+  for (int i = 0; i < (1 << 20); ++i) {
+    head = MappingTable::NextHead(head, kIndex);
+    ASSERT_NE(head, kIndex) << "head repeated after " << i + 1 << " changes";
+  }
+  constexpr uint64_t kLastVersion = ~uint64_t{0}
+                                    << MappingTable::kHeadIndexBits;
+  constexpr uint64_t kTop = MappingTable::kMaxPagesLimit;  // largest PID + 1
+  EXPECT_EQ(MappingTable::NextHead(kLastVersion | kTop, kTop), kTop);
+  EXPECT_EQ(MappingTable::NextHead(kLastVersion, 0), 0u);
+  EXPECT_EQ(MappingTable::HeadIndex(kLastVersion | kTop), kTop);
+  EXPECT_EQ(MappingTable::HeadIndex(MappingTable::NextHead(kTop, 1)), 1u);
 }
 
 TEST(MappingTableTest, AllocatesSequentiallyAndStartsFree) {

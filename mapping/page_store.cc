@@ -137,6 +137,16 @@ absl::Status PageStore::Recover() {
     if (!*more) break;
     const RecordView& r = (*reader)->record();
     const uint64_t pid = r.tag.key;
+    const bool page_record =
+        r.tag.type == kPageImageRecord || r.tag.type == kPageFreedRecord;
+    // The key sizes the table built below: checked before it is trusted,
+    // or a corrupt one would make that a huge allocation.
+    if (page_record && pid >= table_->max_pages()) {
+      return absl::DataLossError(absl::StrCat(
+          log_->path(), ": record at offset ", r.address, " (type ",
+          r.tag.type, ") has key ", pid, ", not a PID below max_pages ",
+          table_->max_pages()));
+    }
     if (r.tag.type == kPageImageRecord) {
       latest[pid] = r.address;
     } else if (r.tag.type == kPageFreedRecord) {

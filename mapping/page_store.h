@@ -18,6 +18,8 @@
 // Recovery keeps, per PID, its last image unless a later free record
 // follows; so after a crash every page reads as its last stable flush, or
 // a later one, and pages that were never flushed (or were freed) are free.
+// An image or free record whose key is not below max_pages fails Open with
+// DataLoss.
 //
 // Thread safety: every method may be called concurrently.
 

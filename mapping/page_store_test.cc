@@ -175,6 +175,38 @@ TEST(PageStoreTest, RecoveryRebuildsTheTableFromTheLog) {
   EXPECT_EQ(*store->Allocate(), std::min(freed, never_flushed));
 }
 
+// A page record whose key is not a PID the table can hold (a corrupt or
+// hostile log) fails recovery with DataLoss naming the file, the record and
+// the key, and must not first size anything by that key.
+TEST(PageStoreTest, RecoveryRefusesAPageRecordWhoseKeyIsNotAPid) {
+  const PageStoreOptions options = SmallOptions();
+  const uint64_t max_pages = options.table.max_pages;
+  for (const uint32_t type : {kPageImageRecord, kPageFreedRecord}) {
+    for (const uint64_t key : {max_pages, uint64_t{1} << 40, ~uint64_t{0}}) {
+      SCOPED_TRACE(absl::StrCat("type ", type, ", key ", key));
+      const std::string path = TempPath("badkey.log");
+      uint64_t at = 0;
+      {
+        auto log = LogStructuredStore::Open(path, options.store);
+        ASSERT_TRUE(log.ok()) << log.status();
+        absl::StatusOr<uint64_t> appended =
+            (*log)->Append("x", RecordTag{.type = type, .key = key});
+        ASSERT_TRUE(appended.ok()) << appended.status();
+        at = *appended;
+        ASSERT_TRUE((*log)->Close().ok());
+      }
+      auto store = PageStore::Open(path, options);
+      EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+          << store.status();
+      EXPECT_THAT(store.status().message(), HasSubstr(path));
+      EXPECT_THAT(store.status().message(),
+                  HasSubstr(absl::StrCat("offset ", at, " ")));
+      EXPECT_THAT(store.status().message(),
+                  HasSubstr(absl::StrCat("key ", key, ",")));
+    }
+  }
+}
+
 // Forces the losing side of LLAMA's flush protocol, deterministically: with
 // a ring of one buffer, a held reservation keeps the buffer from being
 // written, so a Flush that needs a new buffer waits inside Reserve (after it

@@ -48,9 +48,10 @@ absl::StatusOr<AlignedBuffer> AlignedBuffer::Allocate(size_t size,
   void* raw = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) {
+    const int error = errno;
     return absl::ResourceExhaustedError(
         absl::StrCat("AlignedBuffer: mmap of ", mapped,
-                     " bytes failed: ", std::strerror(errno)));
+                     " bytes failed: ", std::strerror(error)));
   }
   const uintptr_t begin = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned =

@@ -1,5 +1,6 @@
 #include "ring/flush_buffer_ring.h"
 
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -14,6 +15,11 @@ namespace {
 constexpr size_t kMinBufferBytes = 4096;
 constexpr size_t kMinBlockBytes = 512;
 constexpr size_t kMaxBlockBytes = size_t{1} << 20;
+// Far more buffers than any number of writers can keep busy; the bound is
+// there so that ring_size * buffer_bytes cannot overflow.
+constexpr size_t kMaxRingSize = 1024;
+static_assert(kMaxRingSize <= SIZE_MAX / BufferState::kMaxBufferBytes,
+              "ring_size * buffer_bytes must fit size_t for valid options");
 // Spins before a waiting thread starts helping the sink and yielding: most
 // waits are for another thread's install or last commit, a few hundred ns.
 constexpr int kSpinsBeforeHelping = 64;
@@ -51,8 +57,10 @@ absl::Status Validate(const FlushBufferRingOptions& o) {
         "FlushBufferRing: header_bytes ", o.header_bytes,
         " is not a multiple of 8 below buffer_bytes ", o.buffer_bytes));
   }
-  if (o.ring_size == 0) {
-    return absl::InvalidArgumentError("FlushBufferRing: ring_size 0; need 1+");
+  if (o.ring_size == 0 || o.ring_size > kMaxRingSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("FlushBufferRing: ring_size ", o.ring_size,
+                     " out of range; need 1 to ", kMaxRingSize));
   }
   if (o.start_address % o.block_bytes != 0) {
     return absl::InvalidArgumentError(

@@ -39,7 +39,7 @@ struct FlushBufferRingOptions {
   // Bytes per buffer: a multiple of block_bytes, from 4 KiB to 1 GiB.
   // LLAMA used 4 MiB flush buffers.
   size_t buffer_bytes = size_t{4} << 20;
-  // Number of buffers, at least 1.
+  // Number of buffers, 1 to 1024.
   size_t ring_size = 4;
   // Sealed lengths are padded to this (a power of two, 512 to 1 MiB) so every
   // write and every buffer base is aligned for O_DIRECT.

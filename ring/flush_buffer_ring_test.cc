@@ -115,6 +115,34 @@ TEST(RingOptionsTest, RejectsBadOptionsNamingTheValue) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// ring_size * buffer_bytes sizes the one allocation: huge values must be
+// refused by name before the product is taken, not wrap around to a small
+// (or zero) size or reach mmap.
+TEST(RingOptionsTest, RejectsRingSizesAndBufferSizesOutOfRange) {
+  RecordingSink sink(RecordingSink::Recycling::kInline);
+  auto make = [&](size_t ring_size, size_t buffer_bytes) {
+    FlushBufferRingOptions o;
+    o.ring_size = ring_size;
+    o.buffer_bytes = buffer_bytes;
+    o.pages = AlignedBuffer::Pages::kOrdinary;
+    return FlushBufferRing::Create(o, &sink).status();
+  };
+  absl::Status s = make(0, 4096);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("ring_size 0 "));
+  s = make(size_t{1} << 20, 4096);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("ring_size 1048576 "));
+  s = make(1, size_t{1} << 31);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("buffer_bytes 2147483648 "));
+  // 2^34 buffers of 1 GiB: the product is 2^64, which wraps to 0.
+  s = make(size_t{1} << 34, size_t{1} << 30);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("ring_size 17179869184 "));
+  EXPECT_TRUE(make(1024, 4096).ok());
+}
+
 TEST(RingOptionsTest, AcceptsSixtyFourMebibyteBuffers) {
   RecordingSink sink(RecordingSink::Recycling::kInline);
   FlushBufferRingOptions o;

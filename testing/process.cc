@@ -83,7 +83,8 @@ absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
                                     const KillPlan& plan) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
-    return absl::ErrnoToStatus(errno, "pipe2 for a child's ready pipe");
+    const int error = errno;
+    return absl::ErrnoToStatus(error, "pipe2 for a child's ready pipe");
   }
   std::fflush(nullptr);
   const pid_t pid = fork();
@@ -129,7 +130,10 @@ absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
 absl::StatusOr<int> RunChild(const std::function<void()>& child) {
   std::fflush(nullptr);
   const pid_t pid = fork();
-  if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
+  if (pid < 0) {
+    const int error = errno;
+    return absl::ErrnoToStatus(error, "fork");
+  }
   if (pid == 0) {
     child();
     _exit(127);  // `child` must not return

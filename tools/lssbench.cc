@@ -113,9 +113,13 @@ DeviceFigures MeasureDevice(const std::string& path, uint64_t bytes,
                             size_t request, size_t depth) {
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC,
                       0644);
-  if (fd < 0) Die(absl::ErrnoToStatus(errno, "open " + path));
+  if (fd < 0) {
+    const int error = errno;
+    Die(absl::ErrnoToStatus(error, "open " + path));
+  }
   if (fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
-    Die(absl::ErrnoToStatus(errno, "fallocate " + path));
+    const int error = errno;
+    Die(absl::ErrnoToStatus(error, "fallocate " + path));
   }
   std::unique_ptr<IoRing> io = Check(CreateIoRing(static_cast<unsigned>(
       std::max<size_t>(depth, 1))));
@@ -148,7 +152,8 @@ DeviceFigures MeasureDevice(const std::string& path, uint64_t bytes,
       }
     }
     if (write && fdatasync(fd) != 0) {
-      Die(absl::ErrnoToStatus(errno, "fdatasync " + path));
+      const int error = errno;
+      Die(absl::ErrnoToStatus(error, "fdatasync " + path));
     }
     return bytes / 1e6 / Seconds(start, Clock::now());
   };
@@ -211,7 +216,8 @@ int Main() {
   }
   std::string pattern = dir + "/lssbench.XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
-    Die(absl::ErrnoToStatus(errno, "mkdtemp in " + dir));
+    const int error = errno;
+    Die(absl::ErrnoToStatus(error, "mkdtemp in " + dir));
   }
   const std::string work = pattern;
   const std::string path = work + "/log";
