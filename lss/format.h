@@ -73,7 +73,8 @@ struct Superblock {
   // Address of the first block: two superblock slots come first.
   uint64_t data_start = 0;
   // How far past the tail writes of this epoch may have reached
-  // (ring size x buffer bytes): recovery's horizon for a torn tail.
+  // (ring size x buffer bytes). For tools; recovery relies on the blocks'
+  // durable watermarks instead.
   uint64_t max_in_flight_bytes = 0;
 };
 

@@ -208,6 +208,7 @@ absl::Status LogStructuredStore::OpenFile(bool& is_new) {
                            : OpenPosixFile(path_, file_options);
   if (!file.ok()) return file.status();
   file_ = *std::move(file);
+  direct_io_ = file_->direct_io();
   absl::StatusOr<uint64_t> size = file_->Size();
   if (!size.ok()) return size.status();
   file_size_ = *size;
@@ -269,6 +270,7 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     }
   }
   recovery_ = recovered->report;
+  intact_past_tail_ = recovered->intact_past_tail;
   return recovered;
 }
 
@@ -612,6 +614,20 @@ absl::Status LogStructuredStore::WriteCloseMarker() {
             {block.get(), bytes});
   if (absl::Status s = file_->WriteAt(end, {block.get(), bytes}); !s.ok()) {
     return s;
+  }
+  // An intact block a crash left past the recovered tail, whose head this
+  // session's blocks or the marker overwrote, left its rest behind: bytes
+  // that no longer verify, which would read as a torn tail. Cleared, so a
+  // clean close reopens clean.
+  const uint64_t written_to = end + bytes;
+  std::memset(block.get(), 0, bytes);
+  for (const auto& [from, to] : intact_past_tail_) {
+    if (from >= written_to || to <= written_to) continue;
+    for (uint64_t at = written_to; at < to; at += bytes) {
+      if (absl::Status s = file_->WriteAt(at, {block.get(), bytes}); !s.ok()) {
+        return s;
+      }
+    }
   }
   return file_->DataSync();
 }

@@ -194,7 +194,7 @@ class LogStructuredStore {
   size_t max_payload_bytes() const;
   // The first record's address (after the superblock slots).
   uint64_t data_start() const { return sb_.data_start; }
-  bool direct_io() const { return file_ != nullptr && file_->direct_io(); }
+  bool direct_io() const { return direct_io_; }
   Appender::Stats appender_stats() const;
   FlushBufferRing::Stats ring_stats() const;
 
@@ -227,17 +227,23 @@ class LogStructuredStore {
   const std::string path_;
   const StoreOptions options_;
   std::unique_ptr<File> file_;
+  bool direct_io_ = false;
   bool read_only_ = false;
   bool closed_ = false;
   uint64_t file_size_ = 0;
   Superblock sb_;
   RecoveryReport recovery_;
+  // Intact blocks recovery found past the tail (RecoveredLog).
+  std::vector<std::pair<uint64_t, uint64_t>> intact_past_tail_;
   std::unique_ptr<BlockIndex> index_;
 
+  // Declared so that they are destroyed in the order Close tears them down:
+  // the appender (which reaps what is in flight), the I/O ring, and only
+  // then the memory the kernel wrote from.
+  std::unique_ptr<FlushBufferRing> ring_;
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<IoRing> io_;
   std::unique_ptr<Appender> appender_;
-  std::unique_ptr<FlushBufferRing> ring_;
 };
 
 }  // namespace lss

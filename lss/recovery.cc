@@ -110,7 +110,9 @@ class Scan {
           if (!dropped_) dropped_at_ = x;
           dropped_ = true;
         }
-        x += RoundUp(check->header.used, block);
+        const uint64_t end = x + RoundUp(check->header.used, block);
+        out_.intact_past_tail.emplace_back(x, end);
+        x = end;
         continue;
       }
       const uint64_t len = std::min<uint64_t>(block, size_ - x);

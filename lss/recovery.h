@@ -80,6 +80,11 @@ struct RecoveredLog {
   // Ranges past the tail holding bytes that are not part of any intact
   // block (torn writes, damage): a writable open zeroes them.
   std::vector<std::pair<uint64_t, uint64_t>> clear;  // [from, to)
+  // Intact blocks past the tail (stale ones, and this epoch's unacknowledged
+  // ones), as padded extents [from, to). New appends overwrite them; one
+  // whose head is overwritten leaves the rest of it behind as bytes that no
+  // longer verify.
+  std::vector<std::pair<uint64_t, uint64_t>> intact_past_tail;
 };
 
 // Scans `file` (of `file_size` bytes) under superblock `sb`. `damaged_slot`
