@@ -1,0 +1,562 @@
+// Simulated power loss (RELIABILITY.md section 3.E), after SQLite's crash
+// VFS and CrashMonkey: the store runs on a SimDisk (testing/sim_disk.h)
+// through its FileOpener and a FakeIoRing executing on the same disk, the
+// power is cut at a random mutating operation, the disk loses a random part
+// of what was not made durable (subsets, reordering, sector-atomic tears,
+// files grown without their data, creations lost), and the log is reopened
+// and checked against the promise:
+//   - Open succeeds after a pure power loss (default options);
+//   - every acknowledged record (its Sync or WaitStable returned OK, a clean
+//     Close returned OK, or a successful open recovered it) reads back byte
+//     for byte at its address, and is in the NewLogReader replay;
+//   - every replayed record was appended, with exactly that payload, key and
+//     length, at exactly that address; nothing dropped by an earlier
+//     recovery ever comes back;
+//   - the replay is a prefix of the log: no appended record below the last
+//     replayed one is missing;
+//   - recovery destroys nothing that verifies: every block that passed its
+//     header and CRC check in the raw crashed image (scanned here with
+//     lss/format.h) and lies in the recovered log is byte-identical after the
+//     reopen. Verified blocks past the recovered tail (unacknowledged writes
+//     that landed beyond a hole) may be cleared by the reopen; they are
+//     counted, and --strict_past_tail fails on them too.
+// Each seed picks a configuration (write policy, durability, ring size,
+// buffer and block size, device alignment, ring reordering and retried
+// faults, payload sizes) and runs 1 to 3 cycles of: appends with occasional
+// Sync and WaitStable, the power cut, a crash, sometimes a second crash
+// during recovery (the reopen itself is cut, then the disk crashes again),
+// the checking reopen. The last cycle closes cleanly and reopens, which must
+// find a clean log with everything in it.
+//
+// Flags (or environment, for --test_env):
+//   --seed=N     (LSS_SEED)     run only seed N; a failure prints it
+//   --crashes=N  (LSS_CRASHES)  simulated crashes in all (default 3000,
+//                               about a minute here); CI's soak runs
+//                               --crashes=20000 or more
+//   --first_seed=N (LSS_FIRST_SEED) where the seeds start (default 1)
+//   --strict_past_tail          see above
+// e.g. ./bazelw test //testing:power_loss_test --test_arg=--seed=1234
+//      ./bazelw test //testing:power_loss_test --test_env=LSS_CRASHES=20000
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "flush/io_ring.h"
+#include "gflags/gflags.h"
+#include "gtest/gtest.h"
+#include "lss/format.h"
+#include "lss/log_structured_store.h"
+#include "testing/fake_io_ring.h"
+#include "testing/payload.h"
+#include "testing/sim_disk.h"
+
+DEFINE_uint64(seed, 0, "run only this seed (0: --crashes worth of seeds)");
+DEFINE_uint64(crashes, 0, "simulated crashes in all (0: $LSS_CRASHES or 3000)");
+DEFINE_uint64(first_seed, 0, "the first seed (0: $LSS_FIRST_SEED or 1)");
+DEFINE_bool(strict_past_tail, false,
+            "fail when a reopen clears a verified block past the tail");
+
+namespace lss {
+namespace {
+
+using ::lss::testing::FakeIoRing;
+using ::lss::testing::FakeIoRingOptions;
+using ::lss::testing::FillPayload;
+using ::lss::testing::Mix;
+using ::lss::testing::SimDisk;
+using ::lss::testing::SimDiskOptions;
+
+constexpr char kPath[] = "/sim/log";
+
+uint64_t EnvOr(const char* name, uint64_t flag, uint64_t fallback) {
+  if (flag != 0) return flag;
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+uint64_t RoundUp(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
+
+struct Config {
+  uint64_t seed = 0;
+  WritePolicy policy = WritePolicy::kTailLocalized;
+  Durability durability = Durability::kOnWait;
+  size_t ring_size = 1;
+  size_t buffer_bytes = 8192;
+  uint32_t block_bytes = 512;
+  size_t disk_alignment = 512;
+  bool reorder = false;
+  int max_delay_reaps = 0;
+  bool retried_faults = false;  // EAGAIN, EINTR and short writes
+  uint64_t preallocate_bytes = 0;
+  int cycles = 1;
+  int sync_percent = 10;  // chance per append of a Sync
+  int wait_percent = 10;  // of a WaitStable of an earlier record
+  int big_percent = 10;   // of a payload near a buffer's size
+
+  std::string ToString() const {
+    return absl::StrCat(
+        "seed=", seed, " policy=",
+        policy == WritePolicy::kTailLocalized ? "kTailLocalized" : "kSerialized",
+        " durability=", durability == Durability::kSync ? "kSync" : "kOnWait",
+        " ring_size=", ring_size, " buffer_bytes=", buffer_bytes,
+        " block_bytes=", block_bytes, " disk_alignment=", disk_alignment,
+        " reorder=", reorder, " max_delay_reaps=", max_delay_reaps,
+        " retried_faults=", retried_faults,
+        " preallocate_bytes=", preallocate_bytes, " cycles=", cycles,
+        " sync%=", sync_percent, " wait%=", wait_percent,
+        " big%=", big_percent);
+  }
+};
+
+Config PickConfig(uint64_t seed) {
+  std::mt19937_64 rng(Mix(seed));
+  Config c;
+  c.seed = seed;
+  c.policy = rng() % 2 ? WritePolicy::kSerialized : WritePolicy::kTailLocalized;
+  c.durability = rng() % 2 ? Durability::kSync : Durability::kOnWait;
+  c.ring_size = 1 + rng() % 4;
+  c.block_bytes = rng() % 2 ? 4096 : 512;
+  const size_t buffers[] = {8192, 16384, 65536};
+  c.buffer_bytes = buffers[rng() % 3];
+  c.disk_alignment = c.block_bytes == 4096 && rng() % 2 ? 4096 : 512;
+  c.reorder = rng() % 2;
+  c.max_delay_reaps = static_cast<int>(rng() % 4);
+  c.retried_faults = rng() % 4 == 0;
+  const uint64_t prealloc[] = {0, c.buffer_bytes, uint64_t{256} << 20};
+  c.preallocate_bytes = prealloc[rng() % 3];
+  c.cycles = 1 + static_cast<int>(rng() % 3);
+  const int syncs[] = {2, 10, 30};
+  c.sync_percent = syncs[rng() % 3];
+  c.wait_percent = static_cast<int>(rng() % 20);
+  c.big_percent = static_cast<int>(rng() % 25);
+  return c;
+}
+
+// A record the model expects, by address.
+struct Expected {
+  uint64_t stream = 0;
+  uint64_t index = 0;
+  size_t len = 0;
+  bool acked = false;
+};
+
+struct Totals {
+  uint64_t seeds = 0, crashes = 0, cut_recoveries = 0, cut_opens_ok = 0,
+           acked_checked = 0, replayed = 0, verified_blocks = 0,
+           cleared_past_tail = 0, cuts_in_workload = 0, cut_reopens_seen = 0;
+};
+
+class PowerLossRun {
+ public:
+  PowerLossRun(const Config& cfg, Totals& totals)
+      : cfg_(cfg),
+        totals_(totals),
+        rng_(Mix(cfg.seed ^ 0x706f776572ull)),
+        disk_(SimDiskOptions{.direct_io_alignment = cfg.disk_alignment}) {}
+
+  absl::Status Go() {
+    std::unique_ptr<LogStructuredStore> store;
+    for (int cycle = 0; cycle < cfg_.cycles; ++cycle) {
+      const bool last = cycle + 1 == cfg_.cycles;
+      // The power cut: anywhere in the workload, the open included.
+      const uint64_t records = rng_() % 160;
+      const uint64_t cut = rng_() % (8 + records / 2);
+      const bool no_cut = rng_() % 8 == 0;
+      if (!no_cut) disk_.FailAfter(cut);
+      if (store == nullptr) {
+        absl::StatusOr<std::unique_ptr<LogStructuredStore>> s =
+            LogStructuredStore::Open(kPath, WorkloadOptions(cycle));
+        if (!s.ok() && !disk_.failing()) {
+          return Problem("Open of a fresh log failed", s.status());
+        }
+        if (s.ok()) store = *std::move(s);
+      }
+      if (store != nullptr) {
+        if (absl::Status s = Workload(*store, cycle, records); !s.ok()) {
+          return s;
+        }
+        if (last || rng_() % 8 == 0) {
+          // A clean close acknowledges everything, unless the cut came.
+          const absl::Status closed = store->Close();
+          if (closed.ok()) {
+            AckAll();
+          } else if (!disk_.failing()) {
+            return Problem("Close failed without a fault", closed);
+          }
+        }
+      }
+      totals_.cuts_in_workload += disk_.failing();
+      // Whatever has not failed yet loses power now.
+      if (!disk_.failing()) disk_.FailAfter(0);
+      store.reset();
+      if (absl::Status s = Crash(); !s.ok()) return s;
+      if (rng_() % 3 == 0) {
+        if (absl::Status s = CutRecovery(); !s.ok()) return s;
+      }
+      absl::StatusOr<std::unique_ptr<LogStructuredStore>> reopened =
+          ReopenAndCheck();
+      if (!reopened.ok()) return reopened.status();
+      store = *std::move(reopened);
+    }
+    // The last cycle closed cleanly before its "crash"; one more clean
+    // close and reopen must find exactly the same log, clean.
+    if (absl::Status s = store->Close(); !s.ok()) {
+      return Problem("Close after the checks failed", s);
+    }
+    store.reset();
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> again =
+        ReopenAndCheck();
+    if (!again.ok()) return again.status();
+    if ((*again)->recovery().cut) {
+      return Problem("a clean close did not reopen clean",
+                     absl::InternalError((*again)->recovery().end));
+    }
+    return (*again)->Close();
+  }
+
+ private:
+  absl::Status Problem(absl::string_view what, const absl::Status& status) {
+    return absl::InternalError(absl::StrCat(what, ": ", status.ToString()));
+  }
+
+  FakeIoRingOptions RingOptions(bool faults) {
+    FakeIoRingOptions o;
+    o.seed = rng_();
+    o.direct_io_alignment = cfg_.block_bytes;
+    o.disk = &disk_;
+    if (faults) {
+      o.reorder = cfg_.reorder;
+      o.max_delay_reaps = cfg_.max_delay_reaps;
+      if (cfg_.retried_faults) {
+        o.short_write_one_in = 8;
+        o.eagain_one_in = 16;
+        o.eintr_one_in = 16;
+      }
+    }
+    return o;
+  }
+
+  StoreOptions BaseOptions(bool faults) {
+    StoreOptions o;
+    o.buffer_bytes = cfg_.buffer_bytes;
+    o.block_bytes = cfg_.block_bytes;
+    o.file_opener = disk_.opener();
+    const FakeIoRingOptions ring = RingOptions(faults);
+    o.io_ring_factory = [ring](unsigned depth)
+        -> absl::StatusOr<std::unique_ptr<IoRing>> {
+      FakeIoRingOptions r = ring;
+      r.capacity = std::max<size_t>(depth, 4);
+      return std::make_unique<FakeIoRing>(r);
+    };
+    return o;
+  }
+
+  // The configuration under test. The first life of the file fixes its
+  // geometry; every later open uses default options otherwise.
+  StoreOptions WorkloadOptions(int cycle) {
+    StoreOptions o = BaseOptions(/*faults=*/true);
+    o.policy = cfg_.policy;
+    o.durability = cfg_.durability;
+    o.ring_size = cfg_.ring_size;
+    o.preallocate_bytes = cfg_.preallocate_bytes;
+    (void)cycle;
+    return o;
+  }
+
+  StoreOptions ReopenOptions() { return BaseOptions(/*faults=*/false); }
+
+  size_t PickLength(size_t max_payload) {
+    const uint64_t r = rng_() % 100;
+    if (r < static_cast<uint64_t>(cfg_.big_percent)) {
+      return max_payload - rng_() % std::min<size_t>(max_payload, 512);
+    }
+    if (r < 60) return 1 + rng_() % 64;
+    return 1 + rng_() % std::min<size_t>(max_payload, 2000);
+  }
+
+  absl::Status Workload(LogStructuredStore& store, int cycle,
+                        uint64_t records) {
+    const uint64_t stream = Mix(cfg_.seed) ^ (uint64_t(cycle) << 56) ^
+                            (uint64_t(++lives_) << 48);
+    std::vector<uint64_t> session;  // addresses appended here
+    std::string payload;
+    for (uint64_t i = 0; i < records; ++i) {
+      const size_t len = PickLength(store.max_payload_bytes());
+      payload.resize(len);
+      FillPayload(stream, i,
+                  {reinterpret_cast<std::byte*>(payload.data()), len});
+      absl::StatusOr<uint64_t> a =
+          store.Append(payload, RecordTag{.type = kDataRecordType, .key = i});
+      if (!a.ok()) {
+        if (disk_.failing()) return absl::OkStatus();
+        return Problem(absl::StrCat("Append #", i, " failed without a fault"),
+                       a.status());
+      }
+      if (model_.count(*a) != 0 && model_[*a].acked) {
+        return absl::InternalError(absl::StrCat(
+            "Append returned address ", *a,
+            ", which holds an acknowledged record"));
+      }
+      model_[*a] = Expected{.stream = stream, .index = i, .len = len};
+      session.push_back(*a);
+      const int r = static_cast<int>(rng_() % 100);
+      absl::Status waited;
+      std::optional<uint64_t> acked_upto;  // exclusive index into session
+      if (r < cfg_.sync_percent) {
+        waited = store.Sync();
+        acked_upto = session.size();
+      } else if (r < cfg_.sync_percent + cfg_.wait_percent) {
+        const uint64_t address = session[rng_() % session.size()];
+        waited = store.WaitStable(address);
+        if (waited.ok()) model_[address].acked = true;
+      }
+      if (!waited.ok()) {
+        if (disk_.failing()) return absl::OkStatus();
+        return Problem("Sync or WaitStable failed without a fault", waited);
+      }
+      if (acked_upto.has_value()) {
+        for (size_t k = 0; k < *acked_upto; ++k) model_[session[k]].acked = true;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void AckAll() {
+    for (auto& [address, e] : model_) e.acked = true;
+  }
+
+  absl::Status Crash() {
+    disk_.Crash(Mix(cfg_.seed) + ++crash_count_);
+    ++totals_.crashes;
+    verified_ = ScanVerified();
+    return absl::OkStatus();
+  }
+
+  // Every block in the raw image that passes its header and CRC check.
+  std::map<uint64_t, std::string> ScanVerified() {
+    std::map<uint64_t, std::string> out;
+    const uint64_t size = disk_.FileSize(kPath);
+    const uint64_t block = cfg_.block_bytes;
+    uint64_t at = 2 * SuperblockSlotBytes(cfg_.block_bytes);
+    while (at < size) {
+      at = RoundUp(disk_.NextData(kPath, at), block);
+      if (at >= size) break;
+      const std::string head = disk_.Contents(kPath, at, kBlockHeaderBytes);
+      BlockHeader h;
+      if (head.size() == kBlockHeaderBytes &&
+          ParseBlockHeader({reinterpret_cast<const std::byte*>(head.data()),
+                            head.size()},
+                           h) &&
+          h.address == at && h.used >= kBlockHeaderBytes &&
+          h.used <= cfg_.buffer_bytes && at + h.used <= size) {
+        const std::string bytes = disk_.Contents(kPath, at, h.used);
+        if (BlockCrcMatches({reinterpret_cast<const std::byte*>(bytes.data()),
+                             bytes.size()})) {
+          out[at] = bytes;
+          at += RoundUp(h.used, block);
+          continue;
+        }
+      }
+      at += block;
+    }
+    return out;
+  }
+
+  // The reopen itself loses power after a few operations, then the disk
+  // crashes again.
+  absl::Status CutRecovery() {
+    ++totals_.cut_recoveries;
+    disk_.FailAfter(rng_() % 12);
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> s =
+        LogStructuredStore::Open(kPath, ReopenOptions());
+    if (!s.ok() && !disk_.failing()) {
+      return Problem("Open failed after a pure power loss", s.status());
+    }
+    if (s.ok()) {
+      // The open made its recovered prefix durable and cut the rest off.
+      ++totals_.cut_opens_ok;
+      const uint64_t tail = (*s)->recovery().tail;
+      for (auto it = model_.begin(); it != model_.end();) {
+        if (it->first >= tail) {
+          it = model_.erase(it);
+        } else {
+          it->second.acked = true;
+          ++it;
+        }
+      }
+      if (absl::Status w = Workload(**s, 7, rng_() % 20); !w.ok()) return w;
+    }
+    if (!disk_.failing()) disk_.FailAfter(0);
+    s = absl::UnknownError("destroyed");  // the store goes
+    return Crash();
+  }
+
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> ReopenAndCheck() {
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> s =
+        LogStructuredStore::Open(kPath, ReopenOptions());
+    if (!s.ok()) return Problem("Open failed after a pure power loss", s.status());
+    LogStructuredStore& store = **s;
+    const uint64_t tail = store.recovery().tail;
+    totals_.cut_reopens_seen += store.recovery().cut;
+
+    // Recovery destroyed nothing that verifies.
+    for (const auto& [at, bytes] : verified_) {
+      ++totals_.verified_blocks;
+      if (disk_.Contents(kPath, at, bytes.size()) == bytes) continue;
+      if (at < tail || FLAGS_strict_past_tail) {
+        return absl::InternalError(absl::StrCat(
+            "the block at ", at, " (", bytes.size(),
+            " bytes) verified after the crash but differs after the reopen; "
+            "recovered tail ",
+            tail, "; ", store.recovery().end));
+      }
+      ++totals_.cleared_past_tail;
+    }
+
+    // The replay: only what was appended, where it was appended.
+    absl::StatusOr<std::unique_ptr<LogReader>> reader = store.NewLogReader(0);
+    if (!reader.ok()) return Problem("NewLogReader", reader.status());
+    std::map<uint64_t, bool> replayed;
+    for (;;) {
+      absl::StatusOr<bool> next = (*reader)->Next();
+      if (!next.ok()) return Problem("replay", next.status());
+      if (!*next) break;
+      const RecordView& r = (*reader)->record();
+      auto it = model_.find(r.address);
+      if (it == model_.end()) {
+        return absl::InternalError(absl::StrCat(
+            "replay returned a record at ", r.address, " (", r.payload.size(),
+            " bytes, key ", r.tag.key,
+            ") where nothing was appended, or that an earlier recovery "
+            "dropped"));
+      }
+      if (absl::Status m = Matches(it->first, it->second, r.tag, r.payload);
+          !m.ok()) {
+        return Problem("replay", m);
+      }
+      replayed[r.address] = true;
+      ++totals_.replayed;
+    }
+    const uint64_t last_replayed =
+        replayed.empty() ? 0 : replayed.rbegin()->first;
+    for (auto& [address, e] : model_) {
+      const bool in_replay = replayed.count(address) != 0;
+      if (e.acked && !in_replay) {
+        return absl::InternalError(absl::StrCat(
+            "the acknowledged record at ", address, " (", e.len,
+            " bytes) is not in the replay; recovered tail ", tail, "; ",
+            store.recovery().end));
+      }
+      if (!in_replay && address < last_replayed) {
+        return absl::InternalError(absl::StrCat(
+            "a hole: the record at ", address,
+            " is missing but the replay returned one at ", last_replayed));
+      }
+      if (e.acked) {
+        ++totals_.acked_checked;
+        absl::StatusOr<LogRecord> read = store.Read(address);
+        if (!read.ok()) {
+          return Problem(absl::StrCat("Read of acknowledged record ", address),
+                         read.status());
+        }
+        if (absl::Status m = Matches(address, e, read->tag, read->payload);
+            !m.ok()) {
+          return Problem("Read", m);
+        }
+      }
+    }
+    // What was not recovered is gone for good; the rest is durable now.
+    for (auto it = model_.begin(); it != model_.end();) {
+      if (replayed.count(it->first) == 0) {
+        it = model_.erase(it);
+      } else {
+        it->second.acked = true;
+        ++it;
+      }
+    }
+    return s;
+  }
+
+  absl::Status Matches(uint64_t address, const Expected& e, RecordTag tag,
+                       absl::string_view payload) {
+    if (payload.size() != e.len || tag.key != e.index ||
+        tag.type != kDataRecordType) {
+      return absl::InternalError(absl::StrCat(
+          "the record at ", address, " has ", payload.size(), " bytes, key ",
+          tag.key, ", type ", tag.type, "; appended: ", e.len, " bytes, key ",
+          e.index));
+    }
+    std::optional<size_t> bad = ::lss::testing::FirstPayloadMismatch(
+        e.stream, e.index,
+        {reinterpret_cast<const std::byte*>(payload.data()), payload.size()});
+    if (bad.has_value()) {
+      return absl::InternalError(absl::StrCat("the record at ", address,
+                                              " differs at payload byte ",
+                                              *bad, " of ", e.len));
+    }
+    return absl::OkStatus();
+  }
+
+  const Config cfg_;
+  Totals& totals_;
+  std::mt19937_64 rng_;
+  SimDisk disk_;
+  std::map<uint64_t, Expected> model_;
+  std::map<uint64_t, std::string> verified_;
+  uint64_t crash_count_ = 0;
+  uint64_t lives_ = 0;
+};
+
+TEST(PowerLoss, AcknowledgedRecordsSurviveAndNothingElseAppears) {
+  const uint64_t only = EnvOr("LSS_SEED", FLAGS_seed, 0);
+  const uint64_t crashes = EnvOr("LSS_CRASHES", FLAGS_crashes, 3000);
+  const uint64_t first = EnvOr("LSS_FIRST_SEED", FLAGS_first_seed, 1);
+  Totals totals;
+  for (uint64_t seed = only != 0 ? only : first;; ++seed) {
+    const Config cfg = PickConfig(seed);
+    PowerLossRun run(cfg, totals);
+    const absl::Status s = run.Go();
+    ++totals.seeds;
+    if (!s.ok()) {
+      ADD_FAILURE() << s.message() << "\n  config: " << cfg.ToString()
+                    << "\n  rerun: ./bazelw test //testing:power_loss_test "
+                       "--test_arg=--seed="
+                    << seed;
+      break;
+    }
+    if (only != 0 || totals.crashes >= crashes) break;
+  }
+  std::printf(
+      "power loss: %" PRIu64 " seeds, %" PRIu64 " crashes (%" PRIu64
+      " cut during recovery, of which %" PRIu64 " opened), %" PRIu64
+      " workloads cut, %" PRIu64 " reopens cut a tail; checked %" PRIu64
+      " acknowledged records, %" PRIu64 " replayed, %" PRIu64
+      " verified blocks (%" PRIu64 " past the tail cleared)\n",
+      totals.seeds, totals.crashes, totals.cut_recoveries, totals.cut_opens_ok,
+      totals.cuts_in_workload, totals.cut_reopens_seen, totals.acked_checked,
+      totals.replayed, totals.verified_blocks, totals.cleared_past_tail);
+}
+
+}  // namespace
+}  // namespace lss
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  return RUN_ALL_TESTS();
+}
