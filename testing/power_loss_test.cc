@@ -61,6 +61,7 @@
 #include "gtest/gtest.h"
 #include "lss/format.h"
 #include "lss/log_structured_store.h"
+#include "mapping/page_store.h"
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
@@ -145,6 +146,38 @@ Config PickConfig(uint64_t seed) {
   c.wait_percent = static_cast<int>(rng() % 20);
   c.big_percent = static_cast<int>(rng() % 25);
   return c;
+}
+
+// Options that put a store on `disk` for `cfg`: the disk's FileOpener and
+// a FakeIoRing executing on the disk (O_DIRECT, aligned to the block size);
+// with `faults`, the ring reorders and delays as configured and injects the
+// faults the appender retries.
+StoreOptions OptionsOn(SimDisk& disk, const Config& cfg, uint64_t ring_seed,
+                       bool faults) {
+  FakeIoRingOptions ring;
+  ring.seed = ring_seed;
+  ring.direct_io_alignment = cfg.block_bytes;
+  ring.disk = &disk;
+  if (faults) {
+    ring.reorder = cfg.reorder;
+    ring.max_delay_reaps = cfg.max_delay_reaps;
+    if (cfg.retried_faults) {
+      ring.short_write_one_in = 8;
+      ring.eagain_one_in = 16;
+      ring.eintr_one_in = 16;
+    }
+  }
+  StoreOptions o;
+  o.buffer_bytes = cfg.buffer_bytes;
+  o.block_bytes = cfg.block_bytes;
+  o.file_opener = disk.opener();
+  o.io_ring_factory =
+      [ring](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
+    FakeIoRingOptions r = ring;
+    r.capacity = std::max<size_t>(depth, 4);
+    return std::make_unique<FakeIoRing>(r);
+  };
+  return o;
 }
 
 // A record the model expects, by address.
@@ -234,36 +267,8 @@ class PowerLossRun {
     return absl::InternalError(absl::StrCat(what, ": ", status.ToString()));
   }
 
-  FakeIoRingOptions RingOptions(bool faults) {
-    FakeIoRingOptions o;
-    o.seed = rng_();
-    o.direct_io_alignment = cfg_.block_bytes;
-    o.disk = &disk_;
-    if (faults) {
-      o.reorder = cfg_.reorder;
-      o.max_delay_reaps = cfg_.max_delay_reaps;
-      if (cfg_.retried_faults) {
-        o.short_write_one_in = 8;
-        o.eagain_one_in = 16;
-        o.eintr_one_in = 16;
-      }
-    }
-    return o;
-  }
-
   StoreOptions BaseOptions(bool faults) {
-    StoreOptions o;
-    o.buffer_bytes = cfg_.buffer_bytes;
-    o.block_bytes = cfg_.block_bytes;
-    o.file_opener = disk_.opener();
-    const FakeIoRingOptions ring = RingOptions(faults);
-    o.io_ring_factory = [ring](unsigned depth)
-        -> absl::StatusOr<std::unique_ptr<IoRing>> {
-      FakeIoRingOptions r = ring;
-      r.capacity = std::max<size_t>(depth, 4);
-      return std::make_unique<FakeIoRing>(r);
-    };
-    return o;
+    return OptionsOn(disk_, cfg_, rng_(), faults);
   }
 
   // The configuration under test. The first life of the file fixes its
@@ -522,35 +527,316 @@ class PowerLossRun {
   uint64_t lives_ = 0;
 };
 
-TEST(PowerLoss, AcknowledgedRecordsSurviveAndNothingElseAppears) {
+// The page-level promise of mapping/PageStore over the same disk: after a
+// crash every page reads as its last acknowledged flush (MkStable of its
+// address, or a log Sync, returned OK) or a later flush; a page whose free
+// was acknowledged reads as free unless a later flush of a reuse says
+// otherwise; a page never flushed reads as free.
+class PagePowerLossRun {
+ public:
+  PagePowerLossRun(const Config& cfg, Totals& totals)
+      : cfg_(cfg),
+        totals_(totals),
+        rng_(Mix(cfg.seed ^ 0x7061676573ull)),
+        disk_(SimDiskOptions{.direct_io_alignment = cfg.disk_alignment}) {}
+
+  absl::Status Go() {
+    std::unique_ptr<PageStore> store;
+    for (int cycle = 0; cycle < cfg_.cycles; ++cycle) {
+      const uint64_t ops = rng_() % 160;
+      if (rng_() % 8 != 0) disk_.FailAfter(rng_() % (8 + ops / 3));
+      if (store == nullptr) {
+        absl::StatusOr<std::unique_ptr<PageStore>> s =
+            PageStore::Open(kPath, Options(/*faults=*/true));
+        if (!s.ok() && !disk_.failing()) {
+          return Problem("PageStore::Open of a fresh log failed", s.status());
+        }
+        if (s.ok()) store = *std::move(s);
+      }
+      if (store != nullptr) {
+        if (absl::Status s = Workload(*store, ops); !s.ok()) return s;
+      }
+      totals_.cuts_in_workload += disk_.failing();
+      if (!disk_.failing()) disk_.FailAfter(0);
+      store.reset();
+      Crash();
+      if (rng_() % 3 == 0) {
+        ++totals_.cut_recoveries;
+        disk_.FailAfter(rng_() % 12);
+        absl::StatusOr<std::unique_ptr<PageStore>> s =
+            PageStore::Open(kPath, Options(/*faults=*/false));
+        if (!s.ok() && !disk_.failing()) {
+          return Problem("PageStore::Open failed after a pure power loss",
+                         s.status());
+        }
+        totals_.cut_opens_ok += s.ok();
+        if (!disk_.failing()) disk_.FailAfter(0);
+        s = absl::UnknownError("destroyed");
+        Crash();
+      }
+      absl::StatusOr<std::unique_ptr<PageStore>> reopened = ReopenAndCheck();
+      if (!reopened.ok()) return reopened.status();
+      store = *std::move(reopened);
+    }
+    // Everything flushed so far, synced, must come back exactly.
+    if (absl::Status s = store->log().Sync(); !s.ok()) {
+      return Problem("Sync after the checks failed", s);
+    }
+    for (auto& [pid, page] : pages_) {
+      for (Event& e : page.events) e.acked = true;
+    }
+    store.reset();
+    absl::StatusOr<std::unique_ptr<PageStore>> again = ReopenAndCheck();
+    return again.ok() ? absl::OkStatus() : again.status();
+  }
+
+ private:
+  using Content = std::vector<std::string>;  // base, then deltas oldest first
+  struct Event {
+    std::optional<Content> content;  // nullopt: freed
+    uint64_t address = 0;            // flushes: the image's address
+    bool acked = false;
+  };
+  struct PageModel {
+    std::optional<Content> baseline;  // as the last checking reopen read it
+    std::vector<Event> events;        // flushes and frees since
+    bool live = false;                // allocated and not freed
+    Content current;                  // in memory, flushed or not
+  };
+
+  absl::Status Problem(absl::string_view what, const absl::Status& status) {
+    return absl::InternalError(absl::StrCat(what, ": ", status.ToString()));
+  }
+
+  PageStoreOptions Options(bool faults) {
+    PageStoreOptions o;
+    o.store = OptionsOn(disk_, cfg_, rng_(), faults);
+    if (faults) {
+      o.store.policy = cfg_.policy;
+      o.store.durability = cfg_.durability;
+      o.store.ring_size = cfg_.ring_size;
+      o.store.preallocate_bytes = cfg_.preallocate_bytes;
+    }
+    o.table.max_pages = 4096;
+    return o;
+  }
+
+  void Crash() {
+    disk_.Crash(Mix(cfg_.seed ^ 0x7061676573ull) + ++crash_count_);
+    ++totals_.crashes;
+  }
+
+  std::string NewBytes(uint64_t pid, size_t max_len) {
+    const size_t len = 1 + rng_() % max_len;
+    std::string out(len, '\0');
+    FillPayload(Mix(cfg_.seed) ^ pid, ++version_,
+                {reinterpret_cast<std::byte*>(out.data()), len});
+    return out;
+  }
+
+  // A stop when the disk is failing (the power is going), else a problem.
+  absl::Status Stop(absl::string_view what, const absl::Status& status) {
+    if (disk_.failing()) return absl::CancelledError("the power went");
+    return Problem(absl::StrCat(what, " failed without a fault"), status);
+  }
+
+  absl::Status Workload(PageStore& store, uint64_t ops) {
+    absl::Status s = RunOps(store, ops);
+    return s.code() == absl::StatusCode::kCancelled ? absl::OkStatus() : s;
+  }
+
+  absl::Status RunOps(PageStore& store, uint64_t ops) {
+    const size_t max_base =
+        std::min<size_t>(2000, store.log().max_payload_bytes() / 4);
+    for (uint64_t i = 0; i < ops; ++i) {
+      std::vector<uint64_t> live;
+      for (const auto& [pid, page] : pages_) {
+        if (page.live) live.push_back(pid);
+      }
+      const int op = static_cast<int>(rng_() % 100);
+      if (op < 15 || live.empty()) {
+        absl::StatusOr<uint64_t> pid = store.Allocate();
+        if (!pid.ok()) return Stop("Allocate", pid.status());
+        const std::string base = NewBytes(*pid, max_base);
+        absl::StatusOr<PageState> st =
+            store.UpdateR(*pid, PageState::Free(), base);
+        if (!st.ok()) return Stop("UpdateR of a new page", st.status());
+        PageModel& page = pages_[*pid];
+        page.live = true;
+        page.current = {base};
+        continue;
+      }
+      const uint64_t pid = live[rng_() % live.size()];
+      PageModel& page = pages_[pid];
+      if (op < 50) {
+        absl::StatusOr<Page> read = store.Read(pid);
+        if (!read.ok()) return Stop("Read", read.status());
+        if (Content{read->base} != Content{page.current[0]} ||
+            read->deltas.size() + 1 != page.current.size()) {
+          return absl::InternalError(
+              absl::StrCat("page ", pid, " reads other than it was written"));
+        }
+        if (op < 38 || page.current.size() > 4) {
+          const std::string base = NewBytes(pid, max_base);
+          absl::StatusOr<PageState> st = store.UpdateR(pid, read->state, base);
+          if (!st.ok()) return Stop("UpdateR", st.status());
+          page.current = {base};
+        } else {
+          const std::string delta = NewBytes(pid, 64);
+          absl::StatusOr<PageState> st = store.UpdateD(pid, read->state, delta);
+          if (!st.ok()) return Stop("UpdateD", st.status());
+          page.current.push_back(delta);
+        }
+      } else if (op < 75) {
+        absl::StatusOr<uint64_t> address = store.Flush(pid);
+        if (!address.ok()) return Stop("Flush", address.status());
+        page.events.push_back(Event{.content = page.current,
+                                    .address = *address});
+      } else if (op < 80) {
+        if (absl::Status st = store.Free(pid); !st.ok()) {
+          return Stop("Free", st);
+        }
+        page.events.push_back(Event{});
+        page.live = false;
+      } else if (op < 88) {
+        if (absl::Status st = store.log().Sync(); !st.ok()) {
+          return Stop("Sync", st);
+        }
+        for (auto& [p, m] : pages_) {
+          for (Event& e : m.events) e.acked = true;
+        }
+      } else if (op < 96) {
+        for (auto it = page.events.rbegin(); it != page.events.rend(); ++it) {
+          if (!it->content.has_value()) continue;
+          if (absl::Status st = store.MkStable(it->address); !st.ok()) {
+            return Stop("MkStable", st);
+          }
+          it->acked = true;
+          break;
+        }
+      } else {
+        const absl::Status st = store.Evict(pid);
+        if (!st.ok() && st.code() != absl::StatusCode::kFailedPrecondition &&
+            st.code() != absl::StatusCode::kAborted) {
+          return Stop("Evict", st);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  static std::string Describe(const std::optional<Content>& c) {
+    if (!c.has_value()) return "free";
+    std::string out = absl::StrCat("base of ", (*c)[0].size(), " bytes");
+    if (c->size() > 1) absl::StrAppend(&out, " + ", c->size() - 1, " deltas");
+    return out;
+  }
+
+  absl::StatusOr<std::unique_ptr<PageStore>> ReopenAndCheck() {
+    absl::StatusOr<std::unique_ptr<PageStore>> s =
+        PageStore::Open(kPath, Options(/*faults=*/false));
+    if (!s.ok()) {
+      return Problem("PageStore::Open failed after a pure power loss",
+                     s.status());
+    }
+    uint64_t present = 0;
+    for (auto& [pid, page] : pages_) {
+      std::optional<Content> seen;
+      absl::StatusOr<Page> read = (*s)->Read(pid);
+      if (read.ok()) {
+        Content c = {read->base};
+        c.insert(c.end(), read->deltas.begin(), read->deltas.end());
+        seen = std::move(c);
+        ++present;
+      } else if (read.status().code() != absl::StatusCode::kFailedPrecondition &&
+                 read.status().code() != absl::StatusCode::kOutOfRange) {
+        return Problem(absl::StrCat("Read of page ", pid), read.status());
+      }
+      // Allowed: the state after the last acknowledged event or any later
+      // one; the baseline too if nothing since was acknowledged.
+      size_t first = 0;
+      for (size_t k = 0; k < page.events.size(); ++k) {
+        if (page.events[k].acked) first = k;
+      }
+      const bool any_acked =
+          std::any_of(page.events.begin(), page.events.end(),
+                      [](const Event& e) { return e.acked; });
+      bool allowed = !any_acked && seen == page.baseline;
+      for (size_t k = any_acked ? first : 0; k < page.events.size(); ++k) {
+        allowed |= seen == page.events[k].content;
+      }
+      ++totals_.acked_checked;
+      if (!allowed) {
+        std::string history = absl::StrCat("baseline ", Describe(page.baseline));
+        for (const Event& e : page.events) {
+          absl::StrAppend(&history, "; ", e.acked ? "acked " : "",
+                          Describe(e.content), e.content ? " at " : "",
+                          e.content ? absl::StrCat(e.address) : "");
+        }
+        return absl::InternalError(absl::StrCat(
+            "page ", pid, " reads as ", Describe(seen),
+            ", which is not its last acknowledged state or a later one (",
+            history, "); log recovered to ", (*s)->log().recovery().tail,
+            ": ", (*s)->log().recovery().end));
+      }
+      page.baseline = seen;
+      page.events.clear();
+      page.live = seen.has_value();
+      if (seen.has_value()) page.current = *seen;
+    }
+    if ((*s)->recovered_pages() != present) {
+      return absl::InternalError(absl::StrCat(
+          "recovery restored ", (*s)->recovered_pages(), " pages; ", present,
+          " were expected"));
+    }
+    return s;
+  }
+
+  const Config cfg_;
+  Totals& totals_;
+  std::mt19937_64 rng_;
+  SimDisk disk_;
+  std::map<uint64_t, PageModel> pages_;
+  uint64_t crash_count_ = 0;
+  uint64_t version_ = 0;
+};
+
+// Runs `run_one(seed)` over seeds until `crashes` are done, or one seed.
+template <typename Run>
+void RunSeeds(absl::string_view test, uint64_t default_crashes) {
   const uint64_t only = EnvOr("LSS_SEED", FLAGS_seed, 0);
-  const uint64_t crashes = EnvOr("LSS_CRASHES", FLAGS_crashes, 3000);
+  const uint64_t crashes = EnvOr("LSS_CRASHES", FLAGS_crashes, default_crashes);
   const uint64_t first = EnvOr("LSS_FIRST_SEED", FLAGS_first_seed, 1);
   Totals totals;
   for (uint64_t seed = only != 0 ? only : first;; ++seed) {
     const Config cfg = PickConfig(seed);
-    PowerLossRun run(cfg, totals);
+    Run run(cfg, totals);
     const absl::Status s = run.Go();
     ++totals.seeds;
     if (!s.ok()) {
       ADD_FAILURE() << s.message() << "\n  config: " << cfg.ToString()
                     << "\n  rerun: ./bazelw test //testing:power_loss_test "
-                       "--test_arg=--seed="
-                    << seed;
+                       "--test_arg=--gtest_filter=PowerLoss."
+                    << test << " --test_arg=--seed=" << seed;
       break;
     }
     if (only != 0 || totals.crashes >= crashes) break;
   }
   std::printf(
-      "power loss: %" PRIu64 " seeds, %" PRIu64 " crashes (%" PRIu64
+      "%s: %" PRIu64 " seeds, %" PRIu64 " crashes (%" PRIu64
       " cut during recovery, of which %" PRIu64 " opened), %" PRIu64
       " workloads cut, %" PRIu64 " reopens cut a tail; checked %" PRIu64
-      " acknowledged records, %" PRIu64 " replayed, %" PRIu64
+      " acknowledged records or pages, %" PRIu64 " replayed, %" PRIu64
       " verified blocks (%" PRIu64 " past the tail cleared)\n",
-      totals.seeds, totals.crashes, totals.cut_recoveries, totals.cut_opens_ok,
-      totals.cuts_in_workload, totals.cut_reopens_seen, totals.acked_checked,
-      totals.replayed, totals.verified_blocks, totals.cleared_past_tail);
+      std::string(test).c_str(), totals.seeds, totals.crashes,
+      totals.cut_recoveries, totals.cut_opens_ok, totals.cuts_in_workload,
+      totals.cut_reopens_seen, totals.acked_checked, totals.replayed,
+      totals.verified_blocks, totals.cleared_past_tail);
 }
+
+TEST(PowerLoss, Records) { RunSeeds<PowerLossRun>("Records", 3000); }
+
+TEST(PowerLoss, Pages) { RunSeeds<PagePowerLossRun>("Pages", 1000); }
 
 }  // namespace
 }  // namespace lss
