@@ -28,6 +28,12 @@
 // the checking reopen. The last cycle closes cleanly and reopens, which must
 // find a clean log with everything in it.
 //
+// PowerLoss.Pages runs the same cycles over mapping/PageStore: every page
+// reads as its last acknowledged flush or a later one, a page whose free was
+// acknowledged stays free, a page never flushed is free.
+// PowerLoss.ALyingDiskIsCaught checks the checks: on a disk whose fdatasync
+// does nothing, both harnesses must report a failure.
+//
 // Flags (or environment, for --test_env):
 //   --seed=N     (LSS_SEED)     run only seed N; a failure prints it
 //   --crashes=N  (LSS_CRASHES)  simulated crashes in all (default 3000,
@@ -108,6 +114,7 @@ struct Config {
   int sync_percent = 10;  // chance per append of a Sync
   int wait_percent = 10;  // of a WaitStable of an earlier record
   int big_percent = 10;   // of a payload near a buffer's size
+  bool lying_disk = false;  // fdatasync does nothing: the checks must fail
 
   std::string ToString() const {
     return absl::StrCat(
@@ -146,6 +153,11 @@ Config PickConfig(uint64_t seed) {
   c.wait_percent = static_cast<int>(rng() % 20);
   c.big_percent = static_cast<int>(rng() % 25);
   return c;
+}
+
+SimDiskOptions DiskOptions(const Config& cfg) {
+  return SimDiskOptions{.direct_io_alignment = cfg.disk_alignment,
+                        .data_sync_is_a_no_op = cfg.lying_disk};
 }
 
 // Options that put a store on `disk` for `cfg`: the disk's FileOpener and
@@ -200,7 +212,7 @@ class PowerLossRun {
       : cfg_(cfg),
         totals_(totals),
         rng_(Mix(cfg.seed ^ 0x706f776572ull)),
-        disk_(SimDiskOptions{.direct_io_alignment = cfg.disk_alignment}) {}
+        disk_(DiskOptions(cfg)) {}
 
   absl::Status Go() {
     std::unique_ptr<LogStructuredStore> store;
@@ -538,7 +550,7 @@ class PagePowerLossRun {
       : cfg_(cfg),
         totals_(totals),
         rng_(Mix(cfg.seed ^ 0x7061676573ull)),
-        disk_(SimDiskOptions{.direct_io_alignment = cfg.disk_alignment}) {}
+        disk_(DiskOptions(cfg)) {}
 
   absl::Status Go() {
     std::unique_ptr<PageStore> store;
@@ -801,23 +813,28 @@ class PagePowerLossRun {
   uint64_t version_ = 0;
 };
 
-// Runs `run_one(seed)` over seeds until `crashes` are done, or one seed.
+// Runs seeds until `crashes` are done (or only --seed); reports the first
+// failure, with its configuration and how to rerun it, and returns it.
 template <typename Run>
-void RunSeeds(absl::string_view test, uint64_t default_crashes) {
+absl::Status RunSeeds(absl::string_view test, uint64_t default_crashes,
+                      bool lying_disk = false) {
   const uint64_t only = EnvOr("LSS_SEED", FLAGS_seed, 0);
   const uint64_t crashes = EnvOr("LSS_CRASHES", FLAGS_crashes, default_crashes);
   const uint64_t first = EnvOr("LSS_FIRST_SEED", FLAGS_first_seed, 1);
   Totals totals;
+  absl::Status failure;
   for (uint64_t seed = only != 0 ? only : first;; ++seed) {
-    const Config cfg = PickConfig(seed);
+    Config cfg = PickConfig(seed);
+    cfg.lying_disk = lying_disk;
     Run run(cfg, totals);
     const absl::Status s = run.Go();
     ++totals.seeds;
     if (!s.ok()) {
-      ADD_FAILURE() << s.message() << "\n  config: " << cfg.ToString()
-                    << "\n  rerun: ./bazelw test //testing:power_loss_test "
-                       "--test_arg=--gtest_filter=PowerLoss."
-                    << test << " --test_arg=--seed=" << seed;
+      failure = absl::InternalError(absl::StrCat(
+          s.message(), "\n  config: ", cfg.ToString(),
+          "\n  rerun: ./bazelw test //testing:power_loss_test "
+          "--test_arg=--gtest_filter=PowerLoss.",
+          test, " --test_arg=--seed=", seed));
       break;
     }
     if (only != 0 || totals.crashes >= crashes) break;
@@ -832,11 +849,33 @@ void RunSeeds(absl::string_view test, uint64_t default_crashes) {
       totals.cut_recoveries, totals.cut_opens_ok, totals.cuts_in_workload,
       totals.cut_reopens_seen, totals.acked_checked, totals.replayed,
       totals.verified_blocks, totals.cleared_past_tail);
+  return failure;
 }
 
-TEST(PowerLoss, Records) { RunSeeds<PowerLossRun>("Records", 3000); }
+TEST(PowerLoss, Records) {
+  const absl::Status s = RunSeeds<PowerLossRun>("Records", 3000);
+  EXPECT_TRUE(s.ok()) << s.message();
+}
 
-TEST(PowerLoss, Pages) { RunSeeds<PagePowerLossRun>("Pages", 1000); }
+TEST(PowerLoss, Pages) {
+  const absl::Status s = RunSeeds<PagePowerLossRun>("Pages", 1000);
+  EXPECT_TRUE(s.ok()) << s.message();
+}
+
+// The checks can fail: on a disk whose fdatasync does nothing, acknowledged
+// records and pages are lost, and both harnesses must say so.
+TEST(PowerLoss, ALyingDiskIsCaught) {
+  if (EnvOr("LSS_SEED", FLAGS_seed, 0) != 0) GTEST_SKIP();
+  const absl::Status records =
+      RunSeeds<PowerLossRun>("Records", 400, /*lying_disk=*/true);
+  EXPECT_FALSE(records.ok()) << "400 crashes on a lying disk went unnoticed";
+  std::printf("lying disk, records: %s\n",
+              std::string(records.message()).c_str());
+  const absl::Status pages =
+      RunSeeds<PagePowerLossRun>("Pages", 400, /*lying_disk=*/true);
+  EXPECT_FALSE(pages.ok()) << "400 crashes on a lying disk went unnoticed";
+  std::printf("lying disk, pages: %s\n", std::string(pages.message()).c_str());
+}
 
 }  // namespace
 }  // namespace lss

@@ -85,6 +85,9 @@ struct SimDiskOptions {
   // false: like a file system without O_DIRECT (FailedPrecondition, or
   // buffered I/O with allow_buffered_fallback).
   bool supports_direct_io = true;
+  // A lying device: DataSync succeeds and makes nothing durable. Only for
+  // checking that a crash test notices lost acknowledged writes.
+  bool data_sync_is_a_no_op = false;
 };
 
 class SimDisk {

@@ -85,6 +85,20 @@ TEST(SimDisk, SyncedWritesNeverVanish) {
   EXPECT_GT(unsynced_kept, 0);  // ... or land
 }
 
+TEST(SimDisk, ALyingDiskLosesSyncedWrites) {
+  int lost = 0;
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    SimDisk disk(SimDiskOptions{.data_sync_is_a_no_op = true});
+    std::unique_ptr<File> f = MustOpen(disk, "/d/f", kCreate);
+    ASSERT_TRUE(f->SyncDirectory().ok());
+    ASSERT_TRUE(f->WriteAt(0, Bytes("synced")).ok());
+    ASSERT_TRUE(f->DataSync().ok());
+    disk.Crash(seed);
+    lost += disk.Contents("/d/f", 0, 6) != "synced";
+  }
+  EXPECT_GT(lost, 0);
+}
+
 TEST(SimDisk, DataSyncCoversOnlyEarlierWrites) {
   for (uint64_t seed = 0; seed < 100; ++seed) {
     SimDisk disk;
