@@ -115,6 +115,12 @@ struct Config {
   int wait_percent = 10;  // of a WaitStable of an earlier record
   int big_percent = 10;   // of a payload near a buffer's size
   bool lying_disk = false;  // fdatasync does nothing: the checks must fail
+  // Set for a sweep: the first cycle's records and power cut (a FailAfter
+  // count; past the workload's mutations, the cut comes after a clean close).
+  std::optional<uint64_t> records;
+  std::optional<uint64_t> cut;
+  // Varies how the disk crashes without changing the workload.
+  uint64_t crash_salt = 0;
 
   std::string ToString() const {
     return absl::StrCat(
@@ -127,7 +133,11 @@ struct Config {
         " retried_faults=", retried_faults,
         " preallocate_bytes=", preallocate_bytes, " cycles=", cycles,
         " sync%=", sync_percent, " wait%=", wait_percent,
-        " big%=", big_percent);
+        " big%=", big_percent,
+        cut.has_value() ? absl::StrCat(" records=", records.value_or(0),
+                                       " cut=", *cut,
+                                       " crash_salt=", crash_salt)
+                        : "");
   }
 };
 
@@ -219,9 +229,14 @@ class PowerLossRun {
     for (int cycle = 0; cycle < cfg_.cycles; ++cycle) {
       const bool last = cycle + 1 == cfg_.cycles;
       // The power cut: anywhere in the workload, the open included.
-      const uint64_t records = rng_() % 160;
-      const uint64_t cut = rng_() % (8 + records / 2);
-      const bool no_cut = rng_() % 8 == 0;
+      uint64_t records = rng_() % 160;
+      uint64_t cut = rng_() % (8 + records / 2);
+      bool no_cut = rng_() % 8 == 0;
+      if (cycle == 0 && cfg_.cut.has_value()) {
+        records = cfg_.records.value_or(records);
+        cut = *cfg_.cut;
+        no_cut = false;
+      }
       if (!no_cut) disk_.FailAfter(cut);
       if (store == nullptr) {
         absl::StatusOr<std::unique_ptr<LogStructuredStore>> s =
@@ -246,6 +261,7 @@ class PowerLossRun {
         }
       }
       totals_.cuts_in_workload += disk_.failing();
+      if (cycle == 0) first_cycle_mutations_ = disk_.mutations();
       // Whatever has not failed yet loses power now.
       if (!disk_.failing()) disk_.FailAfter(0);
       store.reset();
@@ -273,6 +289,9 @@ class PowerLossRun {
     }
     return (*again)->Close();
   }
+
+  // Mutating disk operations the first cycle made before its power cut.
+  uint64_t first_cycle_mutations() const { return first_cycle_mutations_; }
 
  private:
   absl::Status Problem(absl::string_view what, const absl::Status& status) {
@@ -358,7 +377,7 @@ class PowerLossRun {
   }
 
   absl::Status Crash() {
-    disk_.Crash(Mix(cfg_.seed) + ++crash_count_);
+    disk_.Crash(Mix(cfg_.seed ^ Mix(cfg_.crash_salt)) + ++crash_count_);
     ++totals_.crashes;
     verified_ = ScanVerified();
     return absl::OkStatus();
@@ -537,6 +556,7 @@ class PowerLossRun {
   std::map<uint64_t, std::string> verified_;
   uint64_t crash_count_ = 0;
   uint64_t lives_ = 0;
+  uint64_t first_cycle_mutations_ = 0;
 };
 
 // The page-level promise of mapping/PageStore over the same disk: after a
@@ -860,6 +880,60 @@ TEST(PowerLoss, Records) {
 TEST(PowerLoss, Pages) {
   const absl::Status s = RunSeeds<PagePowerLossRun>("Pages", 1000);
   EXPECT_TRUE(s.ok()) << s.message();
+}
+
+// CrashMonkey's bounded sweep: a small workload (a dozen appends, Syncs and
+// WaitStables, then Close) cut at every one of its mutating operations in
+// turn, creation and the first superblock included, each cut crashed several
+// ways; for both policies and both durabilities.
+TEST(PowerLoss, EveryCutPointOfASmallWorkload) {
+  if (EnvOr("LSS_SEED", FLAGS_seed, 0) != 0) GTEST_SKIP();
+  Totals totals;
+  uint64_t runs = 0;
+  for (const WritePolicy policy :
+       {WritePolicy::kTailLocalized, WritePolicy::kSerialized}) {
+    for (const Durability durability :
+         {Durability::kOnWait, Durability::kSync}) {
+      Config base;
+      base.policy = policy;
+      base.durability = durability;
+      base.ring_size = 2;
+      base.buffer_bytes = 8192;
+      base.block_bytes = 512;
+      base.disk_alignment = 512;
+      base.reorder = true;
+      base.max_delay_reaps = 2;
+      base.preallocate_bytes = 8192;
+      base.cycles = 1;
+      base.sync_percent = 25;
+      base.wait_percent = 15;
+      base.big_percent = 15;
+      base.records = 12;
+      base.cut = uint64_t{1} << 40;  // a dry run: no cut, count mutations
+      base.seed = 1;
+      PowerLossRun dry(base, totals);
+      const absl::Status d = dry.Go();
+      ASSERT_TRUE(d.ok()) << d.message() << "\n  config: " << base.ToString();
+      const uint64_t mutations = dry.first_cycle_mutations();
+      ASSERT_GT(mutations, 10u);
+      for (uint64_t cut = 0; cut <= mutations; ++cut) {
+        for (uint64_t crash = 0; crash < 4; ++crash) {
+          Config cfg = base;
+          cfg.cut = cut;
+          cfg.crash_salt = crash + 1;
+          PowerLossRun run(cfg, totals);
+          const absl::Status s = run.Go();
+          ++runs;
+          ASSERT_TRUE(s.ok()) << s.message() << "\n  cut after " << cut
+                              << " of " << mutations
+                              << " mutations; config: " << cfg.ToString();
+        }
+      }
+    }
+  }
+  std::printf("every cut point: %" PRIu64 " runs, %" PRIu64 " crashes, %" PRIu64
+              " acknowledged records checked\n",
+              runs, totals.crashes, totals.acked_checked);
 }
 
 // The checks can fail: on a disk whose fdatasync does nothing, acknowledged
