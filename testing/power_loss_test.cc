@@ -806,6 +806,7 @@ class PagePowerLossRun {
       return Problem("PageStore::Open failed after a pure power loss",
                      s.status());
     }
+    totals_.cut_reopens_seen += (*s)->log().recovery().cut;
     uint64_t present = 0;
     for (auto& [pid, page] : pages_) {
       std::optional<Content> seen;
