@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "ring/check.h"
+#include "testing/sim_disk.h"
 
 namespace lss::testing {
 
@@ -17,8 +18,8 @@ bool FakeIoRing::OneIn(int n) {
 }
 
 size_t FakeIoRing::Alignment() const {
-  return options_.direct_io_alignment != 0 ? options_.direct_io_alignment
-                                           : 512;
+  if (options_.direct_io_alignment != 0) return options_.direct_io_alignment;
+  return options_.disk != nullptr ? options_.disk->direct_io_alignment() : 512;
 }
 
 bool FakeIoRing::Queue(const Op& op) {
@@ -141,6 +142,7 @@ int32_t FakeIoRing::Execute(const Op& op, bool in_chain) {
         ++injected_.fsync_eio;
         return -EIO;
       }
+      if (options_.disk != nullptr) return options_.disk->Fdatasync(op.fd);
       durable_[op.fd] = images_[op.fd];
       return 0;
   }
@@ -162,17 +164,26 @@ int32_t FakeIoRing::ExecuteRead(const Op& op) {
     ++injected_.read_eio;
     return -EIO;
   }
-  const std::string& image = images_[op.fd];
-  size_t n = op.offset >= image.size()
-                 ? 0
-                 : std::min<size_t>(op.len, image.size() - op.offset);
+  uint64_t size = 0;
+  if (options_.disk != nullptr) {
+    const int64_t s = options_.disk->SizeOf(op.fd);
+    if (s < 0) return static_cast<int32_t>(s);
+    size = static_cast<uint64_t>(s);
+  } else {
+    size = images_[op.fd].size();
+  }
+  size_t n = op.offset >= size ? 0 : std::min<size_t>(op.len, size - op.offset);
   if (n == op.len && n / Alignment() > 1 &&
       OneIn(options_.short_read_one_in)) {
     n = Alignment() *
         std::uniform_int_distribution<size_t>(1, n / Alignment() - 1)(rng_);
     ++injected_.short_reads;
   }
-  std::memcpy(op.data, image.data() + op.offset, n);
+  if (options_.disk != nullptr) {
+    return static_cast<int32_t>(
+        options_.disk->PRead(op.fd, op.offset, {op.data, n}));
+  }
+  std::memcpy(op.data, images_[op.fd].data() + op.offset, n);
   return static_cast<int32_t>(n);
 }
 
@@ -211,6 +222,12 @@ int32_t FakeIoRing::ExecuteWrite(const Op& op) {
       n = std::uniform_int_distribution<size_t>(1, n - 1)(rng_);
     }
     if (n < op.len) ++injected_.short_writes;
+  }
+  if (options_.disk != nullptr) {
+    const int64_t r = options_.disk->PWrite(op.fd, op.offset, {op.data, n});
+    if (r < 0) return static_cast<int32_t>(r);
+    bytes_written_ += n;
+    return static_cast<int32_t>(n);
   }
   std::string& image = images_[op.fd];
   if (image.size() < op.offset + n) image.resize(op.offset + n, '\0');

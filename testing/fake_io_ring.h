@@ -12,6 +12,13 @@
 // execute in order; a failed or short member cancels the rest with
 // -ECANCELED. fdatasync makes durable exactly the writes executed before it.
 //
+// With FakeIoRingOptions::disk set, fds name files of that SimDisk
+// (testing/sim_disk.h): an operation that executes without an injected
+// fault is carried out on the disk (writes are volatile there until an
+// fdatasync, which is the disk file's DataSync), and the disk's own errors
+// (EIO past its fault point, EBADF) complete the operation. image() and
+// durable_image() then stay empty: inspect the disk instead.
+//
 // Thread safety: all methods are safe for concurrent use.
 
 #ifndef LSS_TESTING_FAKE_IO_RING_H_
@@ -27,6 +34,8 @@
 #include "flush/io_ring.h"
 
 namespace lss::testing {
+
+class SimDisk;
 
 struct FakeIoRingOptions {
   uint64_t seed = 1;
@@ -51,6 +60,9 @@ struct FakeIoRingOptions {
   uint64_t enospc_after_bytes = 0;  // total bytes written before ENOSPC
   uint64_t efbig_at_offset = 0;     // file size limit (RLIMIT_FSIZE)
   bool fsync_eio_once = false;      // the first fdatasync fails with -EIO
+  // Where operations execute; nullptr: the ring's own in-memory images.
+  // Must outlive the ring.
+  SimDisk* disk = nullptr;
 };
 
 class FakeIoRing final : public IoRing {
