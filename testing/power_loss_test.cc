@@ -41,14 +41,9 @@
 //                               8,000, about 15 s); a soak runs, e.g.,
 //                               --crashes=200000
 //   --first_seed=N (LSS_FIRST_SEED) where the seeds start (default 1)
-//   --check_clean_reopen        also check that the last, clean close
-//                               reopens without a cut and opens under
-//                               kAbsoluteConsistency (off by default until
-//                               PowerLoss.DISABLED_CleanCloseReopensClean
-//                               passes: a stale block that survived past the
-//                               tail, partly overwritten by a shorter block
-//                               or the close marker, leaves torn-looking
-//                               bytes after a clean close)
+//   --check_clean_reopen        check that the last, clean close reopens
+//                               without a cut and opens under
+//                               kAbsoluteConsistency (on by default)
 // e.g. ./bazelw test //testing:power_loss_test --test_arg=--seed=1234
 //      ./bazelw test //testing:power_loss_test --test_env=LSS_CRASHES=20000
 
@@ -83,10 +78,9 @@
 DEFINE_uint64(seed, 0, "run only this seed (0: --crashes worth of seeds)");
 DEFINE_uint64(crashes, 0, "simulated crashes in all (0: $LSS_CRASHES or 3000)");
 DEFINE_uint64(first_seed, 0, "the first seed (0: $LSS_FIRST_SEED or 1)");
-DEFINE_bool(check_clean_reopen, false,
+DEFINE_bool(check_clean_reopen, true,
             "check that a log closed cleanly reopens clean, also under "
-            "kAbsoluteConsistency (off until PowerLoss."
-            "DISABLED_CleanCloseReopensClean passes)");
+            "kAbsoluteConsistency");
 
 namespace lss {
 namespace {
@@ -922,15 +916,13 @@ TEST(PowerLoss, Pages) {
 }
 
 // A log closed cleanly must reopen without a cut and open under
-// kAbsoluteConsistency. Fails today: seed 235's second life recovers to a
-// tail where a stale block of the first epoch survived (recovery never
-// clears a block that verifies), its clean Close writes the 72-byte close
-// marker over that block's head, and the block's remaining bytes then read
-// as a torn block right after the marker: the next open reports a cut and
-// clears them, and kAbsoluteConsistency refuses the log with DataLoss.
-// Enable (and default --check_clean_reopen to true) once the store keeps a
-// clean close clean.
-TEST(PowerLoss, DISABLED_CleanCloseReopensClean) {
+// kAbsoluteConsistency. Seed 235's second life recovers to a tail where a
+// stale block of the first epoch survived (recovery never clears a block
+// that verifies), and its clean Close writes the 72-byte close marker over
+// that block's head; the block's remaining bytes used to read as a torn
+// block right after the marker, so the next open reported a cut and
+// kAbsoluteConsistency refused the log. Close now clears them.
+TEST(PowerLoss, CleanCloseReopensClean) {
   const bool was = FLAGS_check_clean_reopen;
   FLAGS_check_clean_reopen = true;
   Totals totals;
