@@ -2,7 +2,7 @@
 
 load("//:copts.bzl", "LSS_COPTS", "LSS_TEST_COPTS")
 
-def lss_fuzzer(name, srcs, deps):
+def lss_fuzzer(name, srcs, deps, testonly = False):
     """Defines `name` and `name + "_corpus_test"`.
 
     With --config=fuzz (clang, ASan), `name` links libFuzzer. In any other
@@ -15,6 +15,7 @@ def lss_fuzzer(name, srcs, deps):
     """
     native.cc_binary(
         name = name,
+        testonly = testonly,
         srcs = srcs,
         copts = LSS_COPTS,
         linkopts = select({

@@ -155,6 +155,81 @@ void Records() {
   Write(t, "wrong_address", wrong_address);
 }
 
+// Whole log files for recovery_fuzzer: block_bytes 512, buffer_bytes 4096,
+// two 4096-byte superblock slots, so data starts at 8192.
+constexpr uint64_t kStoreId = 0x5EED5EED12345678ULL;
+constexpr uint64_t kLogStart = 8192;
+
+void PutSuperblock(Bytes& file, uint64_t sequence, uint64_t epoch,
+                   uint64_t epoch_start) {
+  lss::Superblock sb;
+  sb.block_bytes = 512;
+  sb.buffer_bytes = 4096;
+  sb.store_id = kStoreId;
+  sb.sequence = sequence;
+  sb.epoch = epoch;
+  sb.epoch_start = epoch_start;
+  sb.data_start = kLogStart;
+  sb.max_in_flight_bytes = 2 * 4096;
+  lss::EncodeSuperblock(
+      sb, std::span<std::byte>(file).subspan((sequence % 2) * 4096, 4096));
+}
+
+// Appends a block of records of `lengths` (none: a close marker) at the end
+// of `file`, which must be 512-aligned; returns its address.
+uint64_t PutBlock(Bytes& file, uint64_t epoch, uint64_t stable,
+                  const std::vector<size_t>& lengths) {
+  const uint64_t address = file.size();
+  size_t used = lss::kBlockHeaderBytes;
+  for (size_t len : lengths) used += lss::RecordFootprint(len);
+  if (lengths.empty()) used += lss::kRecordAlignment;
+  file.resize(address + (used + 511) / 512 * 512);
+  std::span<std::byte> block = std::span<std::byte>(file).subspan(address);
+  size_t at = lss::kBlockHeaderBytes;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    for (size_t k = 0; k < lengths[i]; ++k) {
+      block[at + lss::kRecordHeaderBytes + k] =
+          static_cast<std::byte>('A' + (i + k) % 26);
+    }
+    lss::SealRecord(address + at, {lss::kDataRecordType, i}, lengths[i],
+                    block.subspan(at, lss::RecordFootprint(lengths[i])));
+    at += lss::RecordFootprint(lengths[i]);
+  }
+  lss::SealBlock({.store_id = kStoreId,
+                  .address = address,
+                  .epoch = epoch,
+                  .used = static_cast<uint32_t>(used),
+                  .stable = stable},
+                 block);
+  return address;
+}
+
+void LogFiles() {
+  const std::string t = "recovery_fuzzer";
+  Write(t, "empty", Bytes{});
+  // Opened once, closed cleanly: two blocks and the close marker.
+  Bytes closed(kLogStart);
+  PutSuperblock(closed, 1, 1, kLogStart);
+  PutBlock(closed, 1, kLogStart, {10, 200, 33});
+  PutBlock(closed, 1, kLogStart, {700, 1});
+  PutBlock(closed, 1, closed.size(), {});
+  Write(t, "closed_once", closed);
+  // Opened twice: the second epoch starts at the first one's end.
+  Bytes twice = closed;
+  PutSuperblock(twice, 2, 2, twice.size());
+  PutBlock(twice, 2, twice.size(), {3000});
+  PutBlock(twice, 2, twice.size(), {});
+  Write(t, "opened_twice", twice);
+  // A crash: the last block torn (its second sector never written).
+  Bytes torn(kLogStart);
+  PutSuperblock(torn, 1, 1, kLogStart);
+  PutBlock(torn, 1, kLogStart, {50});
+  const uint64_t last = PutBlock(torn, 1, torn.size(), {900});
+  std::fill(torn.begin() + last + 512, torn.begin() + last + 1024,
+            std::byte{0});
+  Write(t, "torn_tail", torn);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,5 +241,6 @@ int main(int argc, char** argv) {
   Superblocks();
   Blocks();
   Records();
+  LogFiles();
   return 0;
 }
