@@ -172,6 +172,9 @@ struct ThreadResult {
 
 // Every kSampleEvery-th record's append-to-stable latency is measured, by
 // polling HiStable on later appends (no waiting, so appends keep flowing).
+// Stable means durable: under --durability=on_wait nothing is synced until
+// the final Sync, so the figure is the time to that sync; --durability=sync
+// shows the latency of the per-buffer fdatasyncs.
 constexpr uint64_t kSampleEvery = 16;
 
 void AppendRecords(LogStructuredStore& store, uint64_t stream, uint64_t count,
