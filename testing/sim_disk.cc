@@ -119,6 +119,9 @@ class SimDisk::SimFile final : public File {
     if (Misaligned(offset, out.data(), out.size())) {
       return IoErrorStatus(EINVAL, what);
     }
+    if (const int e = disk_->TakeInjected(FileOp::kRead); e != 0) {
+      return IoErrorStatus(e, what);
+    }
     const int64_t n = disk_->PRead(fd_, offset, out);
     if (n < 0) return IoErrorStatus(static_cast<int>(-n), what);
     return static_cast<size_t>(n);
@@ -132,12 +135,18 @@ class SimDisk::SimFile final : public File {
     if (Misaligned(offset, data.data(), data.size())) {
       return IoErrorStatus(EINVAL, what);
     }
+    if (const int e = disk_->TakeInjected(FileOp::kWrite); e != 0) {
+      return IoErrorStatus(e, what);
+    }
     const int64_t n = disk_->PWrite(fd_, offset, data);
     if (n < 0) return IoErrorStatus(static_cast<int>(-n), what);
     return absl::OkStatus();
   }
 
   absl::Status DataSync() override {
+    if (const int e = disk_->TakeInjected(FileOp::kDataSync); e != 0) {
+      return IoErrorStatus(e, absl::StrCat("fdatasync of ", path_));
+    }
     const int error = disk_->Fdatasync(fd_);
     if (error != 0) {
       return IoErrorStatus(-error, absl::StrCat("fdatasync of ", path_));
@@ -149,6 +158,9 @@ class SimDisk::SimFile final : public File {
     const std::string what = absl::StrCat("fallocate of ", len,
                                           " bytes at offset ", offset, " of ",
                                           path_);
+    if (const int e = disk_->TakeInjected(FileOp::kAllocate); e != 0) {
+      return IoErrorStatus(e, what);
+    }
     std::lock_guard<std::mutex> lock(disk_->mu_);
     int error = 0;
     Handle* h = disk_->Find(fd_, error);
@@ -237,6 +249,24 @@ SimDisk::SimDisk(SimDiskOptions options) : options_(options) {}
 SimDisk::~SimDisk() = default;
 
 int SimDisk::Usable() const { return failing_ ? EIO : 0; }
+
+void SimDisk::InjectFileError(FileOp op, uint64_t nth, int error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  injected_[op] = Injection{.countdown = nth, .error = error};
+}
+
+int SimDisk::TakeInjected(FileOp op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = injected_.find(op);
+  if (it == injected_.end()) return 0;
+  if (it->second.countdown > 0) {
+    --it->second.countdown;
+    return 0;
+  }
+  const int error = it->second.error;
+  injected_.erase(it);
+  return error;
+}
 
 int SimDisk::Mutation() {
   if (failing_) return EIO;

@@ -111,6 +111,13 @@ class SimDisk {
   void ClearFailAfter();
   // Whether the fault point has been reached.
   bool failing() const;
+
+  // The File operations an injected error can hit (Open and recovery reach
+  // the disk through File; the IoRing has FakeIoRing's own knobs).
+  enum class FileOp { kRead, kWrite, kDataSync, kAllocate };
+  // The `nth` call (0: the next) of `op` through any File of this disk
+  // fails with `error` and changes nothing; once.
+  void InjectFileError(FileOp op, uint64_t nth, int error);
   // Mutating operations so far (for picking a FailAfter point).
   uint64_t mutations() const;
 
@@ -208,6 +215,14 @@ class SimDisk {
   std::set<int> dead_fds_;
   int next_fd_ = 3;
   uint64_t mutations_ = 0;
+  // Returns the error injected for this call of `op`, or 0.
+  int TakeInjected(FileOp op);
+
+  struct Injection {
+    uint64_t countdown;
+    int error;
+  };
+  std::map<FileOp, Injection> injected_;
   std::optional<uint64_t> fail_budget_;
   bool failing_ = false;
 };
