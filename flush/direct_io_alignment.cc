@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "flush/io_error.h"
 
 namespace lss {
 namespace {
@@ -45,9 +46,7 @@ absl::StatusOr<size_t> QueryDirectIoAlignment(int fd) {
   struct stat st = {};
   if (fstat(fd, &st) != 0) {
     const int error = errno;
-    return absl::Status(absl::ErrnoToStatusCode(error),
-                        absl::StrCat("fstat of fd ", fd, " failed: ",
-                                     std::strerror(error)));
+    return IoErrorStatus(error, absl::StrCat("fstat of fd ", fd));
   }
   if (S_ISBLK(st.st_mode)) {
     int size = 0;

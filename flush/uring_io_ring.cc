@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "flush/io_error.h"
 #include "flush/direct_io_alignment.h"
 
 namespace lss {
@@ -128,10 +129,8 @@ absl::Status UringIoRing::Submit() {
           std::chrono::microseconds(1 << std::min(idle_refusals - 1, 10)));
       continue;
     }
-    return absl::Status(
-        absl::ErrnoToStatusCode(-ret),
-        absl::StrCat("io_uring_submit on ring fd ", ring_.ring_fd,
-                     " failed: ", std::strerror(-ret), " (errno ", -ret, ")"));
+    return IoErrorStatus(
+        -ret, absl::StrCat("io_uring_submit on ring fd ", ring_.ring_fd));
   }
   return absl::OkStatus();
 }
@@ -166,10 +165,8 @@ absl::Status UringIoRing::WaitForCqes(size_t n) {
     ret = io_uring_wait_cqe_nr(&ring_, &cqe, static_cast<unsigned>(n));
   } while (ret == -EINTR);
   if (ret < 0) {
-    return absl::Status(
-        absl::ErrnoToStatusCode(-ret),
-        absl::StrCat("io_uring_wait_cqe_nr(", n, ") on ring fd ", ring_.ring_fd,
-                     " failed: ", std::strerror(-ret), " (errno ", -ret, ")"));
+    return IoErrorStatus(-ret, absl::StrCat("io_uring_wait_cqe_nr(", n,
+                                            ") on ring fd ", ring_.ring_fd));
   }
   return absl::OkStatus();
 }

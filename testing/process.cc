@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "flush/io_error.h"
 
 namespace lss::testing {
 
@@ -84,7 +85,7 @@ absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     const int error = errno;
-    return absl::ErrnoToStatus(error, "pipe2 for a child's ready pipe");
+    return IoErrorStatus(error, "pipe2 for a child's ready pipe");
   }
   std::fflush(nullptr);
   const pid_t pid = fork();
@@ -92,7 +93,7 @@ absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
     const int error = errno;
     close(fds[0]);
     close(fds[1]);
-    return absl::ErrnoToStatus(error, "fork");
+    return IoErrorStatus(error, "fork");
   }
   if (pid == 0) {
     close(fds[0]);
@@ -132,7 +133,7 @@ absl::StatusOr<int> RunChild(const std::function<void()>& child) {
   const pid_t pid = fork();
   if (pid < 0) {
     const int error = errno;
-    return absl::ErrnoToStatus(error, "fork");
+    return IoErrorStatus(error, "fork");
   }
   if (pid == 0) {
     child();

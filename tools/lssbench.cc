@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "flush/io_error.h"
 #include "flush/io_ring_factory.h"
 #include "gflags/gflags.h"
 #include "lss/log_structured_store.h"
@@ -115,11 +116,11 @@ DeviceFigures MeasureDevice(const std::string& path, uint64_t bytes,
                       0644);
   if (fd < 0) {
     const int error = errno;
-    Die(absl::ErrnoToStatus(error, "open " + path));
+    Die(IoErrorStatus(error, absl::StrCat("open ", path)));
   }
   if (fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
     const int error = errno;
-    Die(absl::ErrnoToStatus(error, "fallocate " + path));
+    Die(IoErrorStatus(error, absl::StrCat("fallocate ", path)));
   }
   std::unique_ptr<IoRing> io = Check(CreateIoRing(static_cast<unsigned>(
       std::max<size_t>(depth, 1))));
@@ -153,7 +154,7 @@ DeviceFigures MeasureDevice(const std::string& path, uint64_t bytes,
     }
     if (write && fdatasync(fd) != 0) {
       const int error = errno;
-      Die(absl::ErrnoToStatus(error, "fdatasync " + path));
+      Die(IoErrorStatus(error, absl::StrCat("fdatasync ", path)));
     }
     return bytes / 1e6 / Seconds(start, Clock::now());
   };
@@ -220,7 +221,7 @@ int Main() {
   std::string pattern = dir + "/lssbench.XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     const int error = errno;
-    Die(absl::ErrnoToStatus(error, "mkdtemp in " + dir));
+    Die(IoErrorStatus(error, absl::StrCat("mkdtemp in ", dir)));
   }
   const std::string work = pattern;
   const std::string path = work + "/log";
