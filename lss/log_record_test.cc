@@ -1549,9 +1549,11 @@ TEST(StaleAndZeroTail, PreallocatedTailIsACleanEnd) {
 // kPointInTime cuts there (acknowledged records lost, so reported) and life
 // 2 writes one block of the same size at block 5's address and closes, so
 // life-1 blocks 6..9 (intact, never touched by the open) lie past it.
-// Life 2's close marker went over the first page of life-1 block 6;
-// putting that page back (as if the marker's write had been lost) leaves
-// block 6, intact and of an older epoch, exactly where the log now ends.
+// Life 2's close marker went over the first page of life-1 block 6, and
+// Close then cleared the rest of that block (bytes that no longer verify);
+// putting the whole block back (as if a crash had lost the marker and the
+// clearing, which were never synced) leaves block 6, intact and of an
+// older epoch, exactly where the log now ends.
 // It must read as the end (stale epoch) in every mode, with nothing
 // reported as corrupt.
 TEST(StaleAndZeroTail, BlocksOfAnEarlierEpochReadAsTheEnd) {
@@ -1587,8 +1589,10 @@ TEST(StaleAndZeroTail, BlocksOfAnEarlierEpochReadAsTheEnd) {
     if (b.base > blocks[6].base) not_overwritten.push_back(b);
   }
   EXPECT_TRUE(IntactBlocksUnchanged(life1, image, not_overwritten));
+  const uint64_t block6_bytes =
+      (blocks[6].used + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
   std::copy(life1.begin() + blocks[6].base,
-            life1.begin() + blocks[6].base + kBlockBytes,
+            life1.begin() + blocks[6].base + block6_bytes,
             image.begin() + blocks[6].base);
   WriteFileBytes(path, image);
   const std::vector<BlockInfo> now = ParseBlocks(image);

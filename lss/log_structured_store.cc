@@ -573,8 +573,12 @@ absl::Status LogStructuredStore::ReadBlock(const BlockIndex::Pinned& block,
 absl::StatusOr<std::unique_ptr<LogReader>> LogStructuredStore::NewLogReader(
     uint64_t from) {
   if (closed_) return Usable();
+  // Read-only, everything recovery kept is on disk, including records
+  // kSkipCorrupted salvaged past the last valid block.
+  const uint64_t limit =
+      appender_ != nullptr ? HiStable() : ~uint64_t{0};
   return std::unique_ptr<LogReader>(
-      new LogReader(this, index_->Blocks(from, HiStable()), from));
+      new LogReader(this, index_->Blocks(from, limit), from));
 }
 
 absl::Status LogStructuredStore::Close() {
@@ -599,7 +603,10 @@ absl::Status LogStructuredStore::Close() {
 
 absl::Status LogStructuredStore::WriteCloseMarker() {
   const uint64_t end = appender_->HiStable();
-  if (end <= std::max(recovery_.acknowledged, sink_->proven())) {
+  // The epoch start was made durable when this epoch began; the blocks of
+  // this epoch prove the rest. (Claims of an earlier epoch count for
+  // nothing: a kPointInTime cut may lie below them.)
+  if (end <= std::max(sb_.epoch_start, sink_->proven())) {
     return absl::OkStatus();  // the file already proves everything durable
   }
   const size_t bytes = sb_.block_bytes;

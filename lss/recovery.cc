@@ -144,16 +144,28 @@ class Scan {
       if (!check.ok()) return check.status();
       if (check->verdict == BlockVerdict::kValid || check->newer_epoch) {
         Keep(a, *check);
-        prev_epoch = check->header.epoch;
+        // A block newer than the superblock says nothing about the order
+        // of the epochs around it.
+        if (!check->newer_epoch) prev_epoch = check->header.epoch;
         a += RoundUp(check->header.used, sb_.block_bytes);
         end = a;
         continue;
       }
-      if (check->intact || check->unwritten) {  // stale, or nothing here
+      if (check->intact) {  // stale
         if (r.end.empty()) r.end = check->reason;
-        a += check->intact ? RoundUp(check->header.used, sb_.block_bytes)
-                           : sb_.block_bytes;
+        a += RoundUp(check->header.used, sb_.block_bytes);
         continue;
+      }
+      if (check->unwritten) {
+        // Zeros where a header would be: nothing here, unless the rest of
+        // the chunk holds bytes (a block whose first sector was lost).
+        const uint64_t len = std::min<uint64_t>(sb_.block_bytes, size_ - a);
+        if (absl::Status s = reader_.Load(a, len); !s.ok()) return s;
+        if (AllZero(reader_.Bytes(a, len))) {
+          if (r.end.empty()) r.end = check->reason;
+          a += sb_.block_bytes;
+          continue;
+        }
       }
       absl::StatusOr<std::optional<uint64_t>> next =
           reader_.FindValid(a + sb_.block_bytes, size_);
