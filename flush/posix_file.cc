@@ -26,13 +26,24 @@ const char* FileKind(mode_t mode) {
   return "not a regular file";
 }
 
+// Whether `path` still names the file open as `st` (another opener that
+// created it may have removed it after failing, while this one waited for
+// the lock).
+bool StillNamed(const std::string& path, const struct stat& st) {
+  struct stat now;
+  return stat(path.c_str(), &now) == 0 && now.st_dev == st.st_dev &&
+         now.st_ino == st.st_ino;
+}
+
 class PosixFile final : public File {
  public:
-  PosixFile(std::string path, int fd, bool direct_io, bool created)
+  PosixFile(std::string path, int fd, bool direct_io, bool created,
+            const struct stat& st)
       : path_(std::move(path)),
         fd_(fd),
         direct_io_(direct_io),
-        created_(created) {}
+        created_(created),
+        st_(st) {}
   ~PosixFile() override { close(fd_); }
 
   int fd() const override { return fd_; }
@@ -140,6 +151,8 @@ class PosixFile final : public File {
   }
 
   absl::Status Unlink() override {
+    // Only while the name is still this file's: never another one's.
+    if (!StillNamed(path_, st_)) return absl::OkStatus();
     if (unlink(path_.c_str()) != 0) {
       const int error = errno;
       return IoErrorStatus(error, absl::StrCat("unlink ", path_));
@@ -152,6 +165,7 @@ class PosixFile final : public File {
   const int fd_;
   const bool direct_io_;
   const bool created_;
+  const struct stat st_;
 };
 
 // Opens without O_DIRECT and without blocking; creates only when missing, so
@@ -239,20 +253,24 @@ absl::StatusOr<bool> SetFlags(int fd, const std::string& path,
   return false;
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<File>> OpenPosixFile(
-    const std::string& path, const FileOptions& options) {
+// One attempt; `renamed` is set when the file it locked had lost its name
+// meanwhile (then it returns an error and the caller tries again).
+absl::StatusOr<std::unique_ptr<File>> OpenOnce(const std::string& path,
+                                               const FileOptions& options,
+                                               bool& renamed) {
   bool created = false;
   absl::StatusOr<int> fd = OpenDescriptor(path, options, created);
   if (!fd.ok()) return fd.status();
-  // Undoes the open (and the creation) on every failure below.
+  // Undoes the open on every failure below; a creation only while holding
+  // the lock on a file that still has its name (another opener may have
+  // it open, waiting for the lock).
+  bool locked = false;
+  struct stat st;
   auto fail = [&](absl::Status status) {
-    if (created) unlink(path.c_str());
+    if (created && locked && StillNamed(path, st)) unlink(path.c_str());
     close(*fd);
     return status;
   };
-  struct stat st;
   if (fstat(*fd, &st) != 0) {
     const int error = errno;
     return fail(IoErrorStatus(error, absl::StrCat("fstat of ", path)));
@@ -264,9 +282,35 @@ absl::StatusOr<std::unique_ptr<File>> OpenPosixFile(
   // Locked on the descriptor the I/O goes through: a writer killed with
   // writes in flight holds it until the kernel has finished them.
   if (absl::Status s = Lock(*fd, path, options); !s.ok()) return fail(s);
+  locked = true;
+  if (!StillNamed(path, st)) {
+    renamed = true;
+    close(*fd);
+    return absl::AbortedError(
+        absl::StrCat(path, ": removed or replaced while opening"));
+  }
   absl::StatusOr<bool> direct = SetFlags(*fd, path, options);
   if (!direct.ok()) return fail(direct.status());
-  return std::unique_ptr<File>(new PosixFile(path, *fd, *direct, created));
+  return std::unique_ptr<File>(
+      new PosixFile(path, *fd, *direct, created, st));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<File>> OpenPosixFile(
+    const std::string& path, const FileOptions& options) {
+  // A file that lost its name while this open waited for its lock (its
+  // creator failed and removed it) is not the log at `path`: open again.
+  constexpr int kAttempts = 16;
+  absl::Status last;
+  for (int i = 0; i < kAttempts; ++i) {
+    bool renamed = false;
+    absl::StatusOr<std::unique_ptr<File>> file =
+        OpenOnce(path, options, renamed);
+    if (!renamed) return file;
+    last = file.status();
+  }
+  return last;
 }
 
 }  // namespace lss

@@ -424,16 +424,25 @@ absl::Status LogStructuredStore::WaitStable(uint64_t address) {
     return bad(absl::StrCat("below the first record, at ", sb_.data_start));
   }
   if (address % kRecordAlignment != 0) return bad("not a multiple of 8");
+  // Known once the block holding `address` is dispatched.
+  auto in_header = [&]() -> std::optional<uint64_t> {
+    std::optional<BlockIndex::Pinned> block = index_->Find(address);
+    if (block && address < block->base() + kBlockHeaderBytes) {
+      return block->base();
+    }
+    return std::nullopt;
+  };
+  if (std::optional<uint64_t> base = in_header()) {
+    return bad(absl::StrCat("inside the header of the block at ", *base));
+  }
   if (HiStable() > address) return absl::OkStatus();
   absl::StatusOr<uint64_t> end = ring_->SealCurrent();
   if (!end.ok()) return end.status();
   if (address >= *end) {
     return bad(absl::StrCat("past the end of the log, ", *end));
   }
-  if (std::optional<BlockIndex::Pinned> block = index_->Find(address);
-      block && address < block->base() + kBlockHeaderBytes) {
-    return bad(absl::StrCat("inside the header of the block at ",
-                            block->base()));
+  if (std::optional<uint64_t> base = in_header()) {
+    return bad(absl::StrCat("inside the header of the block at ", *base));
   }
   return appender_->WaitStable(address + 1);
 }

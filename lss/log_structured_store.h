@@ -18,12 +18,17 @@
 // byte. StoreOptions::durability only chooses when fdatasyncs are issued.
 //
 // Opening recovers (lss/recovery.h): it scans the log, keeps its longest
-// valid prefix, never cuts acknowledged records silently, never zeroes a
-// block that verifies, and starts a new epoch at the tail, so bytes a crash
-// left past it can never rejoin the log. The file is locked while open. A
-// failed Open changes nothing: every option is checked, and every buffer
-// and the I/O ring are made, before the first byte is written; a file it
-// created is removed again.
+// valid prefix, never zeroes a block that verifies, and starts a new epoch
+// at the tail, so bytes a crash left past it can never rejoin the log. It
+// never cuts records that the file proves acknowledged (every block records
+// the durable watermark when it was sealed, and Close ends the log with a
+// marker); only the records of the last sync before a crash, which no later
+// block proves yet, cannot be told from a torn write if the media damages
+// them (lss/FORMAT.md). The file is locked while open. Every option is
+// checked, and every buffer and the I/O ring are made, before the first
+// byte is written, so an Open that fails for its options or for what it
+// found changes nothing; one whose own writes fail may have zeroed torn
+// bytes past the tail. A file it created is removed again.
 //
 // Errors: every failure is a Status naming the file and, where there is one,
 // the offset and the value at fault. After the first I/O error the store is
@@ -33,7 +38,8 @@
 // Thread safety: every method may be called concurrently, except that
 // Close (and the destructor) must not race with other calls. A thread that
 // holds an uncommitted Reservation must commit it before it calls Append,
-// Reserve, Flush, Sync or WaitStable (it could wait on its own record).
+// Reserve, Read, Flush, Sync or WaitStable (it could wait on its own
+// record).
 
 #ifndef LSS_LSS_LOG_STRUCTURED_STORE_H_
 #define LSS_LSS_LOG_STRUCTURED_STORE_H_
@@ -161,8 +167,14 @@ class LogStructuredStore {
   // Ends a reservation; returns its address.
   uint64_t Commit(StoreReservation&& reservation);
 
-  // The record at `address`, from its flush buffer while that is resident,
-  // else from the file. NotFound if no record starts at `address`.
+  // The record at `address` (one Append or Commit returned), from its flush
+  // buffer while that is resident, else from the file. NotFound, naming the
+  // reason, if no valid record is there: the address is in a header or
+  // padding, past the end, or its bytes fail the record's checksum (damage,
+  // or not an address Append returned; a caller that got the address from
+  // the log should treat that as damage). Checksums cover the address, so
+  // stale or shifted bytes never read as a record; bytes inside a payload
+  // that were built to be one can.
   absl::StatusOr<LogRecord> Read(uint64_t address);
 
   // Iterates the records at or after `from` that are durable now, in

@@ -56,15 +56,20 @@ absl::StatusOr<Slot> ReadSlot(File& file, AlignedBuffer& buf, uint64_t at) {
     // wrong slot size could be a copy of another file's: it must sit where
     // its own block size puts it.
     const uint64_t slot_bytes = SuperblockSlotBytes(sb->block_bytes);
+    // Counters this large were never written by a writer that opens a log
+    // once per epoch; they would wrap on the next open.
+    constexpr uint64_t kImplausible = uint64_t{1} << 62;
     const bool placed = sb->data_start == 2 * slot_bytes &&
-                        (at == 0 || at == slot_bytes);
+                        (at == 0 || at == slot_bytes) &&
+                        sb->sequence < kImplausible && sb->epoch < kImplausible;
     slot.kind = placed ? SlotKind::kValid : SlotKind::kDamaged;
     slot.sb = *sb;
     if (!placed) {
       slot.error = absl::DataLossError(absl::StrCat(
           file.path(), ": superblock slot at offset ", at,
           " says data starts at ", sb->data_start, " with block bytes ",
-          sb->block_bytes));
+          sb->block_bytes, ", sequence ", sb->sequence, ", epoch ",
+          sb->epoch));
     }
     return slot;
   }

@@ -375,6 +375,9 @@ TEST(TrustTest, WaitStableOfNoRecordAndReadingAfterCloseFail) {
         << address;
   }
   ASSERT_TRUE((*store)->WaitStable(*a).ok());
+  // Still refused once that block is durable.
+  EXPECT_EQ((*store)->WaitStable(*a - kBlockHeaderBytes + 8).code(),
+            absl::StatusCode::kInvalidArgument);
   auto reader = (*store)->NewLogReader();
   ASSERT_TRUE(reader.ok());
   ASSERT_TRUE((*store)->Close().ok());

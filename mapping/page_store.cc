@@ -255,6 +255,12 @@ absl::StatusOr<PageState> PageStore::UpdateD(uint64_t pid, PageState expected,
 absl::StatusOr<PageStore::Node*> PageStore::Load(uint64_t pid,
                                                  uint64_t address) {
   absl::StatusOr<LogRecord> record = log_->Read(address);
+  if (record.status().code() == absl::StatusCode::kNotFound) {
+    // The address came from the log itself (a flush the table recorded):
+    // no record there means the record was damaged.
+    return absl::DataLossError(absl::StrCat(
+        "page ", pid, ": its image is unreadable: ", record.status().message()));
+  }
   if (!record.ok()) return record.status();
   Page page;
   if (record->tag.type != kPageImageRecord || record->tag.key != pid ||

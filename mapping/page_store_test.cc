@@ -6,6 +6,7 @@
 
 #include "mapping/page_store.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -80,6 +81,34 @@ TEST(PageStoreTest, UpdatesFlushEvictAndReloadRoundTrip) {
   EXPECT_THAT(page->deltas, ElementsAre("d1", "d2", "d3"));
   // A reloaded page is still flushed: it can be evicted again at once.
   EXPECT_TRUE(store->Evict(pid).ok());
+}
+
+// An evicted page whose image was damaged on disk is DataLoss, not a
+// missing record: its address came from the log itself.
+TEST(PageStoreTest, ADamagedEvictedImageIsDataLoss) {
+  const std::string path = TempPath("damaged.log");
+  auto store = OpenStore(path);
+  ASSERT_NE(store, nullptr);
+  const uint64_t pid = *store->Allocate();
+  ASSERT_TRUE(store->UpdateR(pid, PageState::Free(), "a base image").ok());
+  absl::StatusOr<uint64_t> at = store->Flush(pid);
+  ASSERT_TRUE(at.ok()) << at.status();
+  ASSERT_TRUE(store->MkStable(*at).ok());
+  ASSERT_TRUE(store->Evict(pid).ok());
+  // One bit of the image's payload, through another descriptor.
+  const int fd = open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c = 0;
+  const off_t byte = static_cast<off_t>(*at + 24 + 3);
+  ASSERT_EQ(pread(fd, &c, 1, byte), 1);
+  c = static_cast<char>(c ^ 0x10);
+  ASSERT_EQ(pwrite(fd, &c, 1, byte), 1);
+  close(fd);
+  absl::StatusOr<Page> page = store->Read(pid);
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss)
+      << page.status();
+  EXPECT_THAT(page.status().message(), HasSubstr(path));
 }
 
 TEST(PageStoreTest, StaleExpectationsAndWrongStatesAreRefused) {
