@@ -1,0 +1,494 @@
+// lsstool: look inside a log file without writing C++.
+//
+//   ./bazelw run //tools:lsstool -- verify /path/to/log
+//   ./bazelw run //tools:lsstool -- dump --from=8192 --limit=10 /path/to/log
+//   ./bazelw run //tools:lsstool -- stats --json /path/to/log
+//   ./bazelw run //tools:lsstool -- salvage --out=/path/to/new /path/to/log
+//
+// Every command opens the log read-only through the store's public API, so
+// it sees exactly what the store's recovery sees. Exit codes: 0 everything
+// verifies, 1 the log is damaged (DataLoss: corrupt or cut), 2 it could not
+// be read (missing, not a log file, locked, I/O error), 64 usage error.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "flush/file.h"
+#include "gflags/gflags.h"
+#include "lss/format.h"
+#include "lss/log_structured_store.h"
+
+DEFINE_bool(json, false,
+            "print one JSON object per record (dump) and one JSON summary "
+            "object as the last line of stdout");
+DEFINE_uint64(from, 0, "dump: first address");
+DEFINE_uint64(to, UINT64_MAX, "dump: stop before this address");
+DEFINE_uint64(limit, 0, "dump: at most this many records (0: all)");
+DEFINE_string(out, "", "salvage: the new log to write (must not exist)");
+DEFINE_string(recovery, "tolerate_tail",
+              "dump, stats: how to open the log: tolerate_tail (what a "
+              "writer's open keeps), absolute, point_in_time or "
+              "skip_corrupted (every record that verifies)");
+
+namespace lss {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitDamaged = 1;
+constexpr int kExitUnreadable = 2;
+constexpr int kExitUsage = 64;
+
+constexpr char kUsage[] =
+    R"(look inside a log file (read-only, except salvage's new log)
+
+usage: lsstool COMMAND [flags] FILE
+
+commands:
+  verify FILE     checks both superblock slots, every block and every record;
+                  lists each problem with its offset
+  dump FILE       one line per record: address, length, type, key, preview
+                  (--from, --to, --limit, --json, --recovery)
+  stats FILE      superblocks, epoch, tail, blocks, records, payload and
+                  padding bytes, record-size histogram (--json, --recovery)
+  salvage FILE --out=NEW
+                  copies every record whose checksum verifies into a new log
+                  with the same block and buffer sizes. Addresses are
+                  remapped: records keep their order, type and key, not their
+                  addresses. Refuses if NEW exists.
+
+exit codes: 0 everything verifies, 1 the log is damaged (corrupt or cut),
+2 it could not be read (missing, not a log file, locked, I/O error; an I/O
+error the kernel reports as EIO counts as damage), 64 usage error.
+
+An empty (0-byte) file is a log no one has written yet: verify says so and
+exits 0.
+
+Limitation: a read-only open takes a shared lock on the file, which
+conflicts with a writer's exclusive lock, so lsstool cannot inspect a log
+while a writer has it open (it gives up after 2 s with exit 2), and a writer
+cannot open a log while lsstool reads it.
+)";
+
+// --- JSON output -----------------------------------------------------------
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// Builds one JSON object, fields in the order added.
+class Json {
+ public:
+  Json& Num(absl::string_view key, uint64_t v) {
+    return Raw(key, absl::StrCat(v));
+  }
+  Json& Str(absl::string_view key, absl::string_view v) {
+    return Raw(key, JsonString(v));
+  }
+  Json& Bool(absl::string_view key, bool v) {
+    return Raw(key, v ? "true" : "false");
+  }
+  Json& Strs(absl::string_view key, const std::vector<std::string>& v) {
+    std::vector<std::string> quoted;
+    for (const std::string& s : v) quoted.push_back(JsonString(s));
+    return Raw(key, absl::StrCat("[", absl::StrJoin(quoted, ", "), "]"));
+  }
+  Json& Raw(absl::string_view key, absl::string_view raw) {
+    absl::StrAppend(&body_, body_.empty() ? "" : ", ", JsonString(key), ": ",
+                    raw);
+    return *this;
+  }
+  std::string str() const { return absl::StrCat("{", body_, "}"); }
+
+ private:
+  std::string body_;
+};
+
+// --- Superblock probe --------------------------------------------------------
+
+// One superblock slot as the tool found it. The store's own LoadSuperblock
+// decides which slot is current; this is what an operator is shown.
+struct Slot {
+  uint64_t offset = 0;
+  std::string state;  // valid, empty, damaged, foreign, newer format
+  std::string detail;
+  std::optional<Superblock> sb;
+};
+
+struct Probe {
+  uint64_t file_bytes = 0;
+  Slot slots[2];
+  // The valid slot with the higher sequence: its sizes open the store.
+  std::optional<Superblock> current;
+};
+
+Slot ReadSlot(File& file, uint64_t at) {
+  Slot slot;
+  slot.offset = at;
+  std::byte buf[kSuperblockBytes] = {};
+  absl::StatusOr<size_t> n = file.ReadAt(at, buf);
+  if (!n.ok()) {
+    slot.state = "unreadable";
+    slot.detail = std::string(n.status().message());
+    return slot;
+  }
+  bool zero = true;
+  for (std::byte b : buf) zero = zero && b == std::byte{0};
+  if (zero) {
+    slot.state = "empty";
+    return slot;
+  }
+  absl::StatusOr<Superblock> sb = DecodeSuperblock(
+      buf, absl::StrCat(file.path(), ": superblock slot at offset ", at));
+  if (sb.ok()) {
+    // A slot sits where its own block size puts it; one that does not is
+    // a copy from elsewhere.
+    const uint64_t slot_bytes = SuperblockSlotBytes(sb->block_bytes);
+    if (sb->data_start != 2 * slot_bytes || (at != 0 && at != slot_bytes)) {
+      slot.state = "damaged";
+      slot.detail = absl::StrCat("says data starts at ", sb->data_start,
+                                 " with block bytes ", sb->block_bytes);
+      return slot;
+    }
+    slot.state = "valid";
+    slot.sb = *sb;
+    return slot;
+  }
+  switch (sb.status().code()) {
+    case absl::StatusCode::kFailedPrecondition:
+      slot.state = "newer format";
+      break;
+    case absl::StatusCode::kInvalidArgument:
+      slot.state = "foreign";
+      break;
+    default:
+      slot.state = "damaged";
+  }
+  slot.detail = std::string(sb.status().message());
+  return slot;
+}
+
+absl::StatusOr<Probe> ProbeFile(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<File>> file = OpenPosixFile(
+      path, FileOptions{.read_only = true, .direct_io = false});
+  if (!file.ok()) return file.status();
+  absl::StatusOr<uint64_t> size = (*file)->Size();
+  if (!size.ok()) return size.status();
+  Probe probe;
+  probe.file_bytes = *size;
+  probe.slots[0] = ReadSlot(**file, 0);
+  if (probe.slots[0].sb) {
+    probe.slots[1] =
+        ReadSlot(**file, SuperblockSlotBytes(probe.slots[0].sb->block_bytes));
+  } else {
+    // Slot 0 cannot say where slot 1 is: try every slot size, keeping a
+    // valid slot, else the first one that is not empty.
+    for (uint64_t at = 4096; at <= SuperblockSlotBytes(1u << 20); at *= 2) {
+      Slot s = ReadSlot(**file, at);
+      if (s.sb || probe.slots[1].state.empty() ||
+          (probe.slots[1].state == "empty" && s.state != "empty")) {
+        probe.slots[1] = s;
+      }
+      if (s.sb) break;
+    }
+  }
+  for (const Slot& s : probe.slots) {
+    if (s.sb && (!probe.current || s.sb->sequence > probe.current->sequence)) {
+      probe.current = s.sb;
+    }
+  }
+  return probe;
+}
+
+// --- Opening -----------------------------------------------------------------
+
+// The store's Open wants the sizes the file was made with; a file whose
+// superblocks say nothing opens with the defaults, and the store's own
+// superblock check names what is wrong.
+StoreOptions ReadOptions(const Probe& probe, RecoveryMode mode) {
+  StoreOptions options;
+  options.read_only = true;
+  options.recovery = mode;
+  options.allow_buffered_fallback = true;
+  if (probe.current) {
+    options.block_bytes = probe.current->block_bytes;
+    options.buffer_bytes = probe.current->buffer_bytes;
+  }
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<LogStructuredStore>> OpenLog(
+    const std::string& path, const Probe& probe, RecoveryMode mode) {
+  return LogStructuredStore::Open(path, ReadOptions(probe, mode));
+}
+
+int ExitFor(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kDataLoss ? kExitDamaged
+                                                  : kExitUnreadable;
+}
+
+// Walks every record the store recovered, in address order; `visit`
+// returns false to stop.
+template <typename Visit>
+absl::Status Replay(LogStructuredStore& store, uint64_t from, Visit visit) {
+  absl::StatusOr<std::unique_ptr<LogReader>> reader = store.NewLogReader(from);
+  if (!reader.ok()) return reader.status();
+  for (;;) {
+    absl::StatusOr<bool> more = (*reader)->Next();
+    if (!more.ok()) return more.status();
+    if (!*more || !visit((*reader)->record())) return absl::OkStatus();
+  }
+}
+
+std::string SlotLine(const Slot& s) {
+  std::string line = absl::StrCat("offset ", s.offset, ": ", s.state);
+  if (s.sb) {
+    absl::StrAppend(&line, " (sequence ", s.sb->sequence, ", epoch ",
+                    s.sb->epoch, ")");
+  }
+  if (!s.detail.empty()) absl::StrAppend(&line, " (", s.detail, ")");
+  return line;
+}
+
+std::string SlotsJson(const Probe& probe) {
+  std::vector<std::string> slots;
+  for (const Slot& s : probe.slots) {
+    Json j;
+    j.Num("offset", s.offset).Str("state", s.state);
+    if (s.sb) j.Num("sequence", s.sb->sequence).Num("epoch", s.sb->epoch);
+    if (!s.detail.empty()) j.Str("detail", s.detail);
+    slots.push_back(j.str());
+  }
+  return absl::StrCat("[", absl::StrJoin(slots, ", "), "]");
+}
+
+void PrintHeader(const char* command, const std::string& path,
+                 const Probe& probe) {
+  std::printf("lsstool %s: %s (%" PRIu64 " bytes)\n", command, path.c_str(),
+              probe.file_bytes);
+  for (int i = 0; i < 2; ++i) {
+    std::printf("  superblock slot %d  %s\n", i,
+                SlotLine(probe.slots[i]).c_str());
+  }
+  if (probe.current) {
+    const Superblock& sb = *probe.current;
+    std::printf("  block bytes        %" PRIu32 ", buffer bytes %" PRIu64
+                ", data start %" PRIu64 "\n",
+                sb.block_bytes, sb.buffer_bytes, sb.data_start);
+    std::printf("  epoch              %" PRIu64 " (from offset %" PRIu64
+                ")\n",
+                sb.epoch, sb.epoch_start);
+  }
+}
+
+// Reports a failure to open or read before anything was learned.
+int Fail(const char* command, const std::string& path,
+         const absl::Status& s) {
+  const int code = ExitFor(s);
+  std::fprintf(stderr, "lsstool %s: %s\n", command,
+               std::string(s.message()).c_str());
+  if (FLAGS_json) {
+    std::printf("%s\n", Json()
+                            .Str("command", command)
+                            .Str("file", path)
+                            .Str("result", code == kExitDamaged
+                                               ? "damaged"
+                                               : "unreadable")
+                            .Str("error", s.message())
+                            .Num("exit_code", code)
+                            .str()
+                            .c_str());
+  }
+  return code;
+}
+
+// --- verify ------------------------------------------------------------------
+
+int Verify(const std::string& path) {
+  absl::StatusOr<Probe> probe = ProbeFile(path);
+  if (!probe.ok()) return Fail("verify", path, probe.status());
+  PrintHeader("verify", path, *probe);
+  std::vector<std::string> problems;
+  int code = kExitOk;
+  auto problem = [&](int exit_code, std::string what) {
+    std::printf("problem: %s\n", what.c_str());
+    problems.push_back(std::move(what));
+    code = std::max(code, exit_code);
+  };
+  for (const Slot& s : probe->slots) {
+    if (s.state == "damaged" || s.state == "unreadable") {
+      problem(kExitDamaged, absl::StrCat("superblock slot at offset ",
+                                         s.offset, ": ", s.state, ": ",
+                                         s.detail));
+    }
+  }
+
+  uint64_t tail = 0, blocks = 0, records = 0, payload_bytes = 0;
+  std::string note;
+  if (probe->file_bytes == 0) {
+    note = "empty file: a log no one has written yet";
+  } else {
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+        OpenLog(path, *probe, RecoveryMode::kAbsoluteConsistency);
+    if (store.ok()) {
+      const RecoveryReport& r = (*store)->recovery();
+      tail = r.tail;
+      blocks = r.blocks;
+      if (!r.superblock.empty()) problem(kExitDamaged, r.superblock);
+      absl::Status s = Replay(**store, 0, [&](const RecordView& rec) {
+        ++records;
+        payload_bytes += rec.payload.size();
+        return true;
+      });
+      if (!s.ok()) problem(ExitFor(s), std::string(s.message()));
+      if (s.ok() && records != r.records) {
+        problem(kExitDamaged,
+                absl::StrCat("recovery counted ", r.records,
+                             " records, replaying them found ", records));
+      }
+      if (r.records == 0 && r.blocks == 0) note = r.end;
+    } else if (store.status().code() != absl::StatusCode::kDataLoss) {
+      problem(kExitUnreadable, std::string(store.status().message()));
+    } else {
+      problem(kExitDamaged, std::string(store.status().message()));
+      // What can still be read: every valid block and every record whose
+      // own checksum verifies, with every range passed over.
+      absl::StatusOr<std::unique_ptr<LogStructuredStore>> salvage =
+          OpenLog(path, *probe, RecoveryMode::kSkipCorrupted);
+      if (!salvage.ok()) {
+        problem(ExitFor(salvage.status()),
+                absl::StrCat("salvaging open: ", salvage.status().message()));
+      } else {
+        const RecoveryReport& r = (*salvage)->recovery();
+        tail = r.tail;
+        blocks = r.blocks;
+        for (const std::string& range : r.skipped) {
+          problem(kExitDamaged, absl::StrCat("skipped: ", range));
+        }
+        absl::Status s = Replay(**salvage, 0, [&](const RecordView& rec) {
+          ++records;
+          payload_bytes += rec.payload.size();
+          return true;
+        });
+        if (!s.ok()) problem(ExitFor(s), std::string(s.message()));
+        note = absl::StrCat(records,
+                            " records verify (salvage --out=NEW copies them)");
+      }
+    }
+  }
+  const char* result = code == kExitOk         ? "ok"
+                       : code == kExitDamaged ? "damaged"
+                                              : "unreadable";
+  std::printf("  tail               %" PRIu64 "\n", tail);
+  std::printf("  blocks             %" PRIu64 "\n", blocks);
+  std::printf("  records            %" PRIu64 " (%" PRIu64
+              " payload bytes)\n",
+              records, payload_bytes);
+  if (!note.empty()) std::printf("  note               %s\n", note.c_str());
+  std::printf("  result             %s (%zu problems)\n", result,
+              problems.size());
+  if (FLAGS_json) {
+    Json j;
+    j.Str("command", "verify").Str("file", path).Str("result", result);
+    j.Num("exit_code", code).Num("file_bytes", probe->file_bytes);
+    j.Raw("superblock_slots", SlotsJson(*probe));
+    if (probe->current) {
+      j.Num("epoch", probe->current->epoch)
+          .Num("data_start", probe->current->data_start);
+    }
+    j.Num("tail", tail).Num("blocks", blocks).Num("records", records);
+    j.Num("payload_bytes", payload_bytes).Strs("problems", problems);
+    std::printf("%s\n", j.str().c_str());
+  }
+  return code;
+}
+
+}  // namespace
+}  // namespace lss
+
+namespace {
+
+int Usage(const std::string& why) {
+  std::fprintf(stderr, "lsstool: %s\n\n%s", why.c_str(), lss::kUsage);
+  return lss::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(lss::kUsage);
+  // An unknown flag is a usage error (64) here, not gflags' exit 1, which
+  // means "damaged".
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    a.remove_prefix(a[1] == '-' ? 2 : 1);
+    a = a.substr(0, a.find('='));
+    std::string value;
+    if (!gflags::GetCommandLineOption(std::string(a).c_str(), &value) &&
+        !(absl::StartsWith(a, "no") &&
+          gflags::GetCommandLineOption(std::string(a.substr(2)).c_str(),
+                                       &value))) {
+      return Usage(absl::StrCat("unknown flag ", argv[i]));
+    }
+  }
+  gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
+  std::string help;
+  if (gflags::GetCommandLineOption("help", &help) && help == "true") {
+    std::printf("%s\nflags:\n", lss::kUsage);
+    std::vector<gflags::CommandLineFlagInfo> flags;
+    gflags::GetAllFlags(&flags);
+    for (const gflags::CommandLineFlagInfo& f : flags) {
+      if (f.filename.find("lsstool") == std::string::npos) continue;
+      std::printf("  --%s (%s; default %s)\n", f.name.c_str(),
+                  f.description.c_str(), f.default_value.c_str());
+    }
+    return 0;
+  }
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& a : args) {
+    if (a.size() > 1 && a[0] == '-') return Usage("unknown flag " + a);
+  }
+  if (args.empty()) return Usage("no command");
+  const std::string command = args[0];
+  if (args.size() != 2) {
+    return Usage(absl::StrCat(command, " takes exactly one FILE"));
+  }
+  const std::string& path = args[1];
+  if (command == "verify") return lss::Verify(path);
+  return Usage("unknown command " + command);
+}

@@ -1,0 +1,232 @@
+// Runs lsstool as a subprocess against logs made by the store and checks its
+// output and exit codes.
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "lss/log_structured_store.h"
+
+extern char** environ;
+
+namespace lss {
+namespace {
+
+constexpr uint32_t kBlockBytes = 4096;
+constexpr size_t kBufferBytes = 64 << 10;
+
+struct ToolRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  // The last line of stdout (the --json summary).
+  std::string LastLine() const {
+    std::vector<std::string> lines =
+        absl::StrSplit(out, '\n', absl::SkipEmpty());
+    return lines.empty() ? "" : lines.back();
+  }
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+class LsstoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/",
+                        ::testing::UnitTest::GetInstance()
+                            ->current_test_info()
+                            ->name());
+    ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0) << dir_ << ": " << strerror(errno);
+  }
+
+  std::string Path(const std::string& name) const {
+    return absl::StrCat(dir_, "/", name);
+  }
+
+  // Runs tools/lsstool (the runfiles path, relative to the test's working
+  // directory) with `args`, stdout and stderr to files.
+  ToolRun Tool(const std::vector<std::string>& args) {
+    const std::string out = Path("stdout"), err = Path("stderr");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::vector<std::string> all = {"tools/lsstool"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    ToolRun run;
+    const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr,
+                                    argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    EXPECT_EQ(spawned, 0) << strerror(spawned);
+    if (spawned != 0) return run;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    EXPECT_TRUE(WIFEXITED(status)) << "lsstool died: status " << status;
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    run.out = ReadFile(out);
+    run.err = ReadFile(err);
+    return run;
+  }
+
+  struct Appended {
+    uint64_t address;
+    std::string payload;
+    RecordTag tag;
+  };
+
+  // A cleanly closed log of `n` records of varied sizes over several blocks.
+  std::vector<Appended> MakeLog(const std::string& path, int n) {
+    StoreOptions options;
+    options.block_bytes = kBlockBytes;
+    options.buffer_bytes = kBufferBytes;
+    options.allow_buffered_fallback = true;
+    options.preallocate_bytes = kBufferBytes;
+    auto store = LogStructuredStore::Open(path, options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    std::vector<Appended> records;
+    if (!store.ok()) return records;
+    for (int i = 0; i < n; ++i) {
+      Appended a;
+      a.payload = absl::StrCat("record ", i, " ",
+                               std::string(1 + (i * 977) % 5000, 'a' + i % 26));
+      a.tag = RecordTag{.type = i % 3 == 0 ? kFirstUserRecordType
+                                           : kDataRecordType,
+                        .key = static_cast<uint64_t>(1000 + i)};
+      absl::StatusOr<uint64_t> address = (*store)->Append(a.payload, a.tag);
+      EXPECT_TRUE(address.ok()) << address.status();
+      if (!address.ok()) return records;
+      a.address = *address;
+      records.push_back(std::move(a));
+      // Several sealed buffers, so the log has several blocks.
+      if (i % 17 == 16) {
+        EXPECT_TRUE((*store)->Flush().ok());
+      }
+    }
+    EXPECT_TRUE((*store)->Close().ok());
+    return records;
+  }
+
+  std::string dir_;
+};
+
+// The block header at or below `address`: "LSSB" at +4, its own address
+// at +16.
+uint64_t BlockContaining(const std::string& file, uint64_t address) {
+  for (uint64_t b = address / kBlockBytes * kBlockBytes;; b -= kBlockBytes) {
+    uint64_t self = 0;
+    std::memcpy(&self, file.data() + b + 16, sizeof(self));
+    if (file.compare(b + 4, 4, "LSSB") == 0 && self == b) return b;
+    if (b == 0) return 0;
+  }
+}
+
+TEST_F(LsstoolTest, VerifyCleanLog) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  ToolRun run = Tool({"verify", "--json", log});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("result             ok (0 problems)"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.LastLine().find("\"records\": 100,"), std::string::npos)
+      << run.LastLine();
+  EXPECT_NE(run.LastLine().find("\"result\": \"ok\""), std::string::npos);
+  EXPECT_EQ(run.LastLine().front(), '{');
+}
+
+TEST_F(LsstoolTest, VerifyNamesTheOffsetOfAFlippedBit) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  std::string bytes = ReadFile(log);
+  const uint64_t target = records[40].address + kRecordHeaderBytes + 3;
+  bytes[target] ^= 0x10;
+  WriteFile(log, bytes);
+  const uint64_t block = BlockContaining(bytes, records[40].address);
+
+  ToolRun run = Tool({"verify", "--json", log});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find(absl::StrCat("offset ", block, ":")),
+            std::string::npos)
+      << "block " << block << "\n" << run.out;
+  EXPECT_NE(run.out.find("problem: skipped: "), std::string::npos) << run.out;
+  // Every other record's own checksum still verifies.
+  EXPECT_NE(run.LastLine().find("\"records\": 99,"), std::string::npos)
+      << run.LastLine();
+  EXPECT_NE(run.LastLine().find("\"result\": \"damaged\""), std::string::npos);
+}
+
+TEST_F(LsstoolTest, VerifyForeignFile) {
+  const std::string file = Path("random");
+  std::string bytes(100000, '\0');
+  uint32_t x = 12345;
+  for (char& c : bytes) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 24);
+  }
+  WriteFile(file, bytes);
+  ToolRun run = Tool({"verify", "--json", file});
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.out.find("not a log file"), std::string::npos) << run.out;
+  EXPECT_NE(run.LastLine().find("\"result\": \"unreadable\""),
+            std::string::npos);
+}
+
+TEST_F(LsstoolTest, VerifyMissingFile) {
+  ToolRun run = Tool({"verify", "--json", Path("missing")});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("no such file"), std::string::npos) << run.err;
+  EXPECT_NE(run.LastLine().find("\"exit_code\": 2"), std::string::npos)
+      << run.out;
+}
+
+// An empty file is what the store makes of a new log: nothing to check.
+TEST_F(LsstoolTest, VerifyEmptyFile) {
+  const std::string file = Path("empty");
+  WriteFile(file, "");
+  ToolRun run = Tool({"verify", file});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("empty file"), std::string::npos) << run.out;
+}
+
+TEST_F(LsstoolTest, UsageErrors) {
+  EXPECT_EQ(Tool({}).exit_code, 64);
+  EXPECT_EQ(Tool({"frobnicate", Path("x")}).exit_code, 64);
+  EXPECT_EQ(Tool({"verify"}).exit_code, 64);
+  EXPECT_EQ(Tool({"verify", "--no_such_flag", Path("x")}).exit_code, 64);
+  ToolRun help = Tool({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("shared lock"), std::string::npos) << help.out;
+}
+
+}  // namespace
+}  // namespace lss
