@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -235,6 +236,17 @@ absl::StatusOr<Probe> ProbeFile(const std::string& path) {
 
 // --- Opening -----------------------------------------------------------------
 
+absl::StatusOr<RecoveryMode> ParseRecovery(const std::string& name) {
+  if (name == "tolerate_tail") return RecoveryMode::kTolerateCorruptedTail;
+  if (name == "absolute") return RecoveryMode::kAbsoluteConsistency;
+  if (name == "point_in_time") return RecoveryMode::kPointInTime;
+  if (name == "skip_corrupted") return RecoveryMode::kSkipCorrupted;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--recovery=", name,
+                   ": not tolerate_tail, absolute, point_in_time or "
+                   "skip_corrupted"));
+}
+
 // The store's Open wants the sizes the file was made with; a file whose
 // superblocks say nothing opens with the defaults, and the store's own
 // superblock check names what is wrong.
@@ -436,6 +448,154 @@ int Verify(const std::string& path) {
   return code;
 }
 
+
+// --- dump --------------------------------------------------------------------
+
+constexpr size_t kPreviewBytes = 32;
+
+// The first kPreviewBytes of a payload: as text if every byte is printable
+// ASCII, else as hex.
+std::string Preview(absl::string_view payload, bool& text) {
+  const absl::string_view head = payload.substr(0, kPreviewBytes);
+  text = true;
+  for (unsigned char c : head) text = text && c >= 0x20 && c < 0x7f;
+  if (text) return std::string(head);
+  std::string hex;
+  for (unsigned char c : head) {
+    char buf[3];
+    std::snprintf(buf, sizeof(buf), "%02x", c);
+    hex += buf;
+  }
+  return hex;
+}
+
+// Opens the log as --recovery says, for dump and stats.
+absl::StatusOr<std::unique_ptr<LogStructuredStore>> OpenForReading(
+    const std::string& path, const Probe& probe) {
+  absl::StatusOr<RecoveryMode> mode = ParseRecovery(FLAGS_recovery);
+  if (!mode.ok()) return mode.status();
+  return OpenLog(path, probe, *mode);
+}
+
+int Dump(const std::string& path) {
+  absl::StatusOr<Probe> probe = ProbeFile(path);
+  if (!probe.ok()) return Fail("dump", path, probe.status());
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+      OpenForReading(path, *probe);
+  if (!store.ok()) return Fail("dump", path, store.status());
+  uint64_t shown = 0;
+  absl::Status s = Replay(**store, FLAGS_from, [&](const RecordView& r) {
+    if (r.address >= FLAGS_to) return false;
+    if (FLAGS_limit != 0 && shown >= FLAGS_limit) return false;
+    ++shown;
+    bool text = false;
+    const std::string preview = Preview(r.payload, text);
+    if (FLAGS_json) {
+      std::printf("%s\n", Json()
+                              .Num("address", r.address)
+                              .Num("length", r.payload.size())
+                              .Num("type", r.tag.type)
+                              .Num("key", r.tag.key)
+                              .Str(text ? "text" : "hex", preview)
+                              .str()
+                              .c_str());
+    } else {
+      std::printf("%" PRIu64 " length=%zu type=%" PRIu32 " key=%" PRIu64
+                  " %s%s%s\n",
+                  r.address, r.payload.size(), r.tag.type, r.tag.key,
+                  text ? "text=" : "hex=", JsonString(preview).c_str(),
+                  r.payload.size() > kPreviewBytes ? "..." : "");
+    }
+    return true;
+  });
+  const int code = s.ok() ? kExitOk : ExitFor(s);
+  if (!s.ok()) {
+    std::fprintf(stderr, "lsstool dump: %s\n",
+                 std::string(s.message()).c_str());
+  }
+  if (FLAGS_json) {
+    Json j;
+    j.Str("command", "dump").Str("file", path).Num("records", shown);
+    j.Num("exit_code", code);
+    if (!s.ok()) j.Str("error", s.message());
+    std::printf("%s\n", j.str().c_str());
+  }
+  return code;
+}
+
+// --- stats -------------------------------------------------------------------
+
+int Stats(const std::string& path) {
+  absl::StatusOr<Probe> probe = ProbeFile(path);
+  if (!probe.ok()) return Fail("stats", path, probe.status());
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+      OpenForReading(path, *probe);
+  if (!store.ok()) return Fail("stats", path, store.status());
+  const RecoveryReport& r = (*store)->recovery();
+  uint64_t records = 0, payload_bytes = 0;
+  // histogram[i]: payloads of [2^i, 2^(i+1)) bytes.
+  std::vector<uint64_t> histogram(64, 0);
+  absl::Status s = Replay(**store, 0, [&](const RecordView& rec) {
+    ++records;
+    payload_bytes += rec.payload.size();
+    ++histogram[63 - std::countl_zero(uint64_t{rec.payload.size()})];
+    return true;
+  });
+  const int code = s.ok() ? kExitOk : ExitFor(s);
+  const uint64_t data_start = (*store)->data_start();
+  const uint64_t log_bytes = r.tail > data_start ? r.tail - data_start : 0;
+  const uint64_t header_bytes =
+      r.blocks * kBlockHeaderBytes + records * kRecordHeaderBytes;
+  // Everything in the log that is neither a header nor a payload: record
+  // alignment, abandoned reservations and each block's round-up to the
+  // block size. Salvaged ranges are counted as log bytes too.
+  const uint64_t used = header_bytes + payload_bytes;
+  const uint64_t padding = log_bytes > used ? log_bytes - used : 0;
+
+  PrintHeader("stats", path, *probe);
+  std::printf("  data start         %" PRIu64 "\n", data_start);
+  std::printf("  tail               %" PRIu64 " (%s)\n", r.tail, r.end.c_str());
+  std::printf("  blocks             %" PRIu64 "\n", r.blocks);
+  std::printf("  records            %" PRIu64 "\n", records);
+  std::printf("  payload bytes      %" PRIu64 "\n", payload_bytes);
+  std::printf("  header bytes       %" PRIu64 "\n", header_bytes);
+  std::printf("  padding bytes      %" PRIu64 "\n", padding);
+  std::printf("  record sizes (payload bytes)\n");
+  std::vector<std::string> buckets;
+  for (int i = 0; i < 64; ++i) {
+    if (histogram[i] == 0) continue;
+    const uint64_t lo = uint64_t{1} << i;
+    std::printf("    [%" PRIu64 ", %" PRIu64 ")%*s%" PRIu64 "\n", lo, lo * 2,
+                4, "", histogram[i]);
+    buckets.push_back(absl::StrCat("\"", lo, "\": ", histogram[i]));
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "lsstool stats: %s\n",
+                 std::string(s.message()).c_str());
+  }
+  if (FLAGS_json) {
+    Json j;
+    j.Str("command", "stats").Str("file", path).Num("exit_code", code);
+    j.Num("file_bytes", probe->file_bytes);
+    j.Raw("superblock_slots", SlotsJson(*probe));
+    if (probe->current) {
+      j.Num("epoch", probe->current->epoch)
+          .Num("epoch_start", probe->current->epoch_start)
+          .Num("block_bytes", probe->current->block_bytes)
+          .Num("buffer_bytes", probe->current->buffer_bytes);
+    }
+    j.Num("data_start", data_start).Num("tail", r.tail);
+    j.Num("blocks", r.blocks).Num("records", records);
+    j.Num("payload_bytes", payload_bytes).Num("header_bytes", header_bytes);
+    j.Num("padding_bytes", padding);
+    j.Raw("size_histogram",
+          absl::StrCat("{", absl::StrJoin(buckets, ", "), "}"));
+    if (!s.ok()) j.Str("error", s.message());
+    std::printf("%s\n", j.str().c_str());
+  }
+  return code;
+}
+
 }  // namespace
 }  // namespace lss
 
@@ -490,5 +650,7 @@ int main(int argc, char** argv) {
   }
   const std::string& path = args[1];
   if (command == "verify") return lss::Verify(path);
+  if (command == "dump") return lss::Dump(path);
+  if (command == "stats") return lss::Stats(path);
   return Usage("unknown command " + command);
 }

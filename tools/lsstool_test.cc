@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 #include "lss/log_structured_store.h"
 
@@ -52,7 +53,7 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 }
 
 class LsstoolTest : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
     const char* tmp = std::getenv("TEST_TMPDIR");
     dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/",
@@ -216,6 +217,97 @@ TEST_F(LsstoolTest, VerifyEmptyFile) {
   ToolRun run = Tool({"verify", file});
   EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("empty file"), std::string::npos) << run.out;
+}
+
+std::string DumpLine(const LsstoolTest::Appended& a) {
+  return absl::StrCat("{\"address\": ", a.address, ", \"length\": ",
+                      a.payload.size(), ", \"type\": ", a.tag.type,
+                      ", \"key\": ", a.tag.key, ", \"text\": \"",
+                      a.payload.substr(0, 32), "\"}");
+}
+
+TEST_F(LsstoolTest, DumpListsEveryRecord) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  ToolRun run = Tool({"dump", "--json", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), records.size() + 1) << run.out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(lines[i], DumpLine(records[i])) << i;
+  }
+  EXPECT_NE(lines.back().find("\"records\": 100,"), std::string::npos)
+      << lines.back();
+}
+
+TEST_F(LsstoolTest, DumpFromToLimit) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  ToolRun run =
+      Tool({"dump", "--json", absl::StrCat("--from=", records[10].address),
+            "--limit=5", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 6u) << run.out;
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(lines[i], DumpLine(records[10 + i]));
+
+  run = Tool({"dump", absl::StrCat("--to=", records[3].address), log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  lines = absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << run.out;
+  EXPECT_EQ(lines[1].substr(0, lines[1].find(' ')),
+            absl::StrCat(records[1].address));
+}
+
+TEST_F(LsstoolTest, DumpOfADamagedLogFailsOrSalvages) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  std::string bytes = ReadFile(log);
+  bytes[records[40].address + kRecordHeaderBytes + 3] ^= 0x10;
+  WriteFile(log, bytes);
+  EXPECT_EQ(Tool({"dump", log}).exit_code, 1);
+  ToolRun run = Tool({"dump", "--json", "--recovery=skip_corrupted", log});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.LastLine().find("\"records\": 99,"), std::string::npos)
+      << run.LastLine();
+  EXPECT_EQ(run.out.find(DumpLine(records[40])), std::string::npos);
+}
+
+TEST_F(LsstoolTest, StatsCountsMatch) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  uint64_t payload = 0;
+  for (const Appended& a : records) payload += a.payload.size();
+  ToolRun run = Tool({"stats", "--json", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  const std::string json = run.LastLine();
+  EXPECT_NE(json.find("\"records\": 100,"), std::string::npos) << json;
+  EXPECT_NE(json.find(absl::StrCat("\"payload_bytes\": ", payload, ",")),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"state\": \"valid\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"block_bytes\": 4096,"), std::string::npos) << json;
+  // Every record lands in exactly one histogram bucket.
+  const size_t h = json.find("\"size_histogram\": {");
+  ASSERT_NE(h, std::string::npos) << json;
+  uint64_t total = 0;
+  for (absl::string_view bucket : absl::StrSplit(
+           json.substr(h + 19, json.find('}', h) - h - 19), ", ")) {
+    total += std::stoull(std::string(bucket.substr(bucket.find(": ") + 2)));
+  }
+  EXPECT_EQ(total, 100u) << json;
+}
+
+TEST_F(LsstoolTest, StatsAndDumpOfAForeignFile) {
+  const std::string file = Path("foreign");
+  WriteFile(file, std::string(20000, 'x'));
+  EXPECT_EQ(Tool({"stats", file}).exit_code, 2);
+  ToolRun run = Tool({"dump", "--json", file});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("not a log file"), std::string::npos) << run.err;
+  EXPECT_NE(run.LastLine().find("\"exit_code\": 2"), std::string::npos);
 }
 
 TEST_F(LsstoolTest, UsageErrors) {
