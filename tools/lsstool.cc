@@ -72,7 +72,8 @@ commands:
                   copies every record whose checksum verifies into a new log
                   with the same block and buffer sizes. Addresses are
                   remapped: records keep their order, type and key, not their
-                  addresses. Refuses if NEW exists.
+                  addresses. Refuses if NEW exists. Exits 0 if nothing was
+                  lost, 1 if damaged ranges were skipped (NEW holds the rest).
 
 exit codes: 0 everything verifies, 1 the log is damaged (corrupt or cut),
 2 it could not be read (missing, not a log file, locked, I/O error; an I/O
@@ -596,6 +597,77 @@ int Stats(const std::string& path) {
   return code;
 }
 
+
+// --- salvage -----------------------------------------------------------------
+
+// REQUIRES: --out is set.
+int Salvage(const std::string& path) {
+  const std::string& out = FLAGS_out;
+  struct stat st;
+  if (lstat(out.c_str(), &st) == 0 || errno != ENOENT) {
+    return Fail("salvage", path,
+                absl::AlreadyExistsError(absl::StrCat(
+                    out, ": already exists; salvage writes only a new log")));
+  }
+  absl::StatusOr<Probe> probe = ProbeFile(path);
+  if (!probe.ok()) return Fail("salvage", path, probe.status());
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> source =
+      OpenLog(path, *probe, RecoveryMode::kSkipCorrupted);
+  if (!source.ok()) return Fail("salvage", path, source.status());
+  const RecoveryReport& r = (*source)->recovery();
+
+  StoreOptions options = ReadOptions(*probe, RecoveryMode::kAbsoluteConsistency);
+  options.read_only = false;
+  options.preallocate_bytes = options.buffer_bytes;
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> target =
+      LogStructuredStore::Open(out, options);
+  if (!target.ok()) return Fail("salvage", path, target.status());
+
+  uint64_t kept = 0, payload_bytes = 0;
+  absl::Status write;
+  absl::Status read = Replay(**source, 0, [&](const RecordView& rec) {
+    absl::StatusOr<uint64_t> a = (*target)->Append(rec.payload, rec.tag);
+    if (!a.ok()) {
+      write = a.status();
+      return false;
+    }
+    ++kept;
+    payload_bytes += rec.payload.size();
+    return true;
+  });
+  if (write.ok()) write = (*target)->Sync();
+  if (absl::Status s = (*target)->Close(); write.ok()) write = s;
+  if (!read.ok() || !write.ok()) {
+    // Half a copy is worse than none: it would pass for the whole log.
+    unlink(out.c_str());
+    return Fail("salvage", path, read.ok() ? write : read);
+  }
+
+  std::vector<std::string> lost = r.skipped;
+  if (!r.superblock.empty()) lost.push_back(r.superblock);
+  const int code = lost.empty() ? kExitOk : kExitDamaged;
+  std::printf("lsstool salvage: %s -> %s\n", path.c_str(), out.c_str());
+  std::printf("  kept               %" PRIu64 " records (%" PRIu64
+              " payload bytes), in order, with their types and keys\n",
+              kept, payload_bytes);
+  std::printf("  addresses          remapped: the new log packs the records "
+              "from its own data start\n");
+  for (const std::string& range : lost) {
+    std::printf("  lost               %s\n", range.c_str());
+  }
+  std::printf("  result             %s\n",
+              lost.empty() ? "nothing lost" : "damaged ranges skipped");
+  if (FLAGS_json) {
+    Json j;
+    j.Str("command", "salvage").Str("file", path).Str("out", out);
+    j.Num("exit_code", code).Num("records", kept);
+    j.Num("payload_bytes", payload_bytes).Bool("addresses_remapped", true);
+    j.Strs("lost", lost);
+    std::printf("%s\n", j.str().c_str());
+  }
+  return code;
+}
+
 }  // namespace
 }  // namespace lss
 
@@ -652,5 +724,9 @@ int main(int argc, char** argv) {
   if (command == "verify") return lss::Verify(path);
   if (command == "dump") return lss::Dump(path);
   if (command == "stats") return lss::Stats(path);
+  if (command == "salvage") {
+    if (FLAGS_out.empty()) return Usage("salvage needs --out=NEW");
+    return lss::Salvage(path);
+  }
   return Usage("unknown command " + command);
 }

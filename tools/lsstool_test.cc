@@ -310,6 +310,70 @@ TEST_F(LsstoolTest, StatsAndDumpOfAForeignFile) {
   EXPECT_NE(run.LastLine().find("\"exit_code\": 2"), std::string::npos);
 }
 
+// The dump line of a record without its address, which salvage remaps.
+std::string Unaddressed(const std::string& line) {
+  return line.substr(line.find(", \"length\""));
+}
+
+TEST_F(LsstoolTest, SalvageKeepsEveryRecordThatVerifies) {
+  const std::string log = Path("log"), out = Path("salvaged");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  std::string bytes = ReadFile(log);
+  bytes[records[40].address + kRecordHeaderBytes + 3] ^= 0x10;
+  WriteFile(log, bytes);
+
+  ToolRun run = Tool({"salvage", "--json", "--out=" + out, log});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.LastLine().find("\"records\": 99,"), std::string::npos)
+      << run.LastLine();
+  EXPECT_NE(run.out.find("lost "), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("remapped"), std::string::npos) << run.out;
+
+  EXPECT_EQ(Tool({"verify", out}).exit_code, 0);
+  run = Tool({"dump", "--json", out});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 100u) << run.out;
+  for (size_t i = 0, j = 0; i < records.size(); ++i) {
+    if (i == 40) continue;
+    EXPECT_EQ(Unaddressed(lines[j++]), Unaddressed(DumpLine(records[i])))
+        << i;
+  }
+}
+
+TEST_F(LsstoolTest, SalvageOfACleanLogLosesNothing) {
+  const std::string log = Path("log"), out = Path("salvaged");
+  MakeLog(log, 50);
+  ToolRun run = Tool({"salvage", "--out=" + out, log});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("nothing lost"), std::string::npos) << run.out;
+  ToolRun original = Tool({"dump", log});
+  ToolRun copy = Tool({"dump", out});
+  std::vector<std::string> a = absl::StrSplit(original.out, '\n');
+  std::vector<std::string> b = absl::StrSplit(copy.out, '\n');
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i + 1 < a.size(); ++i) {
+    EXPECT_EQ(a[i].substr(a[i].find(' ')), b[i].substr(b[i].find(' ')));
+  }
+}
+
+TEST_F(LsstoolTest, SalvageRefusesAnExistingOutput) {
+  const std::string log = Path("log"), out = Path("existing");
+  MakeLog(log, 10);
+  WriteFile(out, "keep me");
+  ToolRun run = Tool({"salvage", "--out=" + out, log});
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("already exists"), std::string::npos) << run.err;
+  EXPECT_EQ(ReadFile(out), "keep me");
+  EXPECT_EQ(Tool({"salvage", log}).exit_code, 64);
+  // A source that cannot be read leaves no output behind.
+  EXPECT_EQ(Tool({"salvage", "--out=" + Path("new"), Path("missing")})
+                .exit_code,
+            2);
+  EXPECT_NE(access(Path("new").c_str(), F_OK), 0);
+}
+
 TEST_F(LsstoolTest, UsageErrors) {
   EXPECT_EQ(Tool({}).exit_code, 64);
   EXPECT_EQ(Tool({"frobnicate", Path("x")}).exit_code, 64);
