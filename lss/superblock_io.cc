@@ -17,14 +17,7 @@ namespace {
 // every O_DIRECT alignment the store accepts.
 constexpr size_t kSlotRead = 4096;
 
-enum class SlotKind { kValid, kEmpty, kDamaged, kForeign, kNewer };
-
-struct Slot {
-  SlotKind kind = SlotKind::kEmpty;
-  uint64_t offset = 0;
-  Superblock sb;       // kValid
-  absl::Status error;  // kDamaged, kForeign, kNewer
-};
+using Slot = SuperblockSlot;
 
 bool AllZero(std::span<const std::byte> bytes) {
   return std::all_of(bytes.begin(), bytes.end(),
@@ -115,13 +108,24 @@ absl::StatusOr<std::optional<uint64_t>> FirstNonZero(File& file,
 
 }  // namespace
 
-absl::StatusOr<LoadedSuperblock> LoadSuperblock(File& file, uint64_t file_size,
-                                                uint32_t block_bytes) {
-  LoadedSuperblock out;
-  if (file_size == 0) {
-    out.is_new = true;
-    return out;
+const char* SlotKindName(SlotKind kind) {
+  switch (kind) {
+    case SlotKind::kValid:
+      return "valid";
+    case SlotKind::kEmpty:
+      return "empty";
+    case SlotKind::kDamaged:
+      return "damaged";
+    case SlotKind::kForeign:
+      return "foreign";
+    case SlotKind::kNewer:
+      return "newer format";
   }
+  return "?";
+}
+
+absl::StatusOr<std::array<SuperblockSlot, 2>> ReadSuperblockSlots(
+    File& file, uint32_t block_bytes) {
   absl::StatusOr<AlignedBuffer> buf = AlignedBuffer::Allocate(
       kSlotRead, kSlotRead, AlignedBuffer::Pages::kOrdinary);
   if (!buf.ok()) return buf.status();
@@ -153,7 +157,22 @@ absl::StatusOr<LoadedSuperblock> LoadSuperblock(File& file, uint64_t file_size,
       break;
     }
   }
-  for (const Slot* s : {&*first, &*second}) {
+  return std::array<SuperblockSlot, 2>{*first, *second};
+}
+
+absl::StatusOr<LoadedSuperblock> LoadSuperblock(File& file, uint64_t file_size,
+                                                uint32_t block_bytes) {
+  LoadedSuperblock out;
+  if (file_size == 0) {
+    out.is_new = true;
+    return out;
+  }
+  absl::StatusOr<std::array<SuperblockSlot, 2>> slots =
+      ReadSuperblockSlots(file, block_bytes);
+  if (!slots.ok()) return slots.status();
+  const Slot* const first = &(*slots)[0];
+  const Slot* const second = &(*slots)[1];
+  for (const Slot* s : {first, second}) {
     if (s->kind == SlotKind::kNewer) return s->error;
   }
   const bool v0 = first->kind == SlotKind::kValid;
@@ -181,9 +200,9 @@ absl::StatusOr<LoadedSuperblock> LoadSuperblock(File& file, uint64_t file_size,
     }
     return out;
   }
-  for (const Slot* s : {&*first, &*second}) {
+  for (const Slot* s : {first, second}) {
     if (s->kind == SlotKind::kDamaged) {
-      const Slot& other = s == &*first ? *second : *first;
+      const Slot& other = s == first ? *second : *first;
       return absl::DataLossError(absl::StrCat(
           Describe(*s), "; the other slot (offset ", other.offset, ") ",
           other.kind == SlotKind::kEmpty ? "was never written"
@@ -197,6 +216,9 @@ absl::StatusOr<LoadedSuperblock> LoadSuperblock(File& file, uint64_t file_size,
   }
   // Both slots empty: a log whose creator died before its first superblock
   // was durable is new; one whose superblocks were wiped is damaged.
+  absl::StatusOr<AlignedBuffer> buf = AlignedBuffer::Allocate(
+      kSlotRead, kSlotRead, AlignedBuffer::Pages::kOrdinary);
+  if (!buf.ok()) return buf.status();
   absl::StatusOr<std::optional<uint64_t>> data = FirstNonZero(
       file, *buf, kSlotRead, file_size);
   if (!data.ok()) return data.status();

@@ -14,6 +14,7 @@
 #ifndef LSS_LSS_SUPERBLOCK_IO_H_
 #define LSS_LSS_SUPERBLOCK_IO_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -23,6 +24,32 @@
 #include "lss/format.h"
 
 namespace lss {
+
+// What one superblock slot holds.
+enum class SlotKind {
+  kValid,
+  kEmpty,    // all zero: never written
+  kDamaged,  // a superblock, but its CRC fails, its magic is a few bits
+             // off, or its fields are impossible where it sits
+  kForeign,  // nothing like a superblock
+  kNewer,    // a valid superblock of a newer format version
+};
+
+struct SuperblockSlot {
+  SlotKind kind = SlotKind::kEmpty;
+  uint64_t offset = 0;
+  Superblock sb;       // kValid
+  absl::Status error;  // kDamaged, kForeign, kNewer: why, naming the offset
+};
+
+// "valid", "empty", "damaged", "foreign" or "newer format".
+const char* SlotKindName(SlotKind kind);
+
+// Reads and classifies both slots of a non-empty file; slot 1 is looked
+// for where a valid slot 0 puts it, else at `block_bytes`'s slot size, then
+// at every slot size. Writes nothing.
+absl::StatusOr<std::array<SuperblockSlot, 2>> ReadSuperblockSlots(
+    File& file, uint32_t block_bytes);
 
 struct LoadedSuperblock {
   // No superblock was ever made durable: a new (empty) log.

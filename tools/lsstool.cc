@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cinttypes>
@@ -35,6 +36,7 @@
 #include "gflags/gflags.h"
 #include "lss/format.h"
 #include "lss/log_structured_store.h"
+#include "lss/superblock_io.h"
 
 DEFINE_bool(json, false,
             "print one JSON object per record (dump) and one JSON summary "
@@ -141,8 +143,8 @@ class Json {
 
 // --- Superblock probe --------------------------------------------------------
 
-// One superblock slot as the tool found it. The store's own LoadSuperblock
-// decides which slot is current; this is what an operator is shown.
+// One superblock slot as the store classifies it (lss/superblock_io.h),
+// for an operator to read.
 struct Slot {
   uint64_t offset = 0;
   std::string state;  // valid, empty, damaged, foreign, newer format
@@ -157,52 +159,6 @@ struct Probe {
   std::optional<Superblock> current;
 };
 
-Slot ReadSlot(File& file, uint64_t at) {
-  Slot slot;
-  slot.offset = at;
-  std::byte buf[kSuperblockBytes] = {};
-  absl::StatusOr<size_t> n = file.ReadAt(at, buf);
-  if (!n.ok()) {
-    slot.state = "unreadable";
-    slot.detail = std::string(n.status().message());
-    return slot;
-  }
-  bool zero = true;
-  for (std::byte b : buf) zero = zero && b == std::byte{0};
-  if (zero) {
-    slot.state = "empty";
-    return slot;
-  }
-  absl::StatusOr<Superblock> sb = DecodeSuperblock(
-      buf, absl::StrCat(file.path(), ": superblock slot at offset ", at));
-  if (sb.ok()) {
-    // A slot sits where its own block size puts it; one that does not is
-    // a copy from elsewhere.
-    const uint64_t slot_bytes = SuperblockSlotBytes(sb->block_bytes);
-    if (sb->data_start != 2 * slot_bytes || (at != 0 && at != slot_bytes)) {
-      slot.state = "damaged";
-      slot.detail = absl::StrCat("says data starts at ", sb->data_start,
-                                 " with block bytes ", sb->block_bytes);
-      return slot;
-    }
-    slot.state = "valid";
-    slot.sb = *sb;
-    return slot;
-  }
-  switch (sb.status().code()) {
-    case absl::StatusCode::kFailedPrecondition:
-      slot.state = "newer format";
-      break;
-    case absl::StatusCode::kInvalidArgument:
-      slot.state = "foreign";
-      break;
-    default:
-      slot.state = "damaged";
-  }
-  slot.detail = std::string(sb.status().message());
-  return slot;
-}
-
 absl::StatusOr<Probe> ProbeFile(const std::string& path) {
   absl::StatusOr<std::unique_ptr<File>> file = OpenPosixFile(
       path, FileOptions{.read_only = true, .direct_io = false});
@@ -211,21 +167,20 @@ absl::StatusOr<Probe> ProbeFile(const std::string& path) {
   if (!size.ok()) return size.status();
   Probe probe;
   probe.file_bytes = *size;
-  probe.slots[0] = ReadSlot(**file, 0);
-  if (probe.slots[0].sb) {
-    probe.slots[1] =
-        ReadSlot(**file, SuperblockSlotBytes(probe.slots[0].sb->block_bytes));
-  } else {
-    // Slot 0 cannot say where slot 1 is: try every slot size, keeping a
-    // valid slot, else the first one that is not empty.
-    for (uint64_t at = 4096; at <= SuperblockSlotBytes(1u << 20); at *= 2) {
-      Slot s = ReadSlot(**file, at);
-      if (s.sb || probe.slots[1].state.empty() ||
-          (probe.slots[1].state == "empty" && s.state != "empty")) {
-        probe.slots[1] = s;
-      }
-      if (s.sb) break;
-    }
+  if (*size == 0) {
+    probe.slots[0].state = probe.slots[1].state = "empty";
+    return probe;
+  }
+  absl::StatusOr<std::array<SuperblockSlot, 2>> slots =
+      ReadSuperblockSlots(**file, /*block_bytes=*/4096);
+  if (!slots.ok()) return slots.status();
+  for (int i = 0; i < 2; ++i) {
+    const SuperblockSlot& from = (*slots)[i];
+    Slot& to = probe.slots[i];
+    to.offset = from.offset;
+    to.state = SlotKindName(from.kind);
+    to.detail = std::string(from.error.message());
+    if (from.kind == SlotKind::kValid) to.sb = from.sb;
   }
   for (const Slot& s : probe.slots) {
     if (s.sb && (!probe.current || s.sb->sequence > probe.current->sequence)) {
