@@ -317,7 +317,7 @@ int Verify(const std::string& path) {
     code = std::max(code, exit_code);
   };
   for (const Slot& s : probe->slots) {
-    if (s.state == "damaged" || s.state == "unreadable") {
+    if (s.state == "damaged") {
       problem(kExitDamaged, absl::StrCat("superblock slot at offset ",
                                          s.offset, ": ", s.state, ": ",
                                          s.detail));
