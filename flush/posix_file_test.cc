@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -54,10 +55,15 @@ TEST(PosixFileTest, AnOpenerWaitingOnAFileItsCreatorRemovedOpensThePath) {
   ASSERT_EQ(fstat((*creator)->fd(), &first), 0);
 
   absl::StatusOr<std::unique_ptr<File>> waiter = absl::UnknownError("unset");
-  std::thread t([&] { waiter = OpenPosixFile(path, options); });
+  std::atomic<bool> returned{false};
+  std::thread t([&] {
+    waiter = OpenPosixFile(path, options);
+    returned = true;
+  });
   // The waiter has the creator's file open (and waits for its lock) once a
-  // second descriptor on it exists.
-  while (DescriptorsOn(first) < 2) std::this_thread::yield();
+  // second descriptor on it exists; if it returned first, it failed, and
+  // the assertions below say how.
+  while (!returned && DescriptorsOn(first) < 2) std::this_thread::yield();
   // The creator gives up, as a failed Open does: remove, then release.
   ASSERT_TRUE((*creator)->Unlink().ok());
   creator->reset();

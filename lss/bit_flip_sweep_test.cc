@@ -56,11 +56,15 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lss/format.h"
+#include "lss/log_image.h"
 #include "lss/log_structured_store.h"
 #include "testing/payload.h"
 
 namespace lss {
 namespace {
+
+using testing::ReadFileBytes;
+using testing::WriteFileBytes;
 
 constexpr uint32_t kBlockBytes = 512;
 constexpr size_t kBufferBytes = 4096;
@@ -85,48 +89,6 @@ StoreOptions Options(RecoveryMode mode = RecoveryMode::kTolerateCorruptedTail) {
   return o;
 }
 
-std::vector<std::byte> ReadFileBytes(const std::string& path) {
-  std::vector<std::byte> out;
-  const int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) {
-    ADD_FAILURE() << "open " << path << ": " << strerror(errno);
-    return out;
-  }
-  struct stat st;
-  fstat(fd, &st);
-  out.resize(st.st_size);
-  size_t got = 0;
-  while (got < out.size()) {
-    const ssize_t n = pread(fd, out.data() + got, out.size() - got, got);
-    if (n <= 0) break;
-    got += n;
-  }
-  close(fd);
-  out.resize(got);
-  return out;
-}
-
-// Rewrites the file in place (truncating only when its size differs): a
-// fresh O_TRUNC each trial would make every fdatasync of the open commit
-// the file's metadata again, several times slower.
-void WriteFileBytes(const std::string& path, std::span<const std::byte> bytes) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT, 0644);
-  ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n =
-        pwrite(fd, bytes.data() + done, bytes.size() - done, done);
-    ASSERT_GT(n, 0) << strerror(errno);
-    done += n;
-  }
-  struct stat st;
-  ASSERT_EQ(fstat(fd, &st), 0) << strerror(errno);
-  if (static_cast<uint64_t>(st.st_size) != bytes.size()) {
-    ASSERT_EQ(ftruncate(fd, bytes.size()), 0) << strerror(errno);
-  }
-  close(fd);
-}
-
 // A record written to the log, and what it must read back as.
 struct Written {
   uint64_t address = 0;
@@ -148,46 +110,14 @@ struct Log {
   Superblock current;            // slot 0, sequence 2
 };
 
-// A block that verifies at `at`: magic, its own address, a length that fits
-// (with its padding: a file ending inside it lost its end), its CRC, the
-// store's id (0: any), and every record's own CRC.
 bool IntactAt(std::span<const std::byte> image, uint64_t at, BlockHeader& h,
               uint64_t store_id = 0) {
-  if (!(at + kBlockHeaderBytes <= image.size() &&
-        ParseBlockHeader(image.subspan(at), h) && h.address == at &&
-        h.used > kBlockHeaderBytes && h.used <= kBufferBytes &&
-        at + RoundUp(h.used, kBlockBytes) <= image.size() &&
-        BlockCrcMatches(image.subspan(at, h.used)))) {
-    return false;
-  }
-  if (store_id != 0 && h.store_id != store_id) return false;
-  const std::span<const std::byte> block = image.subspan(at, h.used);
-  std::string reason;
-  for (size_t r = kBlockHeaderBytes; r < block.size();) {
-    RecordView view;
-    switch (ParseRecord(at + r, block.subspan(r), view, reason)) {
-      case RecordParse::kPadding:
-        r += kRecordAlignment;
-        break;
-      case RecordParse::kRecord:
-        r += RecordFootprint(view.payload.size());
-        break;
-      case RecordParse::kCorrupt:
-        return false;
-    }
-  }
-  return true;
+  return testing::IntactBlockAt(image, at, kBlockBytes, kBufferBytes, h,
+                                store_id);
 }
 
-// The store id of a superblock of `image` that decodes (0 if none does).
 uint64_t StoreIdOf(std::span<const std::byte> image) {
-  for (uint64_t slot : {uint64_t{0}, kSlotBytes}) {
-    if (image.size() < slot + kSuperblockBytes) continue;
-    absl::StatusOr<Superblock> sb =
-        DecodeSuperblock(image.subspan(slot, kSuperblockBytes), "");
-    if (sb.ok()) return sb->store_id;
-  }
-  return 0;
+  return testing::StoreIdOf(image, kBlockBytes);
 }
 
 // Every block that verifies anywhere in `image`: what no open may change.

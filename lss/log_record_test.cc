@@ -111,12 +111,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lss/format.h"
+#include "lss/log_image.h"
 #include "lss/log_structured_store.h"
 #include "testing/payload.h"
 #include "testing/process.h"
 
 namespace lss {
 namespace {
+
+using testing::ReadFileBytes;
+using testing::WriteFileBytes;
 
 using ::lss::testing::EnvU64;
 using ::lss::testing::FillPayload;
@@ -180,42 +184,6 @@ std::string TestPath(absl::string_view suffix = "") {
       absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name, ".log");
   unlink(path.c_str());
   return path;
-}
-
-// ------------------------------------------------------------ File bytes
-
-std::vector<std::byte> ReadFileBytes(const std::string& path) {
-  std::vector<std::byte> out;
-  const int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) {
-    ADD_FAILURE() << "open " << path << ": " << strerror(errno);
-    return out;
-  }
-  struct stat st;
-  fstat(fd, &st);
-  out.resize(st.st_size);
-  size_t got = 0;
-  while (got < out.size()) {
-    const ssize_t n = pread(fd, out.data() + got, out.size() - got, got);
-    if (n <= 0) break;
-    got += n;
-  }
-  close(fd);
-  EXPECT_EQ(got, out.size()) << path;
-  return out;
-}
-
-void WriteFileBytes(const std::string& path, std::span<const std::byte> bytes) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n =
-        pwrite(fd, bytes.data() + done, bytes.size() - done, done);
-    ASSERT_GT(n, 0) << strerror(errno);
-    done += n;
-  }
-  close(fd);
 }
 
 // ------------------------------------------------------------ Records
@@ -368,49 +336,14 @@ struct BlockInfo {
   bool marker() const { return used == kBlockHeaderBytes + kRecordAlignment; }
 };
 
-// Whether a block whose header is `h` sits whole and verifying at `at`:
-// the block magic, its own address, a length that fits (padding included:
-// every block write covers it, so a file that ends inside it lost its
-// end), its CRC, and every
-// record's own CRC. (A block resealed over a damaged record, or one of
-// another store, does not verify; recovery may clear it.)
 bool IntactAt(std::span<const std::byte> image, uint64_t at, BlockHeader& h,
               uint64_t store_id = 0) {
-  if (!(at + kBlockHeaderBytes <= image.size() &&
-        ParseBlockHeader(image.subspan(at), h) && h.address == at &&
-        h.used > kBlockHeaderBytes && h.used <= kBufferBytes &&
-        at + RoundUp(h.used, kBlockBytes) <= image.size() &&
-        BlockCrcMatches(image.subspan(at, h.used)))) {
-    return false;
-  }
-  if (store_id != 0 && h.store_id != store_id) return false;
-  const std::span<const std::byte> block = image.subspan(at, h.used);
-  std::string reason;
-  for (size_t r = kBlockHeaderBytes; r < block.size();) {
-    RecordView view;
-    switch (ParseRecord(at + r, block.subspan(r), view, reason)) {
-      case RecordParse::kPadding:
-        r += kRecordAlignment;
-        break;
-      case RecordParse::kRecord:
-        r += RecordFootprint(view.payload.size());
-        break;
-      case RecordParse::kCorrupt:
-        return false;
-    }
-  }
-  return true;
+  return testing::IntactBlockAt(image, at, kBlockBytes, kBufferBytes, h,
+                                store_id);
 }
 
-// The store id of the image's current superblock (0 if none decodes).
 uint64_t StoreIdOf(std::span<const std::byte> image) {
-  for (uint64_t slot : {uint64_t{0}, uint64_t{kBlockBytes}}) {
-    if (image.size() < slot + kSuperblockBytes) continue;
-    absl::StatusOr<Superblock> sb =
-        DecodeSuperblock(image.subspan(slot, kSuperblockBytes), "");
-    if (sb.ok()) return sb->store_id;
-  }
-  return 0;
+  return testing::StoreIdOf(image, kBlockBytes);
 }
 
 // The blocks of a log image, walked with format.h alone (the oracle).
