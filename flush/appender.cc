@@ -61,14 +61,24 @@ absl::Status Appender::HelpDrain() {
   return status();
 }
 
+void Appender::RequestStable(uint64_t address) {
+  if (HiStable() >= address) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  sync_wanted_ = std::max(sync_wanted_, address);
+  MaybeSync();
+  Submit();
+}
+
+uint64_t Appender::CommitInProgress() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t end = std::max(
+      sync_wanted_, sync_in_flight_ ? sync_in_flight_end_ : uint64_t{0});
+  return end > HiStable() ? end : 0;
+}
+
 absl::Status Appender::WaitStable(uint64_t address) {
   if (HiStable() >= address) return absl::OkStatus();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    sync_wanted_ = std::max(sync_wanted_, address);
-    MaybeSync();
-    Submit();
-  }
+  RequestStable(address);
   for (;;) {
     if (HiStable() >= address) return absl::OkStatus();
     if (absl::Status s = status(); !s.ok()) return s;
@@ -389,6 +399,7 @@ void Appender::MaybeSync() {
   sync.kind = Op::Kind::kSync;
   sync.sync_end = written_end_;
   sync_in_flight_ = true;
+  sync_in_flight_end_ = written_end_;
   Enqueue(tag);
 }
 

@@ -119,6 +119,14 @@ class Appender final : public SealedBufferSink {
   // record below `address` is in a buffer that has been sealed
   // (FlushBufferRing::SealCurrent).
   absl::Status WaitStable(uint64_t address);
+  // Asks for HiStable() >= address without waiting: an fdatasync follows
+  // once the writes below `address` complete. Same REQUIRES as WaitStable.
+  void RequestStable(uint64_t address);
+  // The end of the group commit in progress: the highest address someone
+  // asked to become durable, or an fdatasync in flight covers, that is not
+  // durable yet; 0 if there is none. A group commit leader waits for it
+  // before it forms the next group.
+  uint64_t CommitInProgress() const;
   // Reads `out.size()` bytes at `offset` of the file through the same
   // IoRing, helping to reap until done. With O_DIRECT, `out`'s address and
   // size and `offset` must be aligned. Short reads continue; EAGAIN, EINTR
@@ -194,6 +202,7 @@ class Appender final : public SealedBufferSink {
   uint64_t written_end_ = 0;                // end of the written prefix
   std::vector<SealedBuffer> unsynced_;      // kSync: written, awaiting sync
   bool sync_in_flight_ = false;
+  uint64_t sync_in_flight_end_ = 0;  // what the fdatasync in flight covers
   uint64_t sync_wanted_ = 0;  // kOnWait: the highest address waited for
   int backoff_level_ = 0;  // highest retry count in the last batch
   Stats stats_;

@@ -23,6 +23,8 @@ uint64_t RoundDown(uint64_t x, uint64_t to) { return x / to * to; }
 constexpr size_t kMaxBufferBytes = size_t{1} << 30;
 constexpr size_t kMaxRingSize = 1024;
 constexpr unsigned kMaxQueueDepth = 4096;
+// Longer than any fdatasync: a longer delay would only add latency.
+constexpr std::chrono::microseconds kMaxCommitDelay{100'000};
 
 uint64_t NewStoreId() {
   std::random_device device;
@@ -60,6 +62,10 @@ absl::Status CheckOptions(const std::string& path, const StoreOptions& o) {
   }
   if (o.lock_wait.count() < 0) {
     return bad("lock_wait ", o.lock_wait.count(), " ms is negative");
+  }
+  if (o.commit_delay.count() < 0 || o.commit_delay > kMaxCommitDelay) {
+    return bad("commit_delay ", o.commit_delay.count(),
+               " us is not from 0 to ", kMaxCommitDelay.count());
   }
   return absl::OkStatus();
 }
@@ -100,12 +106,17 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   }
 
   void Dispatch(const SealedBuffer& sealed) override {
-    const std::span<std::byte> bytes(sealed.buffer->data(), sealed.padded);
+    const std::span<std::byte> bytes = sealed.bytes();
     const uint64_t stable = appender_->HiStable();
+    // A block with no records (a cut just before the buffer was sealed)
+    // holds one padding word, like the close marker: the format wants more
+    // than a header. The ring zeroed everything past the header.
+    const uint32_t used = static_cast<uint32_t>(
+        std::max<size_t>(sealed.used, kBlockHeaderBytes + kRecordAlignment));
     SealBlock(BlockHeader{.store_id = sb_.store_id,
                           .address = sealed.address,
                           .epoch = sb_.epoch,
-                          .used = static_cast<uint32_t>(sealed.used),
+                          .used = used,
                           .stable = stable},
               bytes);
     uint64_t seen = proven_.load(std::memory_order_relaxed);
@@ -113,7 +124,7 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
                                 seen, stable, std::memory_order_acq_rel)) {
     }
     Preallocate(sealed.address + sealed.padded);
-    index_->Add(sealed.address, sealed.used, sealed.buffer->data());
+    index_->Add(sealed.address, used, bytes.data());
     appender_->Dispatch(sealed);
   }
 
@@ -408,9 +419,43 @@ absl::StatusOr<uint64_t> LogStructuredStore::Flush() {
 }
 
 absl::Status LogStructuredStore::Sync() {
-  absl::StatusOr<uint64_t> end = Flush();
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  absl::StatusOr<uint64_t> end = ring_->ReservedEnd();
   if (!end.ok()) return end.status();
-  return appender_->WaitStable(*end);
+  return MakeDurable(*end);
+}
+
+// Group commit. A caller whose records are still in the open block joins
+// the next group rather than cutting a block for itself while an earlier
+// group is being written and synced: it waits (once) for that group, then
+// the first waiter to take commit_mu_ leads. The leader cuts the open block,
+// which takes every record appended so far, whoever appended it, and asks
+// for one fdatasync; everyone below the cut waits for that one sync.
+absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
+  bool joined = false;
+  for (;;) {
+    if (appender_->HiStable() >= end) return absl::OkStatus();
+    if (end <= ring_->SealedEnd()) return appender_->WaitStable(end);
+    if (!joined) {
+      joined = true;
+      if (const uint64_t group = appender_->CommitInProgress(); group != 0) {
+        if (absl::Status s = appender_->WaitStable(group); !s.ok()) return s;
+        continue;
+      }
+    }
+    std::lock_guard<std::mutex> lock(commit_mu_);
+    if (end <= ring_->SealedEnd()) continue;  // another leader took it
+    if (options_.commit_delay.count() > 0) {
+      // Lets more records join the group: fewer, larger fdatasyncs.
+      std::this_thread::sleep_for(options_.commit_delay);
+    }
+    absl::StatusOr<uint64_t> cut = ring_->Cut();
+    if (!cut.ok()) return cut.status();
+    // Every record reserved before the cut lies below *cut; `end` may lie
+    // past it only by an empty block's header.
+    end = std::min(end, *cut);
+    appender_->RequestStable(*cut);
+  }
 }
 
 absl::Status LogStructuredStore::WaitStable(uint64_t address) {
@@ -436,15 +481,17 @@ absl::Status LogStructuredStore::WaitStable(uint64_t address) {
     return bad(absl::StrCat("inside the header of the block at ", *base));
   }
   if (HiStable() > address) return absl::OkStatus();
-  absl::StatusOr<uint64_t> end = ring_->SealCurrent();
+  absl::StatusOr<uint64_t> end = ring_->ReservedEnd();
   if (!end.ok()) return end.status();
   if (address >= *end) {
     return bad(absl::StrCat("past the end of the log, ", *end));
   }
+  if (absl::Status s = MakeDurable(address + 1); !s.ok()) return s;
+  // The block is written now, so the index knows where its header is.
   if (std::optional<uint64_t> base = in_header()) {
     return bad(absl::StrCat("inside the header of the block at ", *base));
   }
-  return appender_->WaitStable(address + 1);
+  return absl::OkStatus();
 }
 
 uint64_t LogStructuredStore::HiStable() const {

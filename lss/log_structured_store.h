@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -97,6 +98,12 @@ struct StoreOptions {
   // may a new writer recover and write. A live holder fails Open after
   // this wait.
   std::chrono::milliseconds lock_wait{2000};
+  // Group commit: how long a leader waits before it cuts the open block, so
+  // that more records join its fdatasync (fewer syncs, higher latency).
+  // Zero (the default) cuts at once; a group still forms from every record
+  // appended while the previous group was being written and synced. At
+  // most 100 ms.
+  std::chrono::microseconds commit_delay{0};
   // The file is extended (fallocate) this far ahead of the tail, so writes
   // land in allocated space rather than extending the file.
   uint64_t preallocate_bytes = uint64_t{256} << 20;
@@ -223,6 +230,9 @@ class LogStructuredStore {
   absl::Status StartWriting(const RecoveredLog& recovered);
 
   absl::Status Usable() const;
+  // Blocks until everything below `end` is durable, leading or joining a
+  // group commit.
+  absl::Status MakeDurable(uint64_t end);
   // After the last sync: a block with no records whose watermark says that
   // everything before it is durable, so that recovery can tell damage
   // anywhere in a cleanly closed log from a torn tail.
@@ -248,6 +258,7 @@ class LogStructuredStore {
   // Intact blocks recovery found past the tail (RecoveredLog).
   std::vector<std::pair<uint64_t, uint64_t>> intact_past_tail_;
   std::unique_ptr<BlockIndex> index_;
+  std::mutex commit_mu_;  // one group commit leader at a time
 
   // Declared so that they are destroyed in the order Close tears them down:
   // the appender (which reaps what is in flight), the I/O ring, and only

@@ -98,19 +98,72 @@ std::optional<BufferState> FlushBuffer::TrySeal(uint64_t min_offset) {
   }
 }
 
-BufferState FlushBuffer::ReleaseWriter() {
-  // Release publishes this writer's copy; acquire lets the last writer, who
-  // hands the buffer out, see every other writer's copy.
-  const BufferState prev(
-      state_.fetch_sub(BufferState::kOneWriter, std::memory_order_acq_rel));
-  LSS_CHECK(prev.writers() > 0, "commit without a matching reservation");
-  return prev;
+FlushBuffer::CutResult FlushBuffer::TryCut(uint64_t block_bytes) {
+  uint64_t word = state_.load(std::memory_order_acquire);
+  for (;;) {
+    const BufferState s(word);
+    LSS_CHECK(s.writers() > 0, "cut without a pin");
+    if (s.sealed()) return {CutOutcome::kSealed, s.offset()};
+    if (s.cut()) return {CutOutcome::kCutPending};
+    // Only cutters move the block start, one at a time.
+    const uint64_t start = block_start_.load(std::memory_order_relaxed);
+    if (s.offset() == start + header_bytes_) {
+      return {CutOutcome::kEmpty, start};
+    }
+    const uint64_t next = (s.offset() + block_bytes - 1) / block_bytes *
+                          block_bytes;
+    if (next + header_bytes_ + block_bytes > capacity()) {
+      return {CutOutcome::kNoRoom, s.offset()};
+    }
+    cut_start_.store(start, std::memory_order_relaxed);
+    cut_end_.store(s.offset(), std::memory_order_relaxed);
+    if (state_.compare_exchange_weak(word,
+                                     s.CutAt(next + header_bytes_).word(),
+                                     std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+      // Published before the caller's pin, a cut writer, is released: the
+      // last block is handed out only after the cut ends, and reads this.
+      block_start_.store(next, std::memory_order_release);
+      return {CutOutcome::kCut, s.offset()};
+    }
+  }
+}
+
+FlushBuffer::Released FlushBuffer::ReleaseWriter(uint64_t offset) {
+  // Release publishes this writer's copy; acquire lets the thread that
+  // hands a block out see every other writer's copy into it.
+  uint64_t word = state_.load(std::memory_order_acquire);
+  for (;;) {
+    const BufferState s(word);
+    Released released;
+    BufferState next;
+    // A writer reserved before the pending cut lies at or below its end;
+    // every later one lies past the next block's header. The cut's fields
+    // cannot change while this writer keeps the cut pending.
+    if (s.cut() && offset <= cut_end_.load(std::memory_order_relaxed)) {
+      LSS_CHECK(s.cut_writers() > 0, "cut writer count underflow");
+      next = s.CutWriterDone();
+      if (s.cut_writers() == 1) {
+        released.cut = Block{cut_start_.load(std::memory_order_relaxed),
+                             cut_end_.load(std::memory_order_relaxed)};
+      }
+    } else {
+      LSS_CHECK(s.writers() > 0, "commit without a matching reservation");
+      next = BufferState(word - BufferState::kOneWriter);
+    }
+    if (state_.compare_exchange_weak(word, next.word(),
+                                     std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+      if (next.flushable()) released.last_end = next.offset();
+      return released;
+    }
+  }
 }
 
 BufferState FlushBuffer::MarkFlushing() {
   const BufferState prev(state_.fetch_or(BufferState::kFlushingBit,
                                          std::memory_order_acq_rel));
-  LSS_CHECK(prev.sealed() && prev.writers() == 0 && !prev.flushing(),
+  LSS_CHECK(prev.flushable() && !prev.flushing(),
             "buffer handed out twice or while writers were copying");
   return prev;
 }
@@ -119,6 +172,8 @@ void FlushBuffer::Install(uint64_t generation, uint64_t base) {
   LSS_CHECK(state().flushing(), "installing a buffer that was never retired");
   generation_.store(generation, std::memory_order_relaxed);
   base_.store(base, std::memory_order_relaxed);
+  block_start_.store(0, std::memory_order_relaxed);
+  blocks_out_.store(1, std::memory_order_relaxed);
   // Publishes generation and base to every thread whose CAS reads this word.
   state_.store(uint64_t{header_bytes_} << BufferState::kOffsetShift,
                std::memory_order_release);

@@ -3,30 +3,42 @@
 // The state word packs everything a reserving thread must decide on into one
 // atomic, so reserving is one compare-and-swap:
 //
-//    63                 32 31               8 7        2     1         0
-//   +---------------------+------------------+----------+----------+--------+
-//   | write offset (32 b) | writers (24 b)   | zero (6) | FLUSHING | SEALED |
-//   +---------------------+------------------+----------+----------+--------+
+//    63              32 31          20 19          8 7     3   2     1      0
+//   +------------------+--------------+-------------+-------+-----+-------+------+
+//   | offset (32 b)    | cut writers  | writers     | zero  | CUT | FLUSH | SEAL |
+//   +------------------+--------------+-------------+-------+-----+-------+------+
 //
-//   offset    bytes reserved so far; the next record starts here.
-//   writers   reservations made but not yet committed (copies in progress).
-//   SEALED    no further reservation succeeds; the offset is final.
-//   FLUSHING  the buffer has been handed to the sink for writing.
+//   offset       bytes reserved so far; the next record starts here.
+//   writers      reservations made but not yet committed (copies in progress).
+//   cut writers  of those, the ones made before the pending cut (below).
+//   SEALED       no further reservation succeeds; the offset is final.
+//   FLUSHING     the buffer has been handed to the sink for writing.
+//   CUT          a cut is pending: its block goes out when its writers end.
+//
+// A buffer holds one or more blocks. The first starts at offset 0 (its
+// header, then records). A cut (group commit: someone needs what is in the
+// buffer durable now) ends the open block where the records end, pads it to
+// the block size, and opens the next block right after the padding in the
+// same buffer, so making 128 bytes durable costs a block, not a buffer. The
+// writers still copying into the cut block move to the cut-writer count;
+// the one that ends the last of those copies hands the cut block out.
 //
 // The fields can never spill into each other:
 //   - offsets stay below 2^31: a buffer holds at most kMaxBufferBytes (1 GiB)
 //     and a reservation is accepted only if it ends inside the buffer;
-//   - the writer count stays below 2^24 - 1: a reservation is refused (the
-//     caller waits) while kMaxWriters copies are in flight;
-//   - the count is decremented only by a commit, and each reservation is
+//   - each writer count stays at most kMaxWriters: a reservation is refused
+//     (the caller waits) while kMaxWriters copies are in flight, and a cut
+//     moves the writer count into the (empty) cut-writer count;
+//   - a count is decremented only by a commit, and each reservation is
 //     committed exactly once, so it never goes below zero.
 //
 // Life of a buffer, one generation at a time:
-//   installed (clean word, base address fixed) -> reservations and commits ->
-//   SEALED (by a record that did not fit, or by SealCurrent) -> the thread
-//   that makes "SEALED and writers == 0" true sets FLUSHING and hands the
-//   buffer to the sink -> the sink writes it and calls Recycle -> the buffer
-//   is installed again as a later generation.
+//   installed (clean word, base address fixed) -> reservations, commits and
+//   cuts -> SEALED (by a record that did not fit, or by SealCurrent) -> the
+//   thread that makes "SEALED, no writers, no cut pending" true sets FLUSHING
+//   and hands the last block to the sink -> the sink writes every block and
+//   recycles each -> once all are back the buffer is installed again as a
+//   later generation.
 // A buffer that is not current is always SEALED, so the only buffer that can
 // accept a reservation is the current one.
 
@@ -46,18 +58,23 @@ class BufferState {
  public:
   static constexpr uint64_t kSealedBit = uint64_t{1} << 0;
   static constexpr uint64_t kFlushingBit = uint64_t{1} << 1;
+  static constexpr uint64_t kCutBit = uint64_t{1} << 2;
   static constexpr int kWriterShift = 8;
-  static constexpr int kWriterBits = 24;
+  static constexpr int kWriterBits = 12;
+  static constexpr int kCutWriterShift = 20;
   static constexpr int kOffsetShift = 32;
   static constexpr int kOffsetBits = 32;
   static constexpr uint64_t kOneWriter = uint64_t{1} << kWriterShift;
+  static constexpr uint64_t kOneCutWriter = uint64_t{1} << kCutWriterShift;
   static constexpr uint64_t kMaxWriters = (uint64_t{1} << kWriterBits) - 1;
   static constexpr uint64_t kMaxBufferBytes = uint64_t{1} << 30;
 
-  static_assert(kWriterShift + kWriterBits == kOffsetShift,
-                "writer count must sit directly below the offset");
+  static_assert(kWriterShift + kWriterBits == kCutWriterShift,
+                "cut writers must sit directly above the writers");
+  static_assert(kCutWriterShift + kWriterBits == kOffsetShift,
+                "the offset must sit directly above the cut writers");
   static_assert(kOffsetShift + kOffsetBits == 64, "offset fills the top");
-  static_assert((kSealedBit | kFlushingBit) < kOneWriter,
+  static_assert((kSealedBit | kFlushingBit | kCutBit) < kOneWriter,
                 "flag bits must sit below the writer count");
   static_assert(2 * kMaxBufferBytes <= (uint64_t{1} << kOffsetBits),
                 "offset plus one record must fit the offset field");
@@ -70,8 +87,16 @@ class BufferState {
   constexpr uint64_t writers() const {
     return (word_ >> kWriterShift) & kMaxWriters;
   }
+  constexpr uint64_t cut_writers() const {
+    return (word_ >> kCutWriterShift) & kMaxWriters;
+  }
   constexpr bool sealed() const { return (word_ & kSealedBit) != 0; }
   constexpr bool flushing() const { return (word_ & kFlushingBit) != 0; }
+  constexpr bool cut() const { return (word_ & kCutBit) != 0; }
+  // The state in which the buffer's last block can be handed out.
+  constexpr bool flushable() const {
+    return sealed() && writers() == 0 && !cut();
+  }
 
   // The word after one more reservation of `len` bytes.
   constexpr BufferState Reserved(uint64_t len) const {
@@ -79,6 +104,18 @@ class BufferState {
   }
   constexpr BufferState Sealed() const {
     return BufferState(word_ | kSealedBit);
+  }
+  // The word after a cut that opens the next block's records at `offset`:
+  // every writer so far becomes a cut writer.
+  constexpr BufferState CutAt(uint64_t offset) const {
+    return BufferState((offset << kOffsetShift) |
+                       (writers() << kCutWriterShift) | kCutBit |
+                       (word_ & (kSealedBit | kFlushingBit)));
+  }
+  // The word after one cut writer's commit; the last one ends the cut.
+  constexpr BufferState CutWriterDone() const {
+    return BufferState((word_ - kOneCutWriter) &
+                       ~(cut_writers() == 1 ? kCutBit : 0));
   }
 
   // The word of a buffer that is not current: sealed and handed out, so no
@@ -108,6 +145,32 @@ class FlushBuffer {
     uint64_t offset = 0;
   };
 
+  enum class CutOutcome {
+    kCut,         // the open block ends at `offset`; the next one is open
+    kEmpty,       // the open block holds no record; it starts at `offset`
+    kSealed,      // the buffer is sealed at `offset`
+    kCutPending,  // an earlier cut still has writers copying; try again
+    kNoRoom       // too little room for another block; seal instead
+  };
+  struct CutResult {
+    CutOutcome outcome;
+    uint64_t offset = 0;
+  };
+
+  // Offsets [start, end) of one block in the buffer.
+  struct Block {
+    uint64_t start = 0;
+    uint64_t end = 0;
+  };
+  // What a commit leaves for its thread to hand out.
+  struct Released {
+    // The commit ended the last copy into a cut block: hand this block out.
+    std::optional<Block> cut;
+    // The commit made the buffer flushable: hand its last block out, which
+    // ends at this offset.
+    std::optional<uint64_t> last_end;
+  };
+
   // `memory` must stay valid for the buffer's lifetime. Each generation's
   // first reservation starts at `header_bytes`.
   FlushBuffer(std::span<std::byte> memory, size_t index,
@@ -127,17 +190,33 @@ class FlushBuffer {
   // generation would hand out a buffer with nothing in it.
   std::optional<BufferState> TrySeal(uint64_t min_offset = 0);
 
-  // Ends one writer's copy. Returns the word before the decrement: when it
-  // shows SEALED and exactly one writer, this caller made the buffer
-  // flushable and must hand it out.
-  BufferState ReleaseWriter();
+  // Ends the open block at the current offset and opens the next one at the
+  // following multiple of `block_bytes`, with `header_bytes` reserved for
+  // its header, unless that leaves less than `block_bytes` of room.
+  // REQUIRES: header_bytes > 0 (so that every writer after the cut starts
+  // past its end); the caller holds a pin (a zero-byte reservation) and is
+  // the only thread cutting this buffer; it releases the pin afterwards, and
+  // the cut block is handed out by whoever ends its last copy.
+  CutResult TryCut(uint64_t block_bytes);
 
-  // Records that the buffer was handed to the sink. Returns the previous word.
+  // Ends the copy of a writer whose reservation started at `offset`.
+  Released ReleaseWriter(uint64_t offset);
+
+  // Records that the buffer's last block was handed to the sink. Returns the
+  // previous word.
   BufferState MarkFlushing();
 
   // Makes the buffer current as `generation` starting at LSS address `base`.
   // REQUIRES: exclusive ownership (the buffer is retired and recycled).
   void Install(uint64_t generation, uint64_t base);
+
+  // Counts a block handed out before the last one; each block handed out
+  // comes back once with ReturnBlock.
+  void AddBlock() { blocks_out_.fetch_add(1, std::memory_order_relaxed); }
+  // True when this was the last block outstanding and the buffer is free.
+  bool ReturnBlock() {
+    return blocks_out_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+  }
 
   BufferState state() const {
     return BufferState(state_.load(std::memory_order_acquire));
@@ -149,9 +228,14 @@ class FlushBuffer {
   uint64_t base_address() const {
     return base_.load(std::memory_order_relaxed);
   }
+  // Where the open block starts; exact once no cut is pending.
+  uint64_t block_start() const {
+    return block_start_.load(std::memory_order_acquire);
+  }
   std::byte* data() const { return memory_.data(); }
   size_t capacity() const { return memory_.size(); }
   size_t index() const { return index_; }
+  size_t header_bytes() const { return header_bytes_; }
 
  private:
   friend class FlushBufferRing;
@@ -159,6 +243,15 @@ class FlushBuffer {
   alignas(64) std::atomic<uint64_t> state_{BufferState::Retired().word()};
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> base_{0};
+  std::atomic<uint64_t> block_start_{0};
+  // The pending cut's block; written by the cutter before the CAS that sets
+  // CUT, so every thread that sees CUT sees them, and unchanged until the
+  // cut ends.
+  std::atomic<uint64_t> cut_start_{0};
+  std::atomic<uint64_t> cut_end_{0};
+  // Blocks handed out and not yet returned, plus one for the last block
+  // until it is handed out.
+  std::atomic<uint32_t> blocks_out_{0};
 
   // Installing the next generation needs two events, in either order: the
   // previous buffer is sealed (its length fixes this buffer's base) and this

@@ -1,5 +1,6 @@
 #include "ring/flush_buffer_ring.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <thread>
@@ -98,7 +99,8 @@ void Reservation::Abandon() {
   // Zeros read as padding, never as a record, to every reader of the log.
   std::memset(data_.data(), 0, data_.size());
   ring_->abandoned_.fetch_add(1, std::memory_order_relaxed);
-  ring_->ReleaseWriter(*std::exchange(buffer_, nullptr));
+  FlushBuffer& buffer = *std::exchange(buffer_, nullptr);
+  ring_->ReleaseWriter(buffer, address_ - buffer.base_address());
 }
 
 absl::StatusOr<std::unique_ptr<FlushBufferRing>> FlushBufferRing::Create(
@@ -170,7 +172,7 @@ void FlushBufferRing::Commit(Reservation&& reservation) {
   FlushBuffer& buffer = *std::exchange(reservation.buffer_, nullptr);
   LSS_CHECK(buffer.generation() == reservation.generation_,
             "reservation outlived its buffer generation");
-  ReleaseWriter(buffer);
+  ReleaseWriter(buffer, reservation.address_ - buffer.base_address());
 }
 
 absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
@@ -184,19 +186,94 @@ absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
       if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
       continue;
     }
-    // A buffer holding only its header has nothing to write: its base is the
-    // end of everything reserved so far.
-    uint64_t end = buffer.base_address();
-    if (pin.offset > options_.header_bytes) {
+    const uint64_t base = buffer.base_address();
+    // An open block holding only its header has nothing to write: its start
+    // is the end of everything reserved so far.
+    const BufferState state = buffer.state();
+    const uint64_t start = buffer.block_start();
+    uint64_t end = base + start;
+    if (state.cut() || state.offset() > start + options_.header_bytes) {
       if (std::optional<BufferState> before = buffer.TrySeal(pin.offset)) {
         AfterSeal(buffer, *before);
-        end = buffer.base_address() + before->offset();
+        end = base + before->offset();
       } else {
-        end = buffer.base_address() + buffer.state().offset();
+        end = base + buffer.state().offset();
       }
     }
-    ReleaseWriter(buffer);
+    ReleaseWriter(buffer, pin.offset);
+    NoteEnd(end);
     return end;
+  }
+}
+
+absl::StatusOr<uint64_t> FlushBufferRing::Cut() {
+  // Without a header, a block cut at an aligned offset would end exactly
+  // where the next one starts, and a writer's offset could no longer tell
+  // which of the two it belongs to.
+  if (options_.header_bytes == 0) return SealCurrent();
+  std::lock_guard<std::mutex> lock(cut_mu_);
+  int attempts = 0;
+  for (;;) {
+    FlushBuffer& buffer = Current();
+    const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
+    if (pin.outcome != FlushBuffer::ReserveOutcome::kReserved) {
+      if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
+      continue;
+    }
+    const uint64_t base = buffer.base_address();
+    const FlushBuffer::CutResult cut = buffer.TryCut(options_.block_bytes);
+    uint64_t end = base + cut.offset;
+    switch (cut.outcome) {
+      case FlushBuffer::CutOutcome::kCut:
+        cuts_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case FlushBuffer::CutOutcome::kEmpty:
+      case FlushBuffer::CutOutcome::kSealed:
+        break;
+      case FlushBuffer::CutOutcome::kNoRoom:
+        if (std::optional<BufferState> before = buffer.TrySeal(pin.offset)) {
+          AfterSeal(buffer, *before);
+          end = base + before->offset();
+        } else {
+          end = base + buffer.state().offset();
+        }
+        break;
+      case FlushBuffer::CutOutcome::kCutPending:
+        // The previous cut's last copies are moments from done.
+        ReleaseWriter(buffer, pin.offset);
+        if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
+        continue;
+    }
+    // The pin is a writer of the cut block: releasing it may hand it out.
+    ReleaseWriter(buffer, pin.offset);
+    NoteEnd(end);
+    return end;
+  }
+}
+
+uint64_t FlushBufferRing::SealedEnd() {
+  return std::max(sealed_end_.load(std::memory_order_acquire),
+                  Current().base_address());
+}
+
+absl::StatusOr<uint64_t> FlushBufferRing::ReservedEnd() {
+  int attempts = 0;
+  for (;;) {
+    FlushBuffer& buffer = Current();
+    const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
+    if (pin.outcome == FlushBuffer::ReserveOutcome::kReserved) {
+      const uint64_t end = buffer.base_address() + pin.offset;
+      ReleaseWriter(buffer, pin.offset);
+      return end;
+    }
+    if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
+  }
+}
+
+void FlushBufferRing::NoteEnd(uint64_t end) {
+  uint64_t seen = sealed_end_.load(std::memory_order_relaxed);
+  while (seen < end && !sealed_end_.compare_exchange_weak(
+                           seen, end, std::memory_order_acq_rel)) {
   }
 }
 
@@ -210,7 +287,7 @@ void FlushBufferRing::AfterSeal(FlushBuffer& buffer, BufferState before) {
   // With one buffer, `next` is `buffer`: the vote above cannot install it
   // before the dispatch below, since installing also needs its recycle.
   Vote(next);
-  if (before.writers() == 0) Dispatch(buffer, before.offset());
+  if (before.Sealed().flushable()) DispatchLast(buffer, before.offset());
 }
 
 void FlushBufferRing::Vote(FlushBuffer& next) {
@@ -234,32 +311,62 @@ void FlushBufferRing::Vote(FlushBuffer& next) {
   }
 }
 
-void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer) {
-  const BufferState prev = buffer.ReleaseWriter();
-  if (prev.sealed() && prev.writers() == 1) Dispatch(buffer, prev.offset());
+void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer, uint64_t offset) {
+  const FlushBuffer::Released released = buffer.ReleaseWriter(offset);
+  // A cut block goes out before the buffer's last block, which waits for
+  // the cut to end.
+  if (released.cut) {
+    buffer.AddBlock();
+    DispatchBlock(buffer, *released.cut, /*last=*/false);
+  }
+  if (released.last_end) DispatchLast(buffer, *released.last_end);
 }
 
-void FlushBufferRing::Dispatch(FlushBuffer& buffer, uint64_t used) {
-  LSS_CHECK(used > options_.header_bytes, "handing out an empty buffer");
+void FlushBufferRing::DispatchLast(FlushBuffer& buffer, uint64_t end) {
   buffer.MarkFlushing();
+  const FlushBuffer::Block block{buffer.block_start(), end};
+  if (block.end == block.start) {
+    // A cut left the last block empty and there is no header to write.
+    ReturnBlock(buffer);
+    return;
+  }
+  DispatchBlock(buffer, block, /*last=*/true);
+}
+
+void FlushBufferRing::DispatchBlock(FlushBuffer& buffer,
+                                    FlushBuffer::Block block, bool last) {
+  const size_t used = block.end - block.start;
+  // A buffer's first block always holds a record; a later one may hold only
+  // its header (a cut just before the buffer was sealed).
+  LSS_CHECK(used > options_.header_bytes ||
+                (block.start > 0 && used == options_.header_bytes),
+            "handing out an empty buffer");
   dispatches_.fetch_add(1, std::memory_order_relaxed);
   const size_t padded = RoundUp(used, options_.block_bytes);
   // Stale bytes from an earlier generation must never reach the log.
-  std::memset(buffer.data() + used, 0, padded - used);
-  sink_->Dispatch(SealedBuffer{.buffer = &buffer,
-                               .generation = buffer.generation(),
-                               .address = buffer.base_address(),
-                               .used = used,
-                               .padded = padded});
+  std::memset(buffer.data() + block.end, 0, padded - used);
+  SealedBuffer sealed;
+  sealed.buffer = &buffer;
+  sealed.generation = buffer.generation();
+  sealed.address = buffer.base_address() + block.start;
+  sealed.start = block.start;
+  sealed.used = used;
+  sealed.padded = padded;
+  sealed.last = last;
+  sink_->Dispatch(sealed);
 }
 
 void FlushBufferRing::Recycle(const SealedBuffer& sealed) {
   FlushBuffer& buffer = *sealed.buffer;
   LSS_CHECK(buffer.generation() == sealed.generation &&
-                buffer.state().flushing(),
+                (!sealed.last || buffer.state().flushing()),
             "Recycle of a buffer that is not dispatched");
   recycles_.fetch_add(1, std::memory_order_relaxed);
-  Vote(buffer);
+  ReturnBlock(buffer);
+}
+
+void FlushBufferRing::ReturnBlock(FlushBuffer& buffer) {
+  if (buffer.ReturnBlock()) Vote(buffer);
 }
 
 absl::Status FlushBufferRing::WaitForBuffer(int& attempts) {
@@ -275,6 +382,7 @@ absl::Status FlushBufferRing::WaitForBuffer(int& attempts) {
 
 FlushBufferRing::Stats FlushBufferRing::stats() const {
   return Stats{.seals = seals_.load(std::memory_order_relaxed),
+               .cuts = cuts_.load(std::memory_order_relaxed),
                .dispatches = dispatches_.load(std::memory_order_relaxed),
                .recycles = recycles_.load(std::memory_order_relaxed),
                .waits = waits_.load(std::memory_order_relaxed),

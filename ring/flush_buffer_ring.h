@@ -12,6 +12,12 @@
 // written, Reserve waits and helps the sink drain (back-pressure); nothing is
 // orphaned and a ring of one buffer works.
 //
+// Group commit: Cut ends the current buffer's open block where its records
+// end and hands that block out as soon as its writers commit, while the
+// buffer stays current and keeps filling after the block's padding. Making a
+// few records durable thus costs one block-size write, not a flush buffer,
+// and durable small appends cannot exhaust the ring.
+//
 // Thread safety: Reserve, Commit, SealCurrent and Recycle are safe to call
 // concurrently. A thread must not call Reserve or SealCurrent while it holds
 // an uncommitted reservation: with every buffer full, it would wait on itself.
@@ -25,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -98,8 +105,9 @@ class FlushBufferRing final : public BufferRecycler {
  public:
   struct Stats {
     uint64_t seals = 0;       // buffers sealed
-    uint64_t dispatches = 0;  // buffers handed to the sink
-    uint64_t recycles = 0;    // buffers returned by the sink
+    uint64_t cuts = 0;        // blocks ended by Cut, buffer left open
+    uint64_t dispatches = 0;  // blocks handed to the sink
+    uint64_t recycles = 0;    // blocks returned by the sink
     uint64_t waits = 0;       // times a caller waited for a free buffer
     uint64_t abandoned = 0;   // reservations destroyed without Commit
   };
@@ -127,7 +135,23 @@ class FlushBufferRing final : public BufferRecycler {
   // returns the sink's error if the sink fails meanwhile.
   absl::StatusOr<uint64_t> SealCurrent();
 
-  // Returns a dispatched buffer whose write is complete, for reuse.
+  // Like SealCurrent, but the current buffer stays current: its open block
+  // ends (padded to block_bytes) and the next block opens after it. Seals
+  // instead when too little room would be left, or when header_bytes is 0.
+  // Cuts are serialized.
+  absl::StatusOr<uint64_t> Cut();
+
+  // An address below which every record is in a block that has been or
+  // will be handed out (once its writers commit): a lower bound of
+  // everything Cut and SealCurrent returned and of what filled buffers
+  // sealed. Never waits.
+  uint64_t SealedEnd();
+  // An address above every record reserved before the call. Waits while
+  // the ring is full, like Reserve.
+  absl::StatusOr<uint64_t> ReservedEnd();
+
+  // Returns a dispatched block whose write is complete; its buffer is
+  // reused once every block of it is back.
   void Recycle(const SealedBuffer& sealed) override;
 
   const FlushBufferRingOptions& options() const { return options_; }
@@ -152,9 +176,15 @@ class FlushBufferRing final : public BufferRecycler {
   // seal replaced.
   void AfterSeal(FlushBuffer& buffer, BufferState before);
   void Vote(FlushBuffer& next);
-  void Dispatch(FlushBuffer& buffer, uint64_t used);
-  // Drops one writer; hands the buffer out if that makes it flushable.
-  void ReleaseWriter(FlushBuffer& buffer);
+  // Hands out the last block of a flushable buffer, which ends at `end`.
+  void DispatchLast(FlushBuffer& buffer, uint64_t end);
+  void DispatchBlock(FlushBuffer& buffer, FlushBuffer::Block block,
+                     bool last);
+  void ReturnBlock(FlushBuffer& buffer);
+  // Ends the copy of the writer at `offset` and hands out whatever that
+  // completes: a cut block, the buffer's last block, or both.
+  void ReleaseWriter(FlushBuffer& buffer, uint64_t offset);
+  void NoteEnd(uint64_t end);
   absl::Status WaitForBuffer(int& attempts);
 
   friend class Reservation;  // abandons through ReleaseWriter
@@ -166,8 +196,12 @@ class FlushBufferRing final : public BufferRecycler {
 
   // The generation of the current buffer; it lives in BufferFor(generation).
   alignas(64) std::atomic<uint64_t> current_generation_{0};
+  // The highest end Cut or SealCurrent returned.
+  std::atomic<uint64_t> sealed_end_{0};
+  std::mutex cut_mu_;  // one cutter at a time
 
   alignas(64) std::atomic<uint64_t> seals_{0};
+  std::atomic<uint64_t> cuts_{0};
   std::atomic<uint64_t> dispatches_{0};
   std::atomic<uint64_t> recycles_{0};
   std::atomic<uint64_t> waits_{0};

@@ -43,12 +43,31 @@ TEST(BufferStateTest, MaximalFieldsDoNotOverlap) {
   const uint64_t offset = 2 * BufferState::kMaxBufferBytes - 1;
   const BufferState s(
       (offset << BufferState::kOffsetShift) |
+      (BufferState::kMaxWriters << BufferState::kCutWriterShift) |
       (BufferState::kMaxWriters << BufferState::kWriterShift) |
-      BufferState::kSealedBit | BufferState::kFlushingBit);
+      BufferState::kSealedBit | BufferState::kFlushingBit |
+      BufferState::kCutBit);
   EXPECT_EQ(s.offset(), offset);
   EXPECT_EQ(s.writers(), BufferState::kMaxWriters);
+  EXPECT_EQ(s.cut_writers(), BufferState::kMaxWriters);
   EXPECT_TRUE(s.sealed());
   EXPECT_TRUE(s.flushing());
+  EXPECT_TRUE(s.cut());
+}
+
+TEST(BufferStateTest, CutMovesWritersAndLastCutWriterEndsTheCut) {
+  const BufferState s = BufferState().Reserved(100).Reserved(0).CutAt(4160);
+  EXPECT_EQ(s.offset(), 4160u);
+  EXPECT_EQ(s.writers(), 0u);
+  EXPECT_EQ(s.cut_writers(), 2u);
+  EXPECT_TRUE(s.cut());
+  const BufferState one = s.CutWriterDone();
+  EXPECT_EQ(one.cut_writers(), 1u);
+  EXPECT_TRUE(one.cut());
+  const BufferState none = one.CutWriterDone();
+  EXPECT_EQ(none.cut_writers(), 0u);
+  EXPECT_FALSE(none.cut());
+  EXPECT_EQ(none.offset(), 4160u);
 }
 
 TEST_F(FlushBufferTest, NewBufferIsRetiredAndRefusesReservations) {
@@ -91,7 +110,9 @@ TEST_F(FlushBufferTest, WriterCountIsSymmetric) {
   Install();
   for (int i = 0; i < 3; ++i) ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
   EXPECT_EQ(buffer_.state().writers(), 3u);
-  for (int i = 0; i < 3; ++i) buffer_.ReleaseWriter();
+  for (uint64_t i = 0; i < 3; ++i) {
+    EXPECT_FALSE(buffer_.ReleaseWriter(10 * i).last_end.has_value());
+  }
   EXPECT_EQ(buffer_.state().writers(), 0u);
   EXPECT_EQ(buffer_.state().offset(), 30u) << "releasing moved the offset";
 }
@@ -114,18 +135,18 @@ TEST_F(FlushBufferTest, LastWriterOnSealedBufferSeesTheHandOffCondition) {
   ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
   ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
   ASSERT_TRUE(buffer_.TrySeal().has_value());
-  const BufferState first = buffer_.ReleaseWriter();
-  EXPECT_TRUE(first.sealed());
-  EXPECT_EQ(first.writers(), 2u) << "not the last writer";
-  const BufferState last = buffer_.ReleaseWriter();
-  EXPECT_TRUE(last.sealed());
-  EXPECT_EQ(last.writers(), 1u) << "the last writer must see exactly one";
+  EXPECT_FALSE(buffer_.ReleaseWriter(0).last_end.has_value())
+      << "not the last writer";
+  const FlushBuffer::Released last = buffer_.ReleaseWriter(10);
+  ASSERT_TRUE(last.last_end.has_value()) << "the last writer hands it out";
+  EXPECT_EQ(*last.last_end, 20u);
+  EXPECT_FALSE(last.cut.has_value());
 }
 
 TEST_F(FlushBufferTest, MarkFlushingAfterDrainedSeal) {
   Install();
   ASSERT_EQ(buffer_.TryReserve(10).outcome, Outcome::kReserved);
-  buffer_.ReleaseWriter();
+  buffer_.ReleaseWriter(0);
   ASSERT_TRUE(buffer_.TrySeal().has_value());
   const BufferState prev = buffer_.MarkFlushing();
   EXPECT_FALSE(prev.flushing());
@@ -136,7 +157,7 @@ TEST_F(FlushBufferTest, MarkFlushingAfterDrainedSeal) {
 TEST_F(FlushBufferTest, ReinstallClearsEverything) {
   Install(1, 0);
   ASSERT_EQ(buffer_.TryReserve(kCapacity).outcome, Outcome::kReserved);
-  buffer_.ReleaseWriter();
+  buffer_.ReleaseWriter(0);
   ASSERT_TRUE(buffer_.TrySeal().has_value());
   buffer_.MarkFlushing();
   buffer_.Install(5, 4096 * 3);
@@ -151,7 +172,7 @@ TEST_F(FlushBufferTest, ReinstallClearsEverything) {
 TEST_F(FlushBufferTest, StaleSealDoesNotEndANewGeneration) {
   Install(1, 0);
   ASSERT_EQ(buffer_.TryReserve(4000).outcome, Outcome::kReserved);
-  buffer_.ReleaseWriter();
+  buffer_.ReleaseWriter(0);
   const auto stale = buffer_.TryReserve(200);
   ASSERT_EQ(stale.outcome, Outcome::kDoesNotFit);
   EXPECT_EQ(stale.offset, 4000u);
@@ -165,7 +186,7 @@ TEST_F(FlushBufferTest, StaleSealDoesNotEndANewGeneration) {
   // Once the new generation is as full as the stale view, sealing it is
   // right: it is the current buffer and the record still does not fit.
   ASSERT_EQ(buffer_.TryReserve(4000).outcome, Outcome::kReserved);
-  buffer_.ReleaseWriter();
+  buffer_.ReleaseWriter(0);
   const std::optional<BufferState> before = buffer_.TrySeal(stale.offset);
   ASSERT_TRUE(before.has_value());
   EXPECT_EQ(before->offset(), 4000u);
@@ -187,7 +208,7 @@ using FlushBufferDeathTest = FlushBufferTest;
 
 TEST_F(FlushBufferDeathTest, ReleaseWithoutWriterAborts) {
   Install();
-  EXPECT_DEATH(buffer_.ReleaseWriter(), "commit without a matching");
+  EXPECT_DEATH(buffer_.ReleaseWriter(0), "commit without a matching");
 }
 
 TEST_F(FlushBufferDeathTest, HandingOutWithWritersAborts) {
@@ -210,6 +231,88 @@ TEST_F(FlushBufferDeathTest, HandingOutTwiceAborts) {
 TEST_F(FlushBufferDeathTest, InstallingACurrentBufferAborts) {
   Install();
   EXPECT_DEATH(buffer_.Install(8, 0), "never retired");
+}
+
+class CutTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kCapacity = 4 * 4096;
+  static constexpr size_t kHeader = 64;
+  static constexpr uint64_t kBlock = 4096;
+
+  CutTest() : buffer_(memory_, 0, kHeader) { buffer_.Install(3, 40960); }
+
+  std::vector<std::byte> memory_ = std::vector<std::byte>(kCapacity);
+  FlushBuffer buffer_;
+};
+
+TEST_F(CutTest, CutEndsTheBlockAndOpensTheNextAfterItsPadding) {
+  const auto a = buffer_.TryReserve(100);  // [64, 164)
+  ASSERT_EQ(a.outcome, Outcome::kReserved);
+  const auto pin = buffer_.TryReserve(0);
+  ASSERT_EQ(pin.offset, 164u);
+  const FlushBuffer::CutResult cut = buffer_.TryCut(kBlock);
+  ASSERT_EQ(cut.outcome, FlushBuffer::CutOutcome::kCut);
+  EXPECT_EQ(cut.offset, 164u);
+  EXPECT_EQ(buffer_.block_start(), kBlock);
+  // A reservation after the cut goes after the next block's header.
+  const auto b = buffer_.TryReserve(8);
+  ASSERT_EQ(b.outcome, Outcome::kReserved);
+  EXPECT_EQ(b.offset, kBlock + kHeader);
+  // The writer after the cut ends nothing; the last writer before it hands
+  // out the cut block, whichever order they commit in.
+  const FlushBuffer::Released after = buffer_.ReleaseWriter(b.offset);
+  EXPECT_FALSE(after.cut.has_value());
+  EXPECT_FALSE(buffer_.ReleaseWriter(a.offset).cut.has_value());
+  const FlushBuffer::Released last = buffer_.ReleaseWriter(pin.offset);
+  ASSERT_TRUE(last.cut.has_value());
+  EXPECT_EQ(last.cut->start, 0u);
+  EXPECT_EQ(last.cut->end, 164u);
+  EXPECT_FALSE(last.last_end.has_value()) << "the buffer is not sealed";
+  EXPECT_FALSE(buffer_.state().cut());
+  EXPECT_EQ(buffer_.state().writers(), 0u);
+}
+
+TEST_F(CutTest, TheLastBlockWaitsForThePendingCut) {
+  const auto a = buffer_.TryReserve(100);
+  const auto pin = buffer_.TryReserve(0);
+  ASSERT_EQ(buffer_.TryCut(kBlock).outcome, FlushBuffer::CutOutcome::kCut);
+  const auto b = buffer_.TryReserve(8);
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  EXPECT_FALSE(buffer_.ReleaseWriter(b.offset).last_end.has_value())
+      << "sealed with no writers, but the cut block is not out yet";
+  EXPECT_FALSE(buffer_.ReleaseWriter(pin.offset).cut.has_value());
+  const FlushBuffer::Released last = buffer_.ReleaseWriter(a.offset);
+  ASSERT_TRUE(last.cut.has_value());
+  ASSERT_TRUE(last.last_end.has_value());
+  EXPECT_EQ(*last.last_end, kBlock + kHeader + 8);
+  EXPECT_EQ(buffer_.block_start(), kBlock);
+}
+
+TEST_F(CutTest, EmptyPendingAndFullBuffersAreNotCut) {
+  auto pin = buffer_.TryReserve(0);
+  EXPECT_EQ(buffer_.TryCut(kBlock).outcome, FlushBuffer::CutOutcome::kEmpty)
+      << "a block holding only its header";
+  buffer_.ReleaseWriter(pin.offset);
+
+  const auto a = buffer_.TryReserve(10);
+  pin = buffer_.TryReserve(0);
+  ASSERT_EQ(buffer_.TryCut(kBlock).outcome, FlushBuffer::CutOutcome::kCut);
+  buffer_.ReleaseWriter(pin.offset);
+  pin = buffer_.TryReserve(0);
+  EXPECT_EQ(buffer_.TryCut(kBlock).outcome,
+            FlushBuffer::CutOutcome::kCutPending)
+      << "the cut's writer is still copying";
+  buffer_.ReleaseWriter(a.offset);
+  const FlushBuffer::CutResult empty = buffer_.TryCut(kBlock);
+  EXPECT_EQ(empty.outcome, FlushBuffer::CutOutcome::kEmpty);
+  EXPECT_EQ(empty.offset, kBlock);
+
+  // Two blocks used, two left: a cut now would leave less than a block
+  // after the next header.
+  ASSERT_EQ(buffer_.TryReserve(kBlock).outcome, Outcome::kReserved);
+  EXPECT_EQ(buffer_.TryCut(kBlock).outcome, FlushBuffer::CutOutcome::kNoRoom);
+  ASSERT_TRUE(buffer_.TrySeal().has_value());
+  EXPECT_EQ(buffer_.TryCut(kBlock).outcome, FlushBuffer::CutOutcome::kSealed);
 }
 
 // The original crate's concurrent_reserve_space_no_overlap, with the

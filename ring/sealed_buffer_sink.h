@@ -13,26 +13,33 @@
 
 namespace lss {
 
-// A buffer that is sealed, has no writers left, and belongs to the sink until
-// it passes it back with FlushBufferRing::Recycle.
+// One block of a flush buffer, complete (no writer copies into it any more),
+// which belongs to the sink until it passes it back with
+// FlushBufferRing::Recycle. A buffer is handed out as one block when it is
+// sealed, or as several when Cut ended blocks while it stayed open.
 struct SealedBuffer {
   FlushBuffer* buffer = nullptr;
   uint64_t generation = 0;
-  uint64_t address = 0;  // LSS address of the buffer's first byte
-  size_t used = 0;       // bytes of records, > 0
+  uint64_t address = 0;  // LSS address of the block's first byte
+  size_t start = 0;      // offset of that byte in the buffer
+  size_t used = 0;       // bytes of the block, > 0
   size_t padded = 0;     // `used` rounded up to the block size; the bytes in
                          // [used, padded) are zero
+  bool last = true;      // the buffer is sealed and this is its last block
 
-  // The bytes to write at `address`.
-  std::span<const std::byte> bytes() const { return {buffer->data(), padded}; }
+  // The block's bytes: write them at `address`.
+  std::span<std::byte> bytes() const {
+    return {buffer->data() + start, padded};
+  }
 };
 
 class SealedBufferSink {
  public:
   virtual ~SealedBufferSink() = default;
 
-  // Called exactly once per buffer generation, by the thread that made the
-  // buffer "sealed with no writers" (a sealer or the last committer). It runs
+  // Called exactly once per block, by the thread that ended its last copy
+  // (a sealer, a cutter or the last committer); blocks may come out of
+  // address order, within a buffer too. It runs
   // inside the ring's Reserve, Commit or SealCurrent, so it must not wait for
   // ring space; it may call Recycle before returning.
   virtual void Dispatch(const SealedBuffer& sealed) = 0;
