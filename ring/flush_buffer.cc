@@ -121,8 +121,11 @@ FlushBuffer::CutResult FlushBuffer::TryCut(uint64_t block_bytes) {
                                      s.CutAt(next + header_bytes_).word(),
                                      std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
-      // Published before the caller's pin, a cut writer, is released: the
-      // last block is handed out only after the cut ends, and reads this.
+      // Both happen before the caller's pin, a cut writer, is released, so
+      // before the cut can end: only then may the last block go out (it
+      // reads the start), be written and come back, and the buffer is
+      // reused only once the cut block has come back too.
+      blocks_out_.fetch_add(1, std::memory_order_relaxed);
       block_start_.store(next, std::memory_order_release);
       return {CutOutcome::kCut, s.offset()};
     }

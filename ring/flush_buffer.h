@@ -210,9 +210,7 @@ class FlushBuffer {
   // REQUIRES: exclusive ownership (the buffer is retired and recycled).
   void Install(uint64_t generation, uint64_t base);
 
-  // Counts a block handed out before the last one; each block handed out
-  // comes back once with ReturnBlock.
-  void AddBlock() { blocks_out_.fetch_add(1, std::memory_order_relaxed); }
+  // Each block handed out comes back once (a cut counts its block out).
   // True when this was the last block outstanding and the buffer is free.
   bool ReturnBlock() {
     return blocks_out_.fetch_sub(1, std::memory_order_acq_rel) == 1;

@@ -315,10 +315,7 @@ void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer, uint64_t offset) {
   const FlushBuffer::Released released = buffer.ReleaseWriter(offset);
   // A cut block goes out before the buffer's last block, which waits for
   // the cut to end.
-  if (released.cut) {
-    buffer.AddBlock();
-    DispatchBlock(buffer, *released.cut, /*last=*/false);
-  }
+  if (released.cut) DispatchBlock(buffer, *released.cut, /*last=*/false);
   if (released.last_end) DispatchLast(buffer, *released.last_end);
 }
 
