@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "flush/io_error.h"
+
+extern char** environ;
 
 namespace lss::testing {
 
@@ -138,6 +141,35 @@ absl::StatusOr<int> RunChild(const std::function<void()>& child) {
   if (pid == 0) {
     child();
     _exit(127);  // `child` must not return
+  }
+  return WaitChild(pid);
+}
+
+absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
+                               const std::string& stdout_path,
+                               const std::string& stderr_path) {
+  if (argv.empty()) return absl::InvalidArgumentError("RunCommand: no command");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const std::string& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  // The files are opened in the child, so a path that cannot be opened
+  // fails the spawn itself (glibc reports the child's errno here).
+  const int error = posix_spawnp(&pid, args[0], &actions, nullptr,
+                                 args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) {
+    return IoErrorStatus(error, absl::StrCat("start ", argv[0], " (stdout to ",
+                                             stdout_path, ", stderr to ",
+                                             stderr_path, ")"));
   }
   return WaitChild(pid);
 }

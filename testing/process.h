@@ -1,6 +1,6 @@
 // Helpers for tests that fork children and kill them: a zeroed struct shared
-// with the children, waiting on a pipe with a deadline, reaping a child, and
-// knobs read from the environment.
+// with the children, waiting on a pipe with a deadline, reaping a child,
+// running a command, and knobs read from the environment.
 
 #ifndef LSS_TESTING_PROCESS_H_
 #define LSS_TESTING_PROCESS_H_
@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -80,6 +81,14 @@ absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
 // Forks; the child runs `child`, which must not return. Returns the child's
 // wait status once it has ended.
 absl::StatusOr<int> RunChild(const std::function<void()>& child);
+
+// Runs the command `argv` (argv[0] is searched in PATH when it has no
+// slash) with stdout and stderr sent to the files named (created or
+// truncated), and returns its wait status once it has ended. Fails if a
+// file cannot be opened or the command cannot be started.
+absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
+                               const std::string& stdout_path,
+                               const std::string& stderr_path);
 
 // The environment variable as a number, or `fallback` if unset or empty.
 uint64_t EnvU64(const char* name, uint64_t fallback);

@@ -1,5 +1,5 @@
-// RunAndKill's three endings (killed after ready, hung, clean exit) and the
-// shared mapping that carries a child's findings back.
+// RunAndKill's three endings (killed after ready, hung, clean exit), the
+// shared mapping that carries a child's findings back, and RunCommand.
 
 #include "testing/process.h"
 
@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "gtest/gtest.h"
 
@@ -104,6 +107,28 @@ TEST(RunChildTest, ReturnsTheWaitStatus) {
   const absl::StatusOr<int> status = RunChild([] { _exit(3); });
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(WaitStatusString(*status), "exit code 3");
+}
+
+TEST(RunCommandTest, SendsOutputToTheFilesAndReturnsTheWaitStatus) {
+  const std::string dir = std::getenv("TEST_TMPDIR");
+  const absl::StatusOr<int> status =
+      RunCommand({"sh", "-c", "echo out; echo err >&2; exit 4"},
+                 dir + "/stdout", dir + "/stderr");
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(WaitStatusString(*status), "exit code 4");
+  std::ifstream out(dir + "/stdout"), err(dir + "/stderr");
+  std::string line;
+  EXPECT_TRUE(std::getline(out, line));
+  EXPECT_EQ(line, "out");
+  EXPECT_TRUE(std::getline(err, line));
+  EXPECT_EQ(line, "err");
+}
+
+TEST(RunCommandTest, ACommandThatDoesNotExistIsAnError) {
+  const std::string dir = std::getenv("TEST_TMPDIR");
+  const absl::StatusOr<int> status = RunCommand(
+      {"no-such-command-lss"}, dir + "/stdout", dir + "/stderr");
+  EXPECT_FALSE(status.ok());
 }
 
 TEST(EnvU64Test, UnsetOrEmptyGivesTheFallback) {

@@ -32,6 +32,7 @@
 #include "lss/log_structured_store.h"
 #include "ring/aligned_buffer.h"
 #include "testing/payload.h"
+#include "tools/bench_support.h"
 
 DEFINE_string(dir, "", "directory for the log (default: $TMPDIR or /var/tmp)");
 DEFINE_uint64(record_bytes, 4096, "payload bytes per record");
@@ -52,25 +53,6 @@ namespace lss {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-[[noreturn]] void Die(const absl::Status& s) {
-  std::fprintf(stderr, "lssbench: %s\n", s.ToString().c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Check(absl::StatusOr<T> v) {
-  if (!v.ok()) Die(v.status());
-  return *std::move(v);
-}
-
-void Check(const absl::Status& s) {
-  if (!s.ok()) Die(s);
-}
 
 // Prints progress on stderr once a second until stopped.
 class Progress {

@@ -1,8 +1,7 @@
 // Runs lsstool as a subprocess against logs made by the store and checks its
 // output and exit codes.
 
-#include <fcntl.h>
-#include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,8 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 #include "lss/log_structured_store.h"
-
-extern char** environ;
+#include "testing/process.h"
 
 namespace lss {
 namespace {
@@ -71,29 +69,15 @@ class LsstoolTest : public ::testing::Test {
   // directory) with `args`, stdout and stderr to files.
   ToolRun Tool(const std::vector<std::string>& args) {
     const std::string out = Path("stdout"), err = Path("stderr");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> all = {"tools/lsstool"};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
+    std::vector<std::string> argv = {"tools/lsstool"};
+    argv.insert(argv.end(), args.begin(), args.end());
     ToolRun run;
-    const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr,
-                                    argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(spawned, 0) << strerror(spawned);
-    if (spawned != 0) return run;
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    EXPECT_TRUE(WIFEXITED(status)) << "lsstool died: status " << status;
-    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const absl::StatusOr<int> status = testing::RunCommand(argv, out, err);
+    EXPECT_TRUE(status.ok()) << status.status();
+    if (!status.ok()) return run;
+    EXPECT_TRUE(WIFEXITED(*status))
+        << "lsstool died: " << testing::WaitStatusString(*status);
+    run.exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
     run.out = ReadFile(out);
     run.err = ReadFile(err);
     return run;
