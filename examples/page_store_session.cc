@@ -1,6 +1,6 @@
 // A PageStore session: allocate a page, replace and extend it, flush it to
 // the log, make the flush stable, evict it, read it back from the log, and
-// find it again after reopening (README: Pages).
+// find it again after reopening (README: Using pages).
 //
 //   ./bazelw run //examples:page_store_session -- /tmp/pages.log
 
@@ -42,18 +42,23 @@ absl::Status RunExample(const std::string& path) {
     if (!allocated.ok()) return allocated.status();
     pid = *allocated;
 
-    // Every update is a CAS against the state the caller last saw.
-    absl::StatusOr<lss::PageState> state =
-        (*pages)->UpdateR(pid, lss::PageState::Free(), "fruit:");
-    for (const std::string& delta : deltas) {
+    {
+      // Every update is a CAS against the state the caller last saw; the
+      // pin keeps that state from being freed and reused meanwhile.
+      lss::EpochGuard pin = (*pages)->Pin();
+      absl::StatusOr<lss::PageState> state =
+          (*pages)->UpdateR(pid, lss::PageState::Free(), "fruit:");
+      for (const std::string& delta : deltas) {
+        if (!state.ok()) return state.status();
+        state = (*pages)->UpdateD(pid, *state, delta);  // Aborted if it moved
+      }
       if (!state.ok()) return state.status();
-      state = (*pages)->UpdateD(pid, *state, delta);
     }
-    if (!state.ok()) return state.status();
 
-    absl::StatusOr<uint64_t> image = (*pages)->Flush(pid);
+    absl::StatusOr<uint64_t> image = (*pages)->Flush(pid);  // LLAMA's flush
     if (!image.ok()) return image.status();
     if (absl::Status s = (*pages)->MkStable(*image); !s.ok()) return s;
+    // Stable and unchanged since: the table may point at the log instead.
     if (absl::Status s = (*pages)->Evict(pid); !s.ok()) return s;
     absl::PrintF("page %d: 1 base + %d deltas flushed to %d, stable, evicted\n",
                  pid, deltas.size(), *image);
