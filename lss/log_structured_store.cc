@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -144,8 +145,12 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   // Keeps the file allocated at least step / 2 past `end`, in steps of
   // step, so a block write never extends the file or straddles allocated
   // and unallocated space (both are slow paths in ext4 under O_DIRECT).
+  // The step is the log's size rounded up to a power of two, at most
+  // preallocate_bytes: a log that holds a few bytes takes a few KiB of disk,
+  // and a growing one reaches the full step after a handful of doublings.
   void Preallocate(uint64_t end) {
-    const uint64_t step = step_.load(std::memory_order_relaxed);
+    const uint64_t step =
+        std::min(step_.load(std::memory_order_relaxed), std::bit_ceil(end));
     if (step == 0 ||
         end + step / 2 <= allocated_.load(std::memory_order_acquire)) {
       return;
@@ -172,7 +177,8 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   std::atomic<uint64_t> proven_{0};
   std::mutex allocate_mu_;
   std::atomic<uint64_t> allocated_;
-  std::atomic<uint64_t> step_;  // 0: stopped preallocating
+  // preallocate_bytes, the largest step; 0: stopped preallocating.
+  std::atomic<uint64_t> step_;
 };
 
 LogStructuredStore::LogStructuredStore(std::string path, StoreOptions options)

@@ -104,8 +104,12 @@ struct StoreOptions {
   // appended while the previous group was being written and synced. At
   // most 100 ms.
   std::chrono::microseconds commit_delay{0};
-  // The file is extended (fallocate) this far ahead of the tail, so writes
-  // land in allocated space rather than extending the file.
+  // The file is extended (fallocate) ahead of the tail, so writes land in
+  // allocated space rather than extending the file. The step grows with the
+  // log: its size rounded up to a power of two, at most this; the file is
+  // kept allocated at least half a step past the tail. So a log of a few
+  // records takes tens of KiB, and a large one runs 128 to 512 MiB ahead
+  // with the default. 0 turns preallocation off.
   uint64_t preallocate_bytes = uint64_t{256} << 20;
   // Makes the IoRing the appender writes and reads through; default
   // CreateIoRing (io_uring, or the pwrite fallback). Tests inject

@@ -4,6 +4,7 @@
 // ASan).
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -286,6 +287,67 @@ TEST(StoreTest, ReopenAppendsAfterTheRecoveredTail) {
   for (uint64_t k = 0; k < all.size(); ++k) {
     EXPECT_TRUE(IsPayload(k / 100, k % 100, all[k].payload)) << k;
   }
+}
+
+// The file's apparent size and its disk use.
+struct FileSize {
+  uint64_t apparent = 0;
+  uint64_t on_disk = 0;
+};
+
+FileSize SizeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+  return {static_cast<uint64_t>(st.st_size),
+          static_cast<uint64_t>(st.st_blocks) * 512};
+}
+
+// With the default preallocation (256 MiB) a session that appends a few
+// bytes still leaves a small file: preallocation grows with the log.
+TEST(StoreTest, ATinySessionLeavesASmallFile) {
+  const std::string path = TempPath("tiny.log");
+  StoreOptions o;
+  o.allow_buffered_fallback = true;
+  {
+    auto store = LogStructuredStore::Open(path, o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    const std::string payload = "twenty-three bytes long";
+    absl::StatusOr<uint64_t> a = (*store)->Append(payload);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE((*store)->Sync().ok());
+    absl::StatusOr<LogRecord> r = (*store)->Read(*a);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->payload, payload);
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  const FileSize size = SizeOf(path);
+  EXPECT_LT(size.apparent, 1u << 20);
+  EXPECT_LT(size.on_disk, 1u << 20);
+}
+
+// As the log grows the file stays allocated ahead of it: past half a step
+// once the step is the full preallocate_bytes, and never runaway.
+TEST(StoreTest, PreallocationRunsAheadOfAGrowingLog) {
+  const std::string path = TempPath("growing.log");
+  const StoreOptions o = SmallOptions();
+  auto store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string record(4000, 'r');
+  for (int i = 1; i <= 1024; ++i) {
+    ASSERT_TRUE((*store)->Append(record).ok());
+    if (i % 64 != 0) continue;
+    ASSERT_TRUE((*store)->Sync().ok());
+    const uint64_t end = (*store)->HiStable();
+    const FileSize size = SizeOf(path);
+    SCOPED_TRACE(::testing::Message() << "log end " << end << ", file "
+                                      << size.apparent);
+    EXPECT_GT(size.apparent, end);
+    EXPECT_LE(size.apparent, end + 2 * o.preallocate_bytes);
+    if (end >= o.preallocate_bytes) {
+      EXPECT_GE(size.apparent, end + o.preallocate_bytes / 2);
+    }
+  }
+  ASSERT_TRUE((*store)->Close().ok());
 }
 
 // The original crate's "out-of-order stability", with real assertions:
