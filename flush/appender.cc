@@ -51,6 +51,22 @@ void Appender::Dispatch(const SealedBuffer& sealed) {
     PumpSerialized();
   } else {
     Enqueue(tag);
+    // A cut block is only ever ended for someone who waits for it.
+    const bool wanted = !sealed.last ||
+                        options_.durability == Durability::kSync ||
+                        sync_wanted_ > HiStable();
+    if (wanted && !sync_in_flight_ && backlog_.size() == 1 &&
+        written_end_ == sealed.address) {
+      ops_[tag].linked = true;
+      const uint64_t sync_tag = next_tag_++;
+      Op& sync = ops_[sync_tag];
+      sync.kind = Op::Kind::kSync;
+      sync.sync_end = sealed.address + sealed.padded;
+      sync.linked = true;
+      sync_in_flight_ = true;
+      sync_in_flight_end_ = sync.sync_end;
+      Enqueue(sync_tag);
+    }
   }
   Submit();
 }
@@ -260,7 +276,12 @@ void Appender::Submit() {
   bool prepared = false;
   while (!backlog_.empty()) {
     const uint64_t tag = backlog_.front();
-    const Op& op = ops_.at(tag);
+    Op& op = ops_.at(tag);
+    // A chain never spans Submit calls: both of a linked pair, or neither.
+    if (op.linked && op.kind == Op::Kind::kWrite &&
+        io_->pending() + 2 > io_->capacity()) {
+      break;
+    }
     bool queued = false;
     switch (op.kind) {
       case Op::Kind::kSync:
@@ -269,8 +290,12 @@ void Appender::Submit() {
       case Op::Kind::kWrite:
         queued =
             io_->PrepareWrite(options_.fd, op.buffer.bytes().subspan(op.done),
-                              op.buffer.address + op.done, tag);
-        if (queued) ++stats_.writes;
+                              op.buffer.address + op.done, tag, op.linked);
+        if (queued) {
+          ++stats_.writes;
+          // A resubmitted remainder goes alone; its sync was cancelled.
+          op.linked = false;
+        }
         break;
       case Op::Kind::kRead:
         queued = io_->PrepareRead(options_.fd, op.read_into.subspan(op.done),
@@ -307,6 +332,14 @@ void Appender::OnCompletion(const IoCompletion& c) {
     return;
   }
   if (op.kind == Op::Kind::kSync) {
+    if (op.linked && c.result == -ECANCELED) {
+      // Its write failed or was short; the sync goes again once the write
+      // is complete, never before.
+      sync_in_flight_ = false;
+      ops_.erase(it);
+      MaybeSync();
+      return;
+    }
     if (c.result == 0) {
       // May queue the next sync: an insert that can rehash, so `it` is not
       // used after it.
@@ -418,6 +451,9 @@ void Appender::OnSyncDone(const Op& op) {
 }
 
 void Appender::SetStable(uint64_t end) {
+  // A linked fdatasync's completion may be reaped before its write's: what
+  // it covers counts once the write's completion is in as well.
+  end = std::min(end, written_end_);
   if (end > HiStable()) hi_stable_.store(end, std::memory_order_release);
 }
 

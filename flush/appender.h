@@ -29,6 +29,13 @@
 //     Durability only chooses when fdatasyncs are issued: kSync after every
 //     written buffer, kOnWait only while someone waits (WaitStable) for an
 //     address that is not yet durable.
+//   Group commit: a block that a cut ended (someone waits for it), or any
+//     block under kSync, that directly follows the written prefix while no
+//     fdatasync is in flight is written with its fdatasync linked behind it:
+//     one submission, executed back to back in the kernel. A write that
+//     fails or is short cancels the linked fdatasync, which is then dropped
+//     (not retried: it would run before the rest of the write) and issued
+//     again once the write is complete.
 //   Recycling: under kSync a buffer goes back to the ring once an fdatasync
 //     covers it, so the ring throttles writers to the sync rate; under
 //     kOnWait once its write completed (its bytes are in the file).
@@ -157,6 +164,9 @@ class Appender final : public SealedBufferSink {
     std::span<std::byte> read_into;
     uint64_t read_offset = 0;
     bool in_flight = false;  // handed to the IoRing, not yet reaped
+    // Writes: the next op in the backlog is this write's linked fdatasync.
+    // Syncs: linked behind a write.
+    bool linked = false;
     bool finished = false;
     absl::Status read_status;
   };
