@@ -451,8 +451,8 @@ void Appender::OnSyncDone(const Op& op) {
 }
 
 void Appender::SetStable(uint64_t end) {
-  // A linked fdatasync's completion may be reaped before its write's: what
-  // it covers counts once the write's completion is in as well.
+  // Never past the written prefix: if a linked fdatasync's completion is
+  // reaped before its write's, the next fdatasync covers that write.
   end = std::min(end, written_end_);
   if (end > HiStable()) hi_stable_.store(end, std::memory_order_release);
 }

@@ -1,11 +1,12 @@
 // Appender: writes sealed flush buffers to the log file and tracks how much
 // of the log is stable.
 //
-// Lifecycle of one buffer
-//   Dispatch: the ring hands over a sealed, drained buffer (exactly once per
-//     generation, possibly out of generation order when a slow last writer
-//     commits late). The appender queues a write of its padded bytes at its
-//     LSS address (the address is the file offset).
+// Lifecycle of one block
+//   Dispatch: the ring hands over a complete block of a flush buffer (its
+//     last block once sealed, or one a group commit's cut ended), exactly
+//     once, possibly out of address order when a slow last writer commits
+//     late. The appender queues a write of its padded bytes at its LSS
+//     address (the address is the file offset).
 //     - kTailLocalized: the write is submitted at once. Only ring_size buffers
 //       exist, so every write in flight lies within ring_size x buffer_bytes
 //       of the tail.
@@ -36,7 +37,7 @@
 //     fails or is short cancels the linked fdatasync, which is then dropped
 //     (not retried: it would run before the rest of the write) and issued
 //     again once the write is complete.
-//   Recycling: under kSync a buffer goes back to the ring once an fdatasync
+//   Recycling: under kSync a block goes back to the ring once an fdatasync
 //     covers it, so the ring throttles writers to the sync rate; under
 //     kOnWait once its write completed (its bytes are in the file).
 // Failure is sticky: after the first permanent error, or an fdatasync that

@@ -321,13 +321,7 @@ void FlushBufferRing::ReleaseWriter(FlushBuffer& buffer, uint64_t offset) {
 
 void FlushBufferRing::DispatchLast(FlushBuffer& buffer, uint64_t end) {
   buffer.MarkFlushing();
-  const FlushBuffer::Block block{buffer.block_start(), end};
-  if (block.end == block.start) {
-    // A cut left the last block empty and there is no header to write.
-    ReturnBlock(buffer);
-    return;
-  }
-  DispatchBlock(buffer, block, /*last=*/true);
+  DispatchBlock(buffer, {buffer.block_start(), end}, /*last=*/true);
 }
 
 void FlushBufferRing::DispatchBlock(FlushBuffer& buffer,
