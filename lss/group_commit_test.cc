@@ -188,17 +188,20 @@ TEST(GroupCommitTest, WaitersJoinTheNextGroupWhileOneIsInFlight) {
   }
 }
 
+// Two sessions, so the second one's group commits run after a recovered
+// log, which they must leave alone.
 TEST(GroupCommitTest, DurableSmallAppendsKeepFillingOneBuffer) {
   const std::string path = TempPath("small.log");
+  constexpr int kSessions = 2;
   constexpr int kThreads = 8;
   constexpr int kPerThread = 300;
-  std::vector<std::vector<uint64_t>> at(kThreads);
-  {
+  std::vector<std::vector<uint64_t>> at(kSessions * kThreads);
+  for (int session = 0; session < kSessions; ++session) {
     auto store = LogStructuredStore::Open(path, RealFileOptions());
     ASSERT_TRUE(store.ok()) << store.status();
     LogStructuredStore& log = **store;
     std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; ++t) {
+    for (int t = session * kThreads; t < (session + 1) * kThreads; ++t) {
       threads.emplace_back([&, t] {
         for (int i = 0; i < kPerThread; ++i) {
           absl::StatusOr<uint64_t> a = log.Append(Payload(t, i));
@@ -225,7 +228,7 @@ TEST(GroupCommitTest, DurableSmallAppendsKeepFillingOneBuffer) {
   auto reopened = LogStructuredStore::Open(path, RealFileOptions());
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_FALSE((*reopened)->recovery().cut);
-  for (int t = 0; t < kThreads; ++t) {
+  for (int t = 0; t < kSessions * kThreads; ++t) {
     for (int i = 0; i < kPerThread; ++i) {
       absl::StatusOr<LogRecord> r = (*reopened)->Read(at[t][i]);
       ASSERT_TRUE(r.ok()) << r.status();

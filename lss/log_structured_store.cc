@@ -24,6 +24,8 @@ uint64_t RoundDown(uint64_t x, uint64_t to) { return x / to * to; }
 constexpr size_t kMaxBufferBytes = size_t{1} << 30;
 constexpr size_t kMaxRingSize = 1024;
 constexpr unsigned kMaxQueueDepth = 4096;
+// What a group commit leader keeps written ahead of the tail (Sink::ZeroAhead).
+constexpr uint64_t kZeroAheadBytes = uint64_t{1} << 20;
 // Longer than any fdatasync: a longer delay would only add latency.
 constexpr std::chrono::microseconds kMaxCommitDelay{100'000};
 
@@ -92,11 +94,14 @@ AlignedBytes AllocateAligned(size_t alignment, size_t bytes) {
 class LogStructuredStore::Sink final : public SealedBufferSink,
                                        public BufferRecycler {
  public:
-  // `sb` is the store's, which changes only before the first dispatch.
-  Sink(File* file, const Superblock& sb, BlockIndex* index, uint64_t allocated,
-       uint64_t step)
+  // `sb` is the store's, which changes only before the first dispatch;
+  // `stale_blocks`, the intact blocks recovery found past the tail.
+  Sink(File* file, const Superblock& sb,
+       const std::vector<std::pair<uint64_t, uint64_t>>* stale_blocks,
+       BlockIndex* index, uint64_t allocated, uint64_t step)
       : file_(file),
         sb_(sb),
+        stale_blocks_(stale_blocks),
         index_(index),
         allocated_(allocated),
         step_(step) {}
@@ -125,8 +130,67 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
                                 seen, stable, std::memory_order_acq_rel)) {
     }
     Preallocate(sealed.address + sealed.padded);
+    {
+      // Waits for a ZeroAhead that covers this block: its zeros must be
+      // written before the block is, never after.
+      std::lock_guard<std::mutex> lock(zero_mu_);
+      dispatched_end_ =
+          std::max<uint64_t>(dispatched_end_, sealed.address + sealed.padded);
+    }
     index_->Add(sealed.address, used, bytes.data());
     appender_->Dispatch(sealed);
+  }
+
+  // Group commits write small blocks into fresh space, and on ext4 the
+  // fdatasync after a write into space that was only fallocated must also
+  // commit the extent's change from unwritten to written to the journal;
+  // over space written before, it is a device cache flush (4 KiB O_DIRECT
+  // write + fdatasync here: 3,200/s vs 6,100/s). So a group commit leader
+  // keeps the file written with zeros a little ahead of `end`, never where
+  // a block has been handed out: up to kZeroAheadBytes, less for a small
+  // log and never more than the preallocation step (none when that is
+  // off), so the file grows no faster than preallocation makes it. Bulk
+  // appends never call this: for them it would double the bytes written.
+  // Best effort: after a failed write it stops (the blocks' writes report
+  // errors).
+  void ZeroAhead(uint64_t end) {
+    // A power of two of at least a block, so every write stays aligned.
+    const uint64_t window =
+        std::bit_floor(std::min({kZeroAheadBytes, std::bit_ceil(end),
+                                 step_.load(std::memory_order_relaxed)}));
+    if (window < sb_.block_bytes ||
+        end + window / 2 <= zeroed_.load(std::memory_order_acquire)) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(zero_mu_);
+    if (zero_failed_) return;
+    if (zero_block_ == nullptr) {
+      zero_block_ = AllocateAligned(sb_.block_bytes, kZeroAheadBytes);
+      std::memset(zero_block_.get(), 0, kZeroAheadBytes);
+    }
+    // Only inside the space preallocation already gave the file.
+    uint64_t to = std::min(RoundUp(end + window, window),
+                           RoundDown(allocated_.load(std::memory_order_acquire),
+                                     sb_.block_bytes));
+    // An intact block a crash left past the recovered tail is zeroed whole
+    // or not at all: its rest alone would read as a torn write.
+    for (const auto& [block_from, block_to] : *stale_blocks_) {
+      if (block_from < to && to < block_to) to = block_to;
+    }
+    // Nothing below this epoch's start, where the recovered log ends.
+    uint64_t from = std::max({zeroed_.load(std::memory_order_relaxed),
+                              dispatched_end_, sb_.epoch_start});
+    while (from < to) {
+      const size_t n = static_cast<size_t>(std::min(to - from, kZeroAheadBytes));
+      if (!file_->WriteAt(from, {zero_block_.get(), n}).ok()) {
+        zero_failed_ = true;
+        return;
+      }
+      from += n;
+    }
+    if (to > zeroed_.load(std::memory_order_relaxed)) {
+      zeroed_.store(to, std::memory_order_release);
+    }
   }
 
   absl::Status HelpDrain() override { return appender_->HelpDrain(); }
@@ -170,11 +234,17 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
 
   File* const file_;
   const Superblock& sb_;
+  const std::vector<std::pair<uint64_t, uint64_t>>* const stale_blocks_;
   BlockIndex* const index_;
   Appender* appender_ = nullptr;
   FlushBufferRing* ring_ = nullptr;
 
   std::atomic<uint64_t> proven_{0};
+  std::mutex zero_mu_;  // held while zeros are written
+  uint64_t dispatched_end_ = 0;           // the end of every block handed out
+  std::atomic<uint64_t> zeroed_{0};       // written with zeros below here
+  AlignedBytes zero_block_;
+  bool zero_failed_ = false;
   std::mutex allocate_mu_;
   std::atomic<uint64_t> allocated_;
   // preallocate_bytes, the largest step; 0: stopped preallocating.
@@ -352,7 +422,8 @@ absl::Status LogStructuredStore::PrepareWriting() {
                                  .direct_io = file_->direct_io(),
                                  .alignment = alignment,
                                  .start_address = recovery_.tail});
-  sink_ = std::make_unique<Sink>(file_.get(), sb_, index_.get(), file_size_,
+  sink_ = std::make_unique<Sink>(file_.get(), sb_, &intact_past_tail_,
+                                 index_.get(), file_size_,
                                  options_.preallocate_bytes);
   absl::StatusOr<std::unique_ptr<FlushBufferRing>> ring =
       FlushBufferRing::Create(
@@ -461,6 +532,7 @@ absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
     // past it only by an empty block's header.
     end = std::min(end, *cut);
     appender_->RequestStable(*cut);
+    sink_->ZeroAhead(*cut);
   }
 }
 
