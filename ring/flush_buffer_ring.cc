@@ -175,35 +175,41 @@ void FlushBufferRing::Commit(Reservation&& reservation) {
   ReleaseWriter(buffer, reservation.address_ - buffer.base_address());
 }
 
-absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
+absl::StatusOr<FlushBufferRing::Pin> FlushBufferRing::PinCurrent() {
   int attempts = 0;
   for (;;) {
     FlushBuffer& buffer = Current();
-    // A zero-byte reservation pins the buffer, so its base cannot change
-    // under us, and makes us the one to hand it out if we seal it.
     const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
-    if (pin.outcome != FlushBuffer::ReserveOutcome::kReserved) {
-      if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
-      continue;
+    if (pin.outcome == FlushBuffer::ReserveOutcome::kReserved) {
+      return Pin{&buffer, pin.offset};
     }
-    const uint64_t base = buffer.base_address();
-    // An open block holding only its header has nothing to write: its start
-    // is the end of everything reserved so far.
-    const BufferState state = buffer.state();
-    const uint64_t start = buffer.block_start();
-    uint64_t end = base + start;
-    if (state.cut() || state.offset() > start + options_.header_bytes) {
-      if (std::optional<BufferState> before = buffer.TrySeal(pin.offset)) {
-        AfterSeal(buffer, *before);
-        end = base + before->offset();
-      } else {
-        end = base + buffer.state().offset();
-      }
-    }
-    ReleaseWriter(buffer, pin.offset);
-    NoteEnd(end);
-    return end;
+    if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
   }
+}
+
+uint64_t FlushBufferRing::SealPinned(const Pin& pin) {
+  if (std::optional<BufferState> before = pin.buffer->TrySeal(pin.offset)) {
+    AfterSeal(*pin.buffer, *before);
+    return pin.buffer->base_address() + before->offset();
+  }
+  return pin.buffer->base_address() + pin.buffer->state().offset();
+}
+
+absl::StatusOr<uint64_t> FlushBufferRing::SealCurrent() {
+  absl::StatusOr<Pin> pin = PinCurrent();
+  if (!pin.ok()) return pin.status();
+  FlushBuffer& buffer = *pin->buffer;
+  // An open block holding only its header has nothing to write: its start
+  // is the end of everything reserved so far.
+  const BufferState state = buffer.state();
+  const uint64_t start = buffer.block_start();
+  uint64_t end = buffer.base_address() + start;
+  if (state.cut() || state.offset() > start + options_.header_bytes) {
+    end = SealPinned(*pin);
+  }
+  ReleaseWriter(buffer, pin->offset);
+  NoteEnd(end);
+  return end;
 }
 
 absl::StatusOr<uint64_t> FlushBufferRing::Cut() {
@@ -214,15 +220,11 @@ absl::StatusOr<uint64_t> FlushBufferRing::Cut() {
   std::lock_guard<std::mutex> lock(cut_mu_);
   int attempts = 0;
   for (;;) {
-    FlushBuffer& buffer = Current();
-    const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
-    if (pin.outcome != FlushBuffer::ReserveOutcome::kReserved) {
-      if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
-      continue;
-    }
-    const uint64_t base = buffer.base_address();
+    absl::StatusOr<Pin> pin = PinCurrent();
+    if (!pin.ok()) return pin.status();
+    FlushBuffer& buffer = *pin->buffer;
     const FlushBuffer::CutResult cut = buffer.TryCut(options_.block_bytes);
-    uint64_t end = base + cut.offset;
+    uint64_t end = buffer.base_address() + cut.offset;
     switch (cut.outcome) {
       case FlushBuffer::CutOutcome::kCut:
         cuts_.fetch_add(1, std::memory_order_relaxed);
@@ -231,21 +233,16 @@ absl::StatusOr<uint64_t> FlushBufferRing::Cut() {
       case FlushBuffer::CutOutcome::kSealed:
         break;
       case FlushBuffer::CutOutcome::kNoRoom:
-        if (std::optional<BufferState> before = buffer.TrySeal(pin.offset)) {
-          AfterSeal(buffer, *before);
-          end = base + before->offset();
-        } else {
-          end = base + buffer.state().offset();
-        }
+        end = SealPinned(*pin);
         break;
       case FlushBuffer::CutOutcome::kCutPending:
         // The previous cut's last copies are moments from done.
-        ReleaseWriter(buffer, pin.offset);
+        ReleaseWriter(buffer, pin->offset);
         if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
         continue;
     }
     // The pin is a writer of the cut block: releasing it may hand it out.
-    ReleaseWriter(buffer, pin.offset);
+    ReleaseWriter(buffer, pin->offset);
     NoteEnd(end);
     return end;
   }
@@ -257,17 +254,11 @@ uint64_t FlushBufferRing::SealedEnd() {
 }
 
 absl::StatusOr<uint64_t> FlushBufferRing::ReservedEnd() {
-  int attempts = 0;
-  for (;;) {
-    FlushBuffer& buffer = Current();
-    const FlushBuffer::ReserveResult pin = buffer.TryReserve(0);
-    if (pin.outcome == FlushBuffer::ReserveOutcome::kReserved) {
-      const uint64_t end = buffer.base_address() + pin.offset;
-      ReleaseWriter(buffer, pin.offset);
-      return end;
-    }
-    if (absl::Status s = WaitForBuffer(attempts); !s.ok()) return s;
-  }
+  absl::StatusOr<Pin> pin = PinCurrent();
+  if (!pin.ok()) return pin.status();
+  const uint64_t end = pin->buffer->base_address() + pin->offset;
+  ReleaseWriter(*pin->buffer, pin->offset);
+  return end;
 }
 
 void FlushBufferRing::NoteEnd(uint64_t end) {

@@ -172,6 +172,18 @@ class FlushBufferRing final : public BufferRecycler {
   FlushBuffer& Current() {
     return BufferFor(current_generation_.load(std::memory_order_acquire));
   }
+  // A zero-byte reservation in the current buffer: its base cannot change
+  // under the holder, and a seal while it is held leaves the hand-out to
+  // the holder's release.
+  struct Pin {
+    FlushBuffer* buffer;
+    uint64_t offset;
+  };
+  // Waits while the ring is full, like Reserve.
+  absl::StatusOr<Pin> PinCurrent();
+  // Seals the pinned buffer (unless someone else did); returns where its
+  // records end.
+  uint64_t SealPinned(const Pin& pin);
   // Called by the thread whose TrySeal succeeded; `before` is the word its
   // seal replaced.
   void AfterSeal(FlushBuffer& buffer, BufferState before);
