@@ -276,10 +276,15 @@ TEST(TrustTest, BadOptionsChangeNothingAndCreateNothing) {
     bad.push_back(SmallOptions());
     bad.back().queue_depth = depth;
   }
+  for (int64_t delay_us : {int64_t{-1}, int64_t{100'001}}) {
+    bad.push_back(SmallOptions());
+    bad.back().commit_delay = std::chrono::microseconds(delay_us);
+  }
   const std::string fresh = TempPath("never-created.log");
   for (const StoreOptions& o : bad) {
     SCOPED_TRACE(absl::StrCat("ring_size ", o.ring_size, " buffer_bytes ",
-                              o.buffer_bytes, " queue_depth ", o.queue_depth));
+                              o.buffer_bytes, " queue_depth ", o.queue_depth,
+                              " commit_delay ", o.commit_delay.count()));
     auto store = LogStructuredStore::Open(path, o);
     ASSERT_FALSE(store.ok());
     EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
