@@ -122,12 +122,14 @@ absl::StatusOr<ChildRun> RunAndKill(const std::function<void(int)>& child,
     run.ready = true;
     if (kill_after_ready) deadline = NowNanos() + plan.delay_ns;
   }
-  close(ready_fd);
   if (!exited) {
     run.hung = plan.clean || (!run.ready && !plan.from_fork);
     kill(pid, SIGKILL);
   }
   run.status = WaitChild(pid);
+  // Only now: a child whose "ready" write met a closed pipe would die of
+  // SIGPIPE before the kill, and look like a crash of its own.
+  close(ready_fd);
   return run;
 }
 
