@@ -104,20 +104,30 @@ absl::Status Appender::WaitStable(uint64_t address) {
 }
 
 absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out,
-                            bool& abandoned) {
+                            bool& abandoned, size_t* bytes_read) {
   abandoned = false;
-  uint64_t tag;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!failure_.ok()) return failure_;
-    tag = next_tag_++;
-    Op& op = ops_[tag];
-    op.kind = Op::Kind::kRead;
-    op.read_into = out;
-    op.read_offset = offset;
-    Enqueue(tag);
-    Submit();
-  }
+  absl::StatusOr<uint64_t> ticket = StartRead(offset, out);
+  if (!ticket.ok()) return ticket.status();
+  return FinishRead(*ticket, abandoned, bytes_read);
+}
+
+absl::StatusOr<uint64_t> Appender::StartRead(uint64_t offset,
+                                             std::span<std::byte> out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failure_.ok()) return failure_;
+  const uint64_t tag = next_tag_++;
+  Op& op = ops_[tag];
+  op.kind = Op::Kind::kRead;
+  op.read_into = out;
+  op.read_offset = offset;
+  Enqueue(tag);
+  Submit();
+  return tag;
+}
+
+absl::Status Appender::FinishRead(uint64_t tag, bool& abandoned,
+                                  size_t* bytes_read) {
+  abandoned = false;
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -125,6 +135,7 @@ absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out,
       Op& op = it->second;
       if (op.finished) {
         absl::Status s = std::move(op.read_status);
+        if (bytes_read != nullptr) *bytes_read = op.done;
         ops_.erase(it);
         return s;
       }
@@ -166,9 +177,10 @@ void Appender::OnReadCompletion(uint64_t tag, Op& op, int32_t result) {
       return;
     }
     if (options_.direct_io && result % options_.alignment != 0) {
-      op.read_status = absl::DataLossError(absl::StrCat(
-          what(), " of ", options_.path, " stopped at an unaligned ", result,
-          " bytes"));
+      // O_DIRECT stops short and unaligned only at the end of the file.
+      op.read_status = absl::OutOfRangeError(absl::StrCat(
+          what(), " of ", options_.path, ": the file ends ",
+          op.read_into.size() - op.done, " bytes before its end"));
       op.finished = true;
       return;
     }
