@@ -52,13 +52,18 @@ void BlockIndex::Unpin(uint64_t base) {
   if (--block.pins == 0) unpinned_.notify_all();
 }
 
-std::vector<uint64_t> BlockIndex::Blocks(uint64_t from, uint64_t limit) {
+std::vector<BlockIndex::Extent> BlockIndex::Blocks(uint64_t from,
+                                                   uint64_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<uint64_t> out;
+  std::vector<Extent> out;
   auto it = blocks_.upper_bound(from);
   if (it != blocks_.begin()) --it;
   for (; it != blocks_.end() && it->first < limit; ++it) {
-    if (it->first + it->second.used > from) out.push_back(it->first);
+    if (it->first + it->second.used > from) {
+      out.push_back(Extent{.base = it->first,
+                           .used = it->second.used,
+                           .salvaged = !it->second.salvaged.empty()});
+    }
   }
   return out;
 }

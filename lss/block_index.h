@@ -78,8 +78,15 @@ class BlockIndex {
   // block known yet holds it.
   std::optional<Pinned> Find(uint64_t address);
 
-  // Addresses of the blocks that end after `from` and start below `limit`.
-  std::vector<uint64_t> Blocks(uint64_t from, uint64_t limit);
+  // A block as LogReader plans its reads: where it lies, and whether it is
+  // a salvaged range (whose records must be read one by one).
+  struct Extent {
+    uint64_t base = 0;
+    uint64_t used = 0;
+    bool salvaged = false;
+  };
+  // The blocks that end after `from` and start below `limit`, in order.
+  std::vector<Extent> Blocks(uint64_t from, uint64_t limit);
 
  private:
   void Unpin(uint64_t base);

@@ -268,7 +268,7 @@ absl::StatusOr<std::unique_ptr<LogStructuredStore>> LogStructuredStore::Open(
     if (absl::Status s = store->OpenFile(is_new); !s.ok()) return s;
     absl::StatusOr<RecoveredLog> recovered = store->LoadAndRecover(is_new);
     if (!recovered.ok()) return recovered.status();
-    if (store->read_only_) return absl::OkStatus();
+    if (store->read_only_) return store->PrepareReading();
     // Everything that can fail without writing comes first.
     if (absl::Status s = store->PrepareWriting(); !s.ok()) return s;
     return store->StartWriting(*recovered);
@@ -347,7 +347,8 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     return empty;
   }
   absl::StatusOr<RecoveredLog> recovered =
-      RecoverLog(*file_, sb_, file_size_, options_.recovery, damaged_slot);
+      RecoverLog(*file_, sb_, file_size_, options_.recovery, damaged_slot,
+                 options_.on_recovered_record);
   if (!recovered.ok()) return recovered.status();
   for (RecoveredBlock& b : recovered->blocks) {
     if (b.salvaged.empty()) {
@@ -398,6 +399,28 @@ absl::Status LogStructuredStore::StartWriting(const RecoveredLog& recovered) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<IoRing>> LogStructuredStore::CreateRing()
+    const {
+  return options_.io_ring_factory ? options_.io_ring_factory(options_.queue_depth)
+                                  : CreateIoRing(options_.queue_depth);
+}
+
+absl::Status LogStructuredStore::PrepareReading() {
+  absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
+  if (!io.ok()) return io.status();
+  io_ = *std::move(io);
+  // Never handed a buffer, it only reads.
+  reads_ = std::make_unique<Appender>(
+      io_.get(), AppenderOptions{.fd = file_->fd(),
+                                 .path = path_,
+                                 .policy = options_.policy,
+                                 .durability = options_.durability,
+                                 .direct_io = file_->direct_io(),
+                                 .alignment = sb_.block_bytes,
+                                 .start_address = recovery_.tail});
+  return absl::OkStatus();
+}
+
 absl::Status LogStructuredStore::PrepareWriting() {
   size_t alignment = sb_.block_bytes;
   if (file_->direct_io()) {
@@ -409,9 +432,7 @@ absl::Status LogStructuredStore::PrepareWriting() {
           " is not a multiple of the file's O_DIRECT alignment ", *dio));
     }
   }
-  absl::StatusOr<std::unique_ptr<IoRing>> io =
-      options_.io_ring_factory ? options_.io_ring_factory(options_.queue_depth)
-                               : CreateIoRing(options_.queue_depth);
+  absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
   appender_ = std::make_unique<Appender>(
@@ -586,21 +607,20 @@ absl::Status LogStructuredStore::ReadRange(uint64_t address,
     return absl::DataLossError(absl::StrCat(
         path_, ": offset ", start, ": the file ends inside a block"));
   };
-  if (appender_ != nullptr) {
-    // Through the IoRing the writes use, so reads share its queue.
-    bool abandoned = false;
-    absl::Status s = appender_->Read(start, {buf.get(), len}, abandoned);
-    if (abandoned) {
-      // The kernel may still write into it: never let it be reused.
-      static_cast<void>(buf.release());
-      return s;
-    }
-    if (s.code() == absl::StatusCode::kOutOfRange) return ends_inside();
-    if (!s.ok()) return s;
-  } else {
-    absl::StatusOr<size_t> n = file_->ReadAt(start, {buf.get(), len});
-    if (!n.ok()) return n.status();
-    if (start + *n < address + out.size()) return ends_inside();
+  // Through the IoRing the writes use, so reads share its queue.
+  bool abandoned = false;
+  size_t got = 0;
+  absl::Status s = reads()->Read(start, {buf.get(), len}, abandoned, &got);
+  if (abandoned) {
+    // The kernel may still write into it: never let it be reused.
+    static_cast<void>(buf.release());
+    return s;
+  }
+  if (s.code() == absl::StatusCode::kOutOfRange) {
+    // Only the alignment padding past the wanted bytes may be missing.
+    if (start + got < address + out.size()) return ends_inside();
+  } else if (!s.ok()) {
+    return s;
   }
   std::memcpy(out.data(), buf.get() + (address - start), out.size());
   return absl::OkStatus();
@@ -632,65 +652,171 @@ absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
   }
 }
 
-absl::StatusOr<LogRecord> LogStructuredStore::ReadIn(
-    const BlockIndex::Pinned& block, uint64_t address) {
+absl::Status LogStructuredStore::CheckInBlock(const BlockIndex::Pinned& block,
+                                              uint64_t address) const {
   const uint64_t base = block.base();
-  auto no_record = [&](absl::string_view why) {
-    return absl::NotFoundError(absl::StrCat(path_, ": offset ", address,
-                                            ": no record there: ", why));
-  };
   if (!block.salvaged().empty()) {
     if (!std::binary_search(block.salvaged().begin(), block.salvaged().end(),
                             address)) {
-      return no_record(absl::StrCat("not a record that verifies in the "
-                                    "corrupt range at ", base));
+      return NoRecord(address, absl::StrCat("not a record that verifies in "
+                                            "the corrupt range at ", base));
     }
   } else if (address < base + kBlockHeaderBytes) {
-    return no_record(absl::StrCat("inside the header of block ", base));
+    return NoRecord(address,
+                    absl::StrCat("inside the header of block ", base));
   }
   if (address >= base + block.used()) {
-    return no_record(absl::StrCat("in the padding of block ", base));
+    return NoRecord(address, absl::StrCat("in the padding of block ", base));
   }
-  const size_t left = base + block.used() - address;
-  LogRecord out;
+  return absl::OkStatus();
+}
+
+absl::Status LogStructuredStore::NoRecord(uint64_t address,
+                                          absl::string_view why) const {
+  return absl::NotFoundError(
+      absl::StrCat(path_, ": offset ", address, ": no record there: ", why));
+}
+
+absl::StatusOr<LogRecord> LogStructuredStore::ParseAt(
+    uint64_t address, std::span<const std::byte> bytes) const {
   RecordView view;
   std::string reason;
-  RecordParse parse;
-  if (block.resident() != nullptr) {
-    parse = ParseRecord(address, {block.resident() + (address - base), left},
-                        view, reason);
-    if (parse == RecordParse::kRecord) {
-      out.payload.assign(view.payload.data(), view.payload.size());
-    }
-  } else {
-    // One read of the aligned block holding the header brings the whole
-    // of a small record; a longer one needs a second read for the rest.
-    const uint64_t first_end =
-        std::min(base + block.used(),
-                 RoundUp(address + kRecordHeaderBytes, sb_.block_bytes));
-    std::vector<std::byte> bytes(first_end - address);
-    if (absl::Status s = ReadRange(address, bytes); !s.ok()) return s;
-    uint32_t length = 0;
-    if (bytes.size() >= 8) std::memcpy(&length, bytes.data() + 4, 4);
-    const size_t have = bytes.size();
-    const size_t want = std::min<uint64_t>(left, RecordFootprint(length));
-    bytes.resize(std::max(want, have));
-    if (want > have) {
-      if (absl::Status s =
-              ReadRange(address + have, std::span(bytes).subspan(have));
-          !s.ok()) {
-        return s;
-      }
-    }
-    parse = ParseRecord(address, bytes, view, reason);
-    if (parse == RecordParse::kRecord) {
-      out.payload.assign(view.payload.data(), view.payload.size());
-    }
-  }
-  if (parse == RecordParse::kPadding) return no_record("padding");
-  if (parse == RecordParse::kCorrupt) return no_record(reason);
+  const RecordParse parse = ParseRecord(address, bytes, view, reason);
+  if (parse == RecordParse::kPadding) return NoRecord(address, "padding");
+  if (parse == RecordParse::kCorrupt) return NoRecord(address, reason);
+  LogRecord out;
   out.address = address;
   out.tag = view.tag;
+  out.payload.assign(view.payload.data(), view.payload.size());
+  return out;
+}
+
+uint64_t LogStructuredStore::FirstReadEnd(const BlockIndex::Pinned& block,
+                                          uint64_t address,
+                                          size_t expected_payload) const {
+  // Without a caller's guess, the last record read from disk is the guess:
+  // records of one log tend to be alike, and a read that ends short of its
+  // record costs a second trip to the device.
+  const size_t guess = std::max<size_t>(
+      {expected_payload, last_read_payload_.load(std::memory_order_relaxed),
+       1});
+  return std::min(block.base() + block.used(),
+                  RoundUp(address + RecordFootprint(
+                                        std::min(guess, max_payload_bytes())),
+                          sb_.block_bytes));
+}
+
+absl::StatusOr<LogRecord> LogStructuredStore::FinishDiskRead(
+    const BlockIndex::Pinned& block, uint64_t address,
+    std::vector<std::byte>& bytes) {
+  // The first read brought the header; a record longer than it needs a
+  // second read for the rest.
+  const size_t left = block.base() + block.used() - address;
+  uint32_t length = 0;
+  if (bytes.size() >= 8) std::memcpy(&length, bytes.data() + 4, 4);
+  const size_t have = bytes.size();
+  const size_t want = std::min<uint64_t>(left, RecordFootprint(length));
+  if (want > have) {
+    bytes.resize(want);
+    if (absl::Status s =
+            ReadRange(address + have, std::span(bytes).subspan(have));
+        !s.ok()) {
+      return s;
+    }
+  }
+  absl::StatusOr<LogRecord> record = ParseAt(address, bytes);
+  if (record.ok()) {
+    last_read_payload_.store(record->payload.size(), std::memory_order_relaxed);
+  }
+  return record;
+}
+
+absl::StatusOr<LogRecord> LogStructuredStore::ReadIn(
+    const BlockIndex::Pinned& block, uint64_t address) {
+  if (absl::Status s = CheckInBlock(block, address); !s.ok()) return s;
+  const size_t left = block.base() + block.used() - address;
+  if (block.resident() != nullptr) {
+    return ParseAt(address,
+                   {block.resident() + (address - block.base()), left});
+  }
+  std::vector<std::byte> bytes(FirstReadEnd(block, address, 0) - address);
+  if (absl::Status s = ReadRange(address, bytes); !s.ok()) return s;
+  return FinishDiskRead(block, address, bytes);
+}
+
+std::vector<absl::StatusOr<LogRecord>> LogStructuredStore::ReadMany(
+    std::span<const uint64_t> addresses, size_t expected_payload_bytes) {
+  std::vector<absl::StatusOr<LogRecord>> out(
+      addresses.size(), absl::InternalError("ReadMany: not read"));
+  // Records on disk: every first read in flight at once.
+  struct Pending {
+    size_t index;
+    BlockIndex::Pinned block;
+    uint64_t start;  // the aligned read [start, start + buffer size)
+    AlignedBytes buffer;
+    size_t len;
+    uint64_t ticket;
+  };
+  std::vector<Pending> pending;
+  pending.reserve(addresses.size());
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    const uint64_t a = addresses[i];
+    std::optional<BlockIndex::Pinned> block =
+        !closed_ && a >= sb_.data_start && a % kRecordAlignment == 0
+            ? index_->Find(a)
+            : std::nullopt;
+    if (!block || block->resident() != nullptr ||
+        !block->salvaged().empty()) {
+      out[i] = Read(a);  // in memory, past the end, or not a record at all
+      continue;
+    }
+    if (absl::Status s = CheckInBlock(*block, a); !s.ok()) {
+      out[i] = s;
+      continue;
+    }
+    const uint64_t start = RoundDown(a, sb_.block_bytes);
+    const size_t len = RoundUp(FirstReadEnd(*block, a, expected_payload_bytes),
+                               sb_.block_bytes) - start;
+    AlignedBytes buffer = AllocateAligned(sb_.block_bytes, len);
+    absl::StatusOr<uint64_t> ticket =
+        reads()->StartRead(start, {buffer.get(), len});
+    if (!ticket.ok()) {
+      out[i] = ticket.status();
+      continue;
+    }
+    pending.push_back(Pending{.index = i,
+                              .block = *std::move(block),
+                              .start = start,
+                              .buffer = std::move(buffer),
+                              .len = len,
+                              .ticket = *ticket});
+  }
+  for (Pending& p : pending) {
+    const uint64_t a = addresses[p.index];
+    bool abandoned = false;
+    size_t got = 0;
+    absl::Status s = reads()->FinishRead(p.ticket, abandoned, &got);
+    if (abandoned) {
+      static_cast<void>(p.buffer.release());  // the kernel may still write
+      out[p.index] = s;
+      continue;
+    }
+    const uint64_t end = std::min(p.start + p.len,
+                                  p.block.base() + p.block.used());
+    if (s.code() == absl::StatusCode::kOutOfRange && p.start + got < end) {
+      s = absl::DataLossError(absl::StrCat(path_, ": offset ", p.start,
+                                           ": the file ends inside a block"));
+    } else if (s.code() == absl::StatusCode::kOutOfRange) {
+      s = absl::OkStatus();
+    }
+    if (!s.ok()) {
+      out[p.index] = s;
+      continue;
+    }
+    std::vector<std::byte> bytes(p.buffer.get() + (a - p.start),
+                                 p.buffer.get() + (end - p.start));
+    out[p.index] = FinishDiskRead(p.block, a, bytes);
+  }
   return out;
 }
 
@@ -705,14 +831,21 @@ absl::Status LogStructuredStore::ReadBlock(const BlockIndex::Pinned& block,
 }
 
 absl::StatusOr<std::unique_ptr<LogReader>> LogStructuredStore::NewLogReader(
-    uint64_t from) {
+    uint64_t from, const LogReaderOptions& options) {
   if (closed_) return Usable();
+  if (options.read_bytes < 4096 || options.read_bytes > (size_t{64} << 20) ||
+      options.reads_in_flight < 1 || options.reads_in_flight > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": LogReaderOptions: read_bytes ", options.read_bytes,
+        " (4 KiB to 64 MiB) and reads_in_flight ", options.reads_in_flight,
+        " (1 to 1024) must be in range"));
+  }
   // Read-only, everything recovery kept is on disk, including records
   // kSkipCorrupted salvaged past the last valid block.
   const uint64_t limit =
       appender_ != nullptr ? HiStable() : ~uint64_t{0};
   return std::unique_ptr<LogReader>(
-      new LogReader(this, index_->Blocks(from, limit), from));
+      new LogReader(this, index_->Blocks(from, limit), from, options));
 }
 
 absl::Status LogStructuredStore::Close() {
@@ -728,6 +861,7 @@ absl::Status LogStructuredStore::Close() {
   // In-flight kernel I/O is reaped (the appender drains) and the I/O ring
   // torn down before any memory it targets goes.
   appender_.reset();
+  reads_.reset();
   io_.reset();
   ring_.reset();
   sink_.reset();

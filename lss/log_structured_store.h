@@ -44,6 +44,7 @@
 #ifndef LSS_LSS_LOG_STRUCTURED_STORE_H_
 #define LSS_LSS_LOG_STRUCTURED_STORE_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -120,6 +121,12 @@ struct StoreOptions {
   // OpenPosixFile. Tests inject a simulated disk here (with an IoRing that
   // reaches the same disk).
   FileOpener file_opener;
+  // Called by Open for every record recovery keeps, in address order, as
+  // its scan reads the log, so that a layer above rebuilds its state in the
+  // same pass (PageStore does). The view is valid only during the call; an
+  // error fails Open with it. Open may still fail after visiting records
+  // (damage found further on): then discard what was seen.
+  std::function<absl::Status(const RecordView&)> on_recovered_record;
 };
 
 struct LogRecord {
@@ -188,10 +195,21 @@ class LogStructuredStore {
   // that were built to be one can.
   absl::StatusOr<LogRecord> Read(uint64_t address);
 
+  // Many reads at once, safe from many threads: the result for each
+  // address, in order, as Read would return it. Records on disk are read
+  // with every first read in flight together, each one aligned read that
+  // covers `expected_payload_bytes` (0: the record's first block; a longer
+  // record takes a second read); records still in a flush buffer are copied
+  // from memory.
+  std::vector<absl::StatusOr<LogRecord>> ReadMany(
+      std::span<const uint64_t> addresses, size_t expected_payload_bytes = 0);
+
   // Iterates the records at or after `from` that are durable now, in
-  // address order. The reader must not outlive the store; after Close its
-  // Next fails.
-  absl::StatusOr<std::unique_ptr<LogReader>> NewLogReader(uint64_t from = 0);
+  // address order, streaming the file with `options.reads_in_flight` reads
+  // of `options.read_bytes` in flight (InvalidArgument if out of range).
+  // The reader must not outlive the store; after Close its Next fails.
+  absl::StatusOr<std::unique_ptr<LogReader>> NewLogReader(
+      uint64_t from = 0, const LogReaderOptions& options = {});
 
   // Seals the partly filled buffer so it is written (not made durable).
   // Returns the end of everything appended before the call.
@@ -231,6 +249,13 @@ class LogStructuredStore {
   absl::Status OpenFile(bool& is_new);
   absl::StatusOr<RecoveredLog> LoadAndRecover(bool is_new);
   absl::Status PrepareWriting();
+  // A read-only store's I/O ring, for reads.
+  absl::Status PrepareReading();
+  absl::StatusOr<std::unique_ptr<IoRing>> CreateRing() const;
+  // What reads go through: the appender, or a read-only store's reads_.
+  Appender* reads() const {
+    return appender_ != nullptr ? appender_.get() : reads_.get();
+  }
   absl::Status StartWriting(const RecoveredLog& recovered);
 
   absl::Status Usable() const;
@@ -246,6 +271,21 @@ class LogStructuredStore {
   // The record at `address` in the block `block`.
   absl::StatusOr<LogRecord> ReadIn(const BlockIndex::Pinned& block,
                                    uint64_t address);
+  // ReadIn's steps. NotFound unless `address` may start a record of `block`.
+  absl::Status CheckInBlock(const BlockIndex::Pinned& block,
+                            uint64_t address) const;
+  absl::Status NoRecord(uint64_t address, absl::string_view why) const;
+  absl::StatusOr<LogRecord> ParseAt(uint64_t address,
+                                    std::span<const std::byte> bytes) const;
+  // Where the first read of a record on disk ends: its block, or past a
+  // payload of `expected_payload` bytes, whichever comes first.
+  uint64_t FirstReadEnd(const BlockIndex::Pinned& block, uint64_t address,
+                        size_t expected_payload) const;
+  // `bytes` holds the first read from `address`: reads the rest, if any,
+  // and parses the record.
+  absl::StatusOr<LogRecord> FinishDiskRead(const BlockIndex::Pinned& block,
+                                           uint64_t address,
+                                           std::vector<std::byte>& bytes);
   // Copies the used bytes of the block at `base` into `out` (resized).
   absl::Status ReadBlock(const BlockIndex::Pinned& block,
                          std::vector<std::byte>& out);
@@ -263,6 +303,9 @@ class LogStructuredStore {
   std::vector<std::pair<uint64_t, uint64_t>> intact_past_tail_;
   std::unique_ptr<BlockIndex> index_;
   std::mutex commit_mu_;  // one group commit leader at a time
+  // The payload size of the last record read from disk: how far Read's
+  // first read reaches.
+  std::atomic<size_t> last_read_payload_{0};
 
   // Declared so that they are destroyed in the order Close tears them down:
   // the appender (which reaps what is in flight), the I/O ring, and only
@@ -271,6 +314,8 @@ class LogStructuredStore {
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<IoRing> io_;
   std::unique_ptr<Appender> appender_;
+  // A read-only store's reads: an appender that is never handed a buffer.
+  std::unique_ptr<Appender> reads_;
 };
 
 }  // namespace lss

@@ -20,12 +20,14 @@ bool AllZero(std::span<const std::byte> bytes) {
 class Scan {
  public:
   Scan(File& file, const Superblock& sb, uint64_t file_size,
-       const std::string& damaged_slot, BlockReader reader)
+       const std::string& damaged_slot, BlockReader reader,
+       const RecordVisitor& visit)
       : file_(file),
         sb_(sb),
         size_(file_size),
         damaged_slot_(damaged_slot),
         reader_(std::move(reader)),
+        visit_(visit),
         watermark_(sb.epoch_start),
         watermark_source_("the superblock's epoch start") {}
 
@@ -54,7 +56,7 @@ class Scan {
         stop = *std::move(check);
         break;
       }
-      Keep(a, *check);
+      if (absl::Status s = Keep(a, *check); !s.ok()) return s;
       prev_epoch = check->header.epoch;
       a += RoundUp(check->header.used, sb_.block_bytes);
     }
@@ -143,7 +145,7 @@ class Scan {
       absl::StatusOr<BlockCheck> check = reader_.Check(a, prev_epoch);
       if (!check.ok()) return check.status();
       if (check->verdict == BlockVerdict::kValid || check->newer_epoch) {
-        Keep(a, *check);
+        if (absl::Status s = Keep(a, *check); !s.ok()) return s;
         // A block newer than the superblock says nothing about the order
         // of the epochs around it.
         if (!check->newer_epoch) prev_epoch = check->header.epoch;
@@ -217,6 +219,9 @@ class Scan {
       RecordView view;
       if (ParseRecord(c, reader_.Bytes(c, footprint), view, reason) ==
           RecordParse::kRecord) {
+        if (visit_) {
+          if (absl::Status s = visit_(view); !s.ok()) return s;
+        }
         found.push_back(c);
         c += footprint;
       } else {
@@ -226,12 +231,14 @@ class Scan {
     return found;
   }
 
-  void Keep(uint64_t at, const BlockCheck& check) {
+  absl::Status Keep(uint64_t at, const BlockCheck& check) {
     out_.blocks.push_back(
         RecoveredBlock{.address = at, .used = check.header.used, .salvaged = {}});
     ++out_.report.blocks;
     out_.report.records += check.records;
     Claim(at, check.header);
+    if (!visit_) return absl::OkStatus();
+    return ForEachRecord(reader_.block(), at, file_.path(), visit_);
   }
 
   // A block of this epoch proves everything below its `stable` durable.
@@ -258,6 +265,7 @@ class Scan {
   const uint64_t size_;
   const std::string& damaged_slot_;
   BlockReader reader_;
+  const RecordVisitor& visit_;
   uint64_t watermark_;
   std::string watermark_source_;
   bool dropped_ = false;     // intact blocks of this epoch past the tail
@@ -269,10 +277,11 @@ class Scan {
 
 absl::StatusOr<RecoveredLog> RecoverLog(File& file, const Superblock& sb,
                                         uint64_t file_size, RecoveryMode mode,
-                                        const std::string& damaged_slot) {
+                                        const std::string& damaged_slot,
+                                        const RecordVisitor& visit) {
   absl::StatusOr<BlockReader> reader = BlockReader::Create(&file, sb, file_size);
   if (!reader.ok()) return reader.status();
-  Scan scan(file, sb, file_size, damaged_slot, *std::move(reader));
+  Scan scan(file, sb, file_size, damaged_slot, *std::move(reader), visit);
   return scan.Run(mode);
 }
 

@@ -14,6 +14,7 @@
 #define LSS_LSS_RECOVERY_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,10 +93,13 @@ struct RecoveredLog {
 // intact block newer than `sb` is DataLoss, because the damaged slot was
 // the current one. I/O errors are returned; everything else found in the
 // file is the report, or DataLoss naming the file, the offset and the
-// reason.
+// reason. `visit`, if set, sees every record kept, in address order, as the
+// scan reads it (a view valid during the call); its error ends the scan.
+using RecordVisitor = std::function<absl::Status(const RecordView&)>;
 absl::StatusOr<RecoveredLog> RecoverLog(File& file, const Superblock& sb,
                                         uint64_t file_size, RecoveryMode mode,
-                                        const std::string& damaged_slot);
+                                        const std::string& damaged_slot,
+                                        const RecordVisitor& visit = nullptr);
 
 }  // namespace lss
 

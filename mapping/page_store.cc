@@ -113,54 +113,60 @@ PageStore::~PageStore() {
 
 absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
     const std::string& path, const PageStoreOptions& options) {
-  absl::StatusOr<std::unique_ptr<LogStructuredStore>> log =
-      LogStructuredStore::Open(path, options.store);
-  if (!log.ok()) return log.status();
   absl::StatusOr<std::unique_ptr<MappingTable>> table =
       MappingTable::Create(options.table);
   if (!table.ok()) return table.status();
+  // The table is rebuilt from the records as the log's recovery scans
+  // them: the log is read once.
+  Replay replay;
+  replay.max_pages = (*table)->max_pages();
+  StoreOptions store_options = options.store;
+  store_options.on_recovered_record =
+      [&replay, &path, user = options.store.on_recovered_record](
+          const RecordView& r) {
+        if (user) {
+          if (absl::Status s = user(r); !s.ok()) return s;
+        }
+        return replay.Visit(path, r);
+      };
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> log =
+      LogStructuredStore::Open(path, store_options);
+  if (!log.ok()) return log.status();
   std::unique_ptr<PageStore> store(
       new PageStore(*std::move(log), *std::move(table)));
-  if (absl::Status s = store->Recover(); !s.ok()) return s;
+  if (absl::Status s = store->Restore(replay); !s.ok()) return s;
   return store;
 }
 
-absl::Status PageStore::Recover() {
-  // The last image of each PID, unless a later record freed it.
-  std::map<uint64_t, uint64_t> latest;
-  uint64_t high_water = 0;
-  absl::StatusOr<std::unique_ptr<LogReader>> reader = log_->NewLogReader();
-  if (!reader.ok()) return reader.status();
-  for (;;) {
-    absl::StatusOr<bool> more = (*reader)->Next();
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    const RecordView& r = (*reader)->record();
-    const uint64_t pid = r.tag.key;
-    const bool page_record =
-        r.tag.type == kPageImageRecord || r.tag.type == kPageFreedRecord;
-    // The key sizes the table built below: checked before it is trusted,
-    // or a corrupt one would make that a huge allocation.
-    if (page_record && pid >= table_->max_pages()) {
-      return absl::DataLossError(absl::StrCat(
-          log_->path(), ": record at offset ", r.address, " (type ",
-          r.tag.type, ") has key ", pid, ", not a PID below max_pages ",
-          table_->max_pages()));
-    }
-    if (r.tag.type == kPageImageRecord) {
-      latest[pid] = r.address;
-    } else if (r.tag.type == kPageFreedRecord) {
-      latest.erase(pid);
-    } else {
-      continue;  // failed flushes, and records of other layers
-    }
-    high_water = std::max(high_water, pid + 1);
+absl::Status PageStore::Replay::Visit(const std::string& path,
+                                      const RecordView& r) {
+  const uint64_t pid = r.tag.key;
+  const bool page_record =
+      r.tag.type == kPageImageRecord || r.tag.type == kPageFreedRecord;
+  // The key sizes the table built from it: checked before it is trusted,
+  // or a corrupt one would make that a huge allocation.
+  if (page_record && pid >= max_pages) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": record at offset ", r.address, " (type ", r.tag.type,
+        ") has key ", pid, ", not a PID below max_pages ", max_pages));
   }
-  std::vector<PageState> states(high_water);
-  for (const auto& [pid, address] : latest) {
+  if (r.tag.type == kPageImageRecord) {
+    latest[pid] = r.address;
+  } else if (r.tag.type == kPageFreedRecord) {
+    latest.erase(pid);
+  } else {
+    return absl::OkStatus();  // failed flushes, and records of other layers
+  }
+  high_water = std::max(high_water, pid + 1);
+  return absl::OkStatus();
+}
+
+absl::Status PageStore::Restore(const Replay& replay) {
+  std::vector<PageState> states(replay.high_water);
+  for (const auto& [pid, address] : replay.latest) {
     states[pid] = PageState::OnLog(address);
   }
-  recovered_pages_ = latest.size();
+  recovered_pages_ = replay.latest.size();
   if (absl::Status s = table_->Restore(states); !s.ok()) {
     return absl::Status(s.code(),
                         absl::StrCat(log_->path(), ": ", s.message()));

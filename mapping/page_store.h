@@ -27,6 +27,7 @@
 #define LSS_MAPPING_PAGE_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -122,7 +123,15 @@ class PageStore {
  private:
   PageStore(std::unique_ptr<LogStructuredStore> log,
             std::unique_ptr<MappingTable> table);
-  absl::Status Recover();
+  // What recovery's scan of the log says: the last image of each PID,
+  // unless a later record freed it.
+  struct Replay {
+    uint64_t max_pages = 0;
+    std::map<uint64_t, uint64_t> latest;  // PID -> address of its image
+    uint64_t high_water = 0;               // one past the highest PID seen
+    absl::Status Visit(const std::string& path, const RecordView& r);
+  };
+  absl::Status Restore(const Replay& replay);
   // Loads the image at `address` into a chain (with a flush node on top).
   absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);
   void Retire(PageState old);
