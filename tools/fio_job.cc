@@ -115,4 +115,31 @@ absl::StatusOr<FioSyncedWrites> FioSyncedWriteJob(const std::string& path,
   return figures;
 }
 
+absl::StatusOr<FioRandomReads> FioRandomReadJob(const std::string& path,
+                                                uint64_t bytes, int depth,
+                                                double seconds) {
+  absl::StatusOr<Json> job = RunFio(
+      path,
+      {absl::StrCat("--size=", bytes), "--direct=1", "--ioengine=io_uring",
+       "--rw=randread", "--bs=4k", absl::StrCat("--iodepth=", depth),
+       "--time_based",
+       absl::StrCat("--runtime=",
+                    std::max<int64_t>(1, static_cast<int64_t>(seconds * 1000)),
+                    "ms")});
+  if (!job.ok()) return job.status();
+  FioRandomReads figures;
+  for (auto [pointer, out] : {
+           std::pair{"/read/iops", &figures.iops},
+           std::pair{"/read/clat_ns/percentile/50.000000", &figures.p50_us},
+           std::pair{"/read/clat_ns/percentile/99.000000", &figures.p99_us},
+       }) {
+    absl::StatusOr<double> v = Number(*job, pointer);
+    if (!v.ok()) return v.status();
+    *out = v.value();
+  }
+  figures.p50_us /= 1000;
+  figures.p99_us /= 1000;
+  return figures;
+}
+
 }  // namespace lss

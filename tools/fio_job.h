@@ -35,6 +35,17 @@ struct FioSyncedWrites {
 absl::StatusOr<FioSyncedWrites> FioSyncedWriteJob(const std::string& path,
                                                   double seconds);
 
+// 4 KiB O_DIRECT random reads of the first `bytes` of `path` through
+// io_uring, `depth` in flight, for `seconds`.
+struct FioRandomReads {
+  double iops = 0;
+  double p50_us = 0;  // completion latency
+  double p99_us = 0;
+};
+absl::StatusOr<FioRandomReads> FioRandomReadJob(const std::string& path,
+                                                uint64_t bytes, int depth,
+                                                double seconds);
+
 }  // namespace lss
 
 #endif  // LSS_TOOLS_FIO_JOB_H_

@@ -1,7 +1,8 @@
 // lssbench: the main job. Appends to a real log file with several threads,
-// syncs, closes, reopens (recovery), reads every record back and verifies it
-// byte for byte, and puts each throughput next to what the device does at
-// the same request size and queue depth, measured in the same run.
+// syncs, closes, reopens (recovery), reads every record back (timed, cold)
+// and verifies it byte for byte, reads records at random addresses, and puts
+// each figure next to what the device does (the store's own I/O ring for
+// writes, fio for reads) measured in the same run.
 //
 //   ./bazelw run -c opt //tools:lssbench -- --threads=2 --record_bytes=4096
 
@@ -20,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +35,7 @@
 #include "ring/aligned_buffer.h"
 #include "testing/payload.h"
 #include "tools/bench_support.h"
+#include "tools/fio_job.h"
 
 DEFINE_string(dir, "", "directory for the log (default: $TMPDIR or /var/tmp)");
 DEFINE_uint64(record_bytes, 4096, "payload bytes per record");
@@ -48,6 +51,9 @@ DEFINE_uint32(queue_depth, 64, "io_uring queue depth");
 DEFINE_bool(json, false, "print one JSON object as the last line of stdout");
 DEFINE_bool(keep, false, "keep the log file");
 DEFINE_bool(device, true, "measure the device's raw bandwidth too");
+DEFINE_double(random_read_seconds, 3,
+              "seconds of random reads by address at each depth (0: none)");
+DEFINE_uint32(read_batch, 32, "addresses per ReadMany call");
 
 namespace lss {
 namespace {
@@ -194,6 +200,96 @@ double Percentile(std::vector<double>& v, double p) {
   return v[k];
 }
 
+// Drops the log's pages from the page cache, so that a read-back is cold
+// even if the store fell back to buffered I/O. Says what it did.
+std::string DropCache(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "not dropped (open failed)";
+  const bool advised = fdatasync(fd) == 0 &&
+                       posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+  close(fd);
+  const int drop = geteuid() == 0 ? open("/proc/sys/vm/drop_caches",
+                                         O_WRONLY | O_CLOEXEC)
+                                  : -1;
+  const bool dropped = drop >= 0 && write(drop, "1", 1) == 1;
+  if (drop >= 0) close(drop);
+  if (dropped) return "dropped (drop_caches)";
+  return advised ? "the log's pages dropped (POSIX_FADV_DONTNEED; not root)"
+                 : "not dropped";
+}
+
+struct ReadBack {
+  uint64_t records = 0;
+  uint64_t payload_bytes = 0;
+  double seconds = 0;
+};
+
+// Every record through a LogReader, touching each payload byte once.
+ReadBack ReadEverything(LogStructuredStore& store) {
+  ReadBack out;
+  const auto start = Clock::now();
+  std::unique_ptr<LogReader> reader = Check(store.NewLogReader());
+  uint64_t sum = 0;
+  while (Check(reader->Next())) {
+    const absl::string_view p = reader->record().payload;
+    ++out.records;
+    out.payload_bytes += p.size();
+    sum += static_cast<unsigned char>(p[p.size() / 2]);
+  }
+  out.seconds = Seconds(start, Clock::now());
+  if (sum == 1) std::fprintf(stderr, " ");  // keeps the loads
+  return out;
+}
+
+struct RandomReads {
+  double reads_per_s = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+};
+
+// Reads of records at random addresses for `seconds`: one Read at a time,
+// or ReadMany calls of `batch` addresses. Latencies are per call.
+RandomReads ReadAtRandom(LogStructuredStore& store,
+                         const std::vector<uint64_t>& addresses, size_t batch,
+                         double seconds) {
+  std::mt19937_64 rng(batch);
+  std::uniform_int_distribution<size_t> pick(0, addresses.size() - 1);
+  std::vector<double> latencies;
+  std::vector<uint64_t> chosen(batch);
+  uint64_t reads = 0;
+  const auto start = Clock::now();
+  while (Seconds(start, Clock::now()) < seconds) {
+    for (uint64_t& a : chosen) a = addresses[pick(rng)];
+    const auto t = Clock::now();
+    if (batch == 1) {
+      Check(store.Read(chosen[0]));
+    } else {
+      for (absl::StatusOr<LogRecord>& r :
+           store.ReadMany(chosen, FLAGS_record_bytes)) {
+        Check(r.status());
+      }
+    }
+    latencies.push_back(
+        std::chrono::duration<double, std::micro>(Clock::now() - t).count());
+    reads += batch;
+  }
+  RandomReads out;
+  out.reads_per_s = reads / Seconds(start, Clock::now());
+  out.p50_us = Percentile(latencies, 0.50);
+  out.p99_us = Percentile(latencies, 0.99);
+  return out;
+}
+
+// fio's figure, or zeros and a line on stderr: a missing fio costs the
+// comparison, not the run.
+template <typename T>
+T FioOrZero(absl::StatusOr<T> figure) {
+  if (figure.ok()) return *figure;
+  std::fprintf(stderr, "lssbench: fio failed: %s\n",
+               figure.status().ToString().c_str());
+  return T{};
+}
+
 int Main() {
   std::string dir = FLAGS_dir;
   if (dir.empty()) {
@@ -254,6 +350,7 @@ int Main() {
       Check(LogStructuredStore::Open(path, options));
   std::vector<ThreadResult> results(FLAGS_threads);
   std::atomic<uint64_t> appended{0};
+  uint64_t log_end = 0;
   const auto append_start = Clock::now();
   {
     Progress progress("appended", appended, payload_total);
@@ -264,6 +361,7 @@ int Main() {
       });
     }
     for (std::thread& t : threads) t.join();
+    log_end = store->HiStable();  // every thread synced
     // The figure includes the final fdatasync: the host caches writes.
     Check(store->Close());
   }
@@ -271,12 +369,33 @@ int Main() {
   const bool direct = store->direct_io();
   store.reset();
 
-  // Recover.
+  // fio reads the log file itself, as the store is about to.
+  double fio_read_mb = 0;
+  if (FLAGS_device) {
+    std::fprintf(stderr, "lssbench: fio sequential read of the log\n");
+    fio_read_mb = FioOrZero(FioSequential(path, log_end, /*write=*/false));
+  }
+
+  // Recover and read every record back, cold.
+  const std::string cache = DropCache(path);
+  std::fprintf(stderr, "lssbench: reopening and reading back (cache %s)\n",
+               cache.c_str());
+  // Open's scan hands every record to a visitor: the log is read once.
+  uint64_t visited = 0;
+  uint64_t visited_sum = 0;
+  StoreOptions replay = options;
+  replay.on_recovered_record = [&](const RecordView& r) {
+    ++visited;
+    visited_sum += static_cast<unsigned char>(r.payload[r.payload.size() / 2]);
+    return absl::OkStatus();
+  };
   const auto recover_start = Clock::now();
-  store = Check(LogStructuredStore::Open(path, options));
+  store = Check(LogStructuredStore::Open(path, replay));
   const double recover_s = Seconds(recover_start, Clock::now());
+  if (visited_sum == 1) std::fprintf(stderr, " ");  // keeps the loads
   const RecoveryReport report = store->recovery();
   const uint64_t log_bytes = report.tail - store->data_start();
+  const ReadBack read_back = ReadEverything(*store);
 
   // Verify: every record present exactly once, byte for byte, in order.
   std::fprintf(stderr, "lssbench: verifying %" PRIu64 " records\n",
@@ -328,6 +447,27 @@ int Main() {
       }
     }
   }
+  // Random reads by address, next to fio's random 4 KiB reads.
+  RandomReads one, many;
+  FioRandomReads fio_one, fio_many;
+  if (FLAGS_random_read_seconds > 0 && verified) {
+    std::vector<uint64_t> all;
+    for (const ThreadResult& r : results) {
+      all.insert(all.end(), r.addresses.begin(), r.addresses.end());
+    }
+    std::fprintf(stderr, "lssbench: random reads by address (%.0f s each)\n",
+                 FLAGS_random_read_seconds);
+    one = ReadAtRandom(*store, all, 1, FLAGS_random_read_seconds);
+    many = ReadAtRandom(*store, all, FLAGS_read_batch,
+                        FLAGS_random_read_seconds);
+    if (FLAGS_device) {
+      fio_one = FioOrZero(
+          FioRandomReadJob(path, log_end, 1, FLAGS_random_read_seconds));
+      fio_many = FioOrZero(FioRandomReadJob(
+          path, log_end, static_cast<int>(FLAGS_read_batch),
+          FLAGS_random_read_seconds));
+    }
+  }
   Check(store->Close());
   if (!report.cut && report.records != per_thread * FLAGS_threads &&
       failure.empty()) {
@@ -345,6 +485,15 @@ int Main() {
   const double p50 = Percentile(latencies, 0.50);
   const double p99 = Percentile(latencies, 0.99);
   const double recovery_mb = log_bytes / 1e6 / recover_s;
+  const double reader_mb = log_bytes / 1e6 / read_back.seconds;
+  const double read_back_mb = log_bytes / 1e6 / (recover_s + read_back.seconds);
+  if ((read_back.records != per_thread * FLAGS_threads ||
+       visited != per_thread * FLAGS_threads) &&
+      failure.empty()) {
+    verified = false;
+    failure = absl::StrCat("the timed read-back found ", read_back.records,
+                           " records, Open's visitor ", visited);
+  }
 
   std::printf("lssbench: %d threads x %" PRIu64 " records of %" PRIu64
               " B, policy %s, durability %s, %s I/O, buffers %zu x %zu KiB\n",
@@ -362,10 +511,30 @@ int Main() {
   std::printf("  %-26s %10.0f /s\n", "records", records_per_s);
   std::printf("  %-26s %9.0f us / %.0f us\n", "append-to-stable p50/p99", p50,
               p99);
-  std::printf("  %-26s %9.1f MB/s %14s\n", "recovery scan", recovery_mb,
-              ratio(recovery_mb, device.read_mb_per_s).c_str());
-  std::printf("  %-26s %9.1f MB/s write, %.1f MB/s read\n",
+  std::printf("  %-26s %9.1f MB/s %14s  (cache %s)\n",
+              "Open visiting each record", recovery_mb,
+              ratio(recovery_mb, fio_read_mb).c_str(), cache.c_str());
+  std::printf("  %-26s %9.1f MB/s %14s\n", "Open, then LogReader",
+              read_back_mb, ratio(read_back_mb, fio_read_mb).c_str());
+  std::printf("  %-26s %9.1f MB/s %14s\n", "LogReader alone", reader_mb,
+              ratio(reader_mb, fio_read_mb).c_str());
+  if (one.reads_per_s > 0) {
+    std::printf("  %-26s %10.0f /s %14s  p50 %.0f us (fio %.0f), p99 %.0f us\n",
+                "Read, 1 at a time", one.reads_per_s,
+                ratio(one.reads_per_s, fio_one.iops).c_str(), one.p50_us,
+                fio_one.p50_us, one.p99_us);
+    std::printf("  %-26s %10.0f /s %14s  p50 %.0f us per call\n",
+                absl::StrCat("ReadMany, ", FLAGS_read_batch, " at a time")
+                    .c_str(),
+                many.reads_per_s, ratio(many.reads_per_s, fio_many.iops).c_str(),
+                many.p50_us);
+  }
+  std::printf("  %-26s %9.1f MB/s write, %.1f MB/s read (store's ring)\n",
               "device (same run)", device.write_mb_per_s, device.read_mb_per_s);
+  std::printf("  %-26s %9.1f MB/s seq read (1 MiB x 8), 4 KiB randread "
+              "%.0f /s at depth 1 (p50 %.0f us), %.0f /s at depth %u\n",
+              "fio (same run, the log)", fio_read_mb, fio_one.iops,
+              fio_one.p50_us, fio_many.iops, FLAGS_read_batch);
   std::printf("  %-26s %s\n", "verify",
               verified ? "OK: every record, byte for byte"
                        : ("FAILED: " + failure).c_str());
@@ -373,13 +542,21 @@ int Main() {
     std::printf(
         "{\"append_mb_per_s\": %.1f, \"records_per_s\": %.0f, "
         "\"stable_latency_p50_us\": %.0f, \"stable_latency_p99_us\": %.0f, "
-        "\"recovery_mb_per_s\": %.1f, \"verified\": %s, "
+        "\"recovery_mb_per_s\": %.1f, \"read_back_mb_per_s\": %.1f, "
+        "\"reader_mb_per_s\": %.1f, \"fio_read_mb_per_s\": %.1f, "
+        "\"read_1_per_s\": %.0f, \"read_1_p50_us\": %.1f, "
+        "\"read_1_p99_us\": %.1f, \"read_many_per_s\": %.0f, "
+        "\"read_batch\": %u, \"fio_randread_1_iops\": %.0f, "
+        "\"fio_randread_1_p50_us\": %.1f, \"fio_randread_batch_iops\": %.0f, "
+        "\"verified\": %s, "
         "\"device_write_mb_per_s\": %.1f, \"device_read_mb_per_s\": %.1f, "
         "\"threads\": %d, \"record_bytes\": %" PRIu64
         ", \"payload_bytes\": %" PRIu64 ", \"policy\": \"%s\", "
         "\"durability\": \"%s\"}\n",
-        append_mb, records_per_s, p50, p99, recovery_mb,
-        verified ? "true" : "false", device.write_mb_per_s,
+        append_mb, records_per_s, p50, p99, recovery_mb, read_back_mb,
+        reader_mb, fio_read_mb, one.reads_per_s, one.p50_us, one.p99_us,
+        many.reads_per_s, FLAGS_read_batch, fio_one.iops, fio_one.p50_us,
+        fio_many.iops, verified ? "true" : "false", device.write_mb_per_s,
         device.read_mb_per_s, FLAGS_threads, FLAGS_record_bytes, payload_total,
         FLAGS_policy.c_str(), FLAGS_durability.c_str());
   }
