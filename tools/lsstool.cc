@@ -96,10 +96,17 @@ error the kernel reports as EIO counts as damage), 64 usage error.
 An empty (0-byte) file is a log no one has written yet: verify says so and
 exits 0.
 
-Limitation: a read-only open takes a shared lock on the file, which
-conflicts with a writer's exclusive lock, so lsstool cannot inspect a log
-while a writer has it open (it gives up after 2 s with exit 2), and a writer
-cannot open a log while lsstool reads it.
+Beside a writer: verify checks a log that a writer has open without taking
+the lock, so it neither waits for the writer nor holds it up. It verifies
+everything the writer had written when the scan passed (at least its durable
+point); a torn or missing block past that is the writer's work in progress,
+not damage. Damage below what the file proves acknowledged is still exit 1.
+dump, stats, pages and salvage take a shared lock: with a writer live they
+exit 2 at once, and a writer that opens the log while they read waits for
+them (StoreOptions::lock_wait, 2 s) and fails if they are still reading.
+
+Long runs draw a progress line (bytes, rate, time left) on stderr, only when
+stderr is a terminal.
 )";
 
 // --- JSON output -----------------------------------------------------------
@@ -171,9 +178,10 @@ struct Probe {
   std::optional<Superblock> current;
 };
 
-absl::StatusOr<Probe> ProbeFile(const std::string& path) {
+// `lock` false: without the shared lock (for a log a writer has open).
+absl::StatusOr<Probe> ProbeFile(const std::string& path, bool lock = true) {
   absl::StatusOr<std::unique_ptr<File>> file = OpenPosixFile(
-      path, FileOptions{.read_only = true, .direct_io = false});
+      path, FileOptions{.read_only = true, .direct_io = false, .lock = lock});
   if (!file.ok()) return file.status();
   absl::StatusOr<uint64_t> size = (*file)->Size();
   if (!size.ok()) return size.status();
@@ -233,6 +241,33 @@ StoreOptions ReadOptions(const Probe& probe, RecoveryMode mode) {
 absl::StatusOr<std::unique_ptr<LogStructuredStore>> OpenLog(
     const std::string& path, const Probe& probe, RecoveryMode mode) {
   return LogStructuredStore::Open(path, ReadOptions(probe, mode));
+}
+
+// Opens, without the lock, a log a writer has open, and keeps everything
+// before the first block that is not valid (kPointInTime). The scan may
+// stop at a block the writer had not written yet when the scan passed it
+// although a block the writer wrote just after proves it acknowledged; the
+// next open gets past such a block, while damage stops every open at the
+// same offset. So a stop below the acknowledged watermark counts only when
+// two opens in a row make it at the same offset.
+absl::StatusOr<std::unique_ptr<LogStructuredStore>> OpenBesideWriter(
+    const std::string& path, const Probe& probe) {
+  constexpr int kOpens = 8;
+  std::optional<uint64_t> last_stop;
+  for (int i = 0; i < kOpens; ++i) {
+    StoreOptions options = ReadOptions(probe, RecoveryMode::kPointInTime);
+    options.lock = false;
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+        LogStructuredStore::Open(path, options);
+    if (!store.ok()) return store;
+    const RecoveryReport& r = (*store)->recovery();
+    if (!r.lost_acknowledged || last_stop == r.tail) return store;
+    last_stop = r.tail;
+  }
+  return absl::UnavailableError(absl::StrCat(
+      path, ": a writer has the log open, and ", kOpens,
+      " opens in a row stopped below its acknowledged watermark, each at a "
+      "later block (the writer kept overtaking the scan); verify again"));
 }
 
 int ExitFor(const absl::Status& s) {
@@ -330,6 +365,11 @@ int Fail(const char* command, const std::string& path,
 
 int Verify(const std::string& path) {
   absl::StatusOr<Probe> probe = ProbeFile(path);
+  // A probe's only FailedPrecondition is the lock a writer holds: verify
+  // what it has written so far, beside it.
+  const bool live =
+      probe.status().code() == absl::StatusCode::kFailedPrecondition;
+  if (live) probe = ProbeFile(path, /*lock=*/false);
   if (!probe.ok()) return Fail("verify", path, probe.status());
   PrintHeader("verify", path, *probe);
   std::vector<std::string> problems;
@@ -348,9 +388,43 @@ int Verify(const std::string& path) {
   }
 
   uint64_t tail = 0, blocks = 0, records = 0, payload_bytes = 0;
+  uint64_t acknowledged = 0;
   std::string note;
   if (probe->file_bytes == 0) {
     note = "empty file: a log no one has written yet";
+  } else if (live) {
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+        OpenBesideWriter(path, *probe);
+    if (!store.ok()) {
+      problem(ExitFor(store.status()), std::string(store.status().message()));
+    } else {
+      const RecoveryReport& r = (*store)->recovery();
+      tail = r.tail;
+      blocks = r.blocks;
+      acknowledged = r.acknowledged;
+      if (!r.superblock.empty()) problem(kExitDamaged, r.superblock);
+      if (r.lost_acknowledged) {
+        problem(kExitDamaged,
+                absl::StrCat(r.end, "; but every record below offset ",
+                             r.acknowledged,
+                             " was acknowledged durable, and two opens in a "
+                             "row stopped here: the log is damaged (verify "
+                             "once the writer has closed it lists every "
+                             "damaged range)"));
+      }
+      absl::Status s =
+          Replay(**store, 0, "lsstool verify", [&](const RecordView& rec) {
+            ++records;
+            payload_bytes += rec.payload.size();
+            return true;
+          });
+      if (!s.ok()) problem(ExitFor(s), std::string(s.message()));
+      note = absl::StrCat(
+          "a writer has the log open: verified up to offset ", tail,
+          ", at least its durable point when the scan passed (the file "
+          "proves everything below ",
+          acknowledged, " durable); past it the writer is still writing");
+    }
   } else {
     absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
         OpenLog(path, *probe, RecoveryMode::kAbsoluteConsistency);
@@ -417,6 +491,8 @@ int Verify(const std::string& path) {
     Json j;
     j.Str("command", "verify").Str("file", path).Str("result", result);
     j.Num("exit_code", code).Num("file_bytes", probe->file_bytes);
+    j.Bool("writer_live", live);
+    if (live) j.Num("acknowledged", acknowledged);
     j.Raw("superblock_slots", SlotsJson(*probe));
     if (probe->current) {
       j.Num("epoch", probe->current->epoch)
