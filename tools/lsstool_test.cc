@@ -603,13 +603,15 @@ TEST_F(LsstoolTest, VerifyBesideALiveWriter) {
 
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> appended{0};
-  absl::Status writer_status;
+  absl::Status writer_status;  // read after the join
+  std::atomic<bool> writer_failed{false};
   std::thread writer([&] {
     for (uint64_t i = 0; !stop.load(); ++i) {
       absl::StatusOr<uint64_t> a = (*store)->Append(
           absl::StrCat("live ", i, std::string(i % 1500, 'l')));
       if (!a.ok()) {
         writer_status = a.status();
+        writer_failed.store(true);
         return;
       }
       // A sync every few records: blocks are written and proven durable
@@ -617,12 +619,22 @@ TEST_F(LsstoolTest, VerifyBesideALiveWriter) {
       if (i % 8 == 7) {
         if (absl::Status s = (*store)->Sync(); !s.ok()) {
           writer_status = s;
+          writer_failed.store(true);
           return;
         }
       }
       appended.fetch_add(1);
     }
   });
+  // The writer is under way before the tool starts (a wait on its first
+  // append, not on time).
+  while (appended.load() == 0 && !writer_failed.load()) {
+    std::this_thread::yield();
+  }
+  // The other commands take the shared lock: refused at once.
+  ToolRun dump = Tool({"dump", log});
+  EXPECT_EQ(dump.exit_code, 2) << dump.out << dump.err;
+  EXPECT_NE(dump.err.find("already open"), std::string::npos) << dump.err;
   ToolRun run = Tool({"verify", "--json", log});
   stop.store(true);
   writer.join();
