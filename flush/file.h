@@ -37,6 +37,9 @@ struct FileOptions {
   // An exclusive lock (shared when read_only) held while the File lives.
   // A holder that keeps it past lock_wait fails the open.
   std::chrono::milliseconds lock_wait{0};
+  // read_only only: false takes no lock, so the open neither waits for nor
+  // holds up a writer that has the file open.
+  bool lock = true;
 };
 
 class File {

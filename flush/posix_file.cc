@@ -281,7 +281,9 @@ absl::StatusOr<std::unique_ptr<File>> OpenOnce(const std::string& path,
   }
   // Locked on the descriptor the I/O goes through: a writer killed with
   // writes in flight holds it until the kernel has finished them.
-  if (absl::Status s = Lock(*fd, path, options); !s.ok()) return fail(s);
+  if (options.lock || !options.read_only) {
+    if (absl::Status s = Lock(*fd, path, options); !s.ok()) return fail(s);
+  }
   locked = true;
   if (!StillNamed(path, st)) {
     renamed = true;

@@ -93,5 +93,27 @@ TEST(PosixFileTest, UnlinkLeavesAnotherFileAtThePathAlone) {
   EXPECT_EQ(stat(path.c_str(), &st), 0) << "removed another file's name";
 }
 
+// A reader that asks for no lock opens a file a writer holds, and holds up
+// neither that writer nor the next one; a locking reader is refused.
+TEST(PosixFileTest, AReaderWithoutTheLockOpensBesideAWriter) {
+  const std::string path = TempPath("shared.log");
+  FileOptions writing;
+  writing.create = true;
+  writing.direct_io = false;
+  absl::StatusOr<std::unique_ptr<File>> writer = OpenPosixFile(path, writing);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  FileOptions reading;
+  reading.read_only = true;
+  reading.direct_io = false;
+  EXPECT_EQ(OpenPosixFile(path, reading).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  reading.lock = false;
+  absl::StatusOr<std::unique_ptr<File>> reader = OpenPosixFile(path, reading);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  writer->reset();
+  absl::StatusOr<std::unique_ptr<File>> next = OpenPosixFile(path, writing);
+  EXPECT_TRUE(next.ok()) << next.status();
+}
+
 }  // namespace
 }  // namespace lss

@@ -63,6 +63,9 @@ absl::Status CheckOptions(const std::string& path, const StoreOptions& o) {
     return bad("queue_depth ", o.queue_depth, " is not from 1 to ",
                kMaxQueueDepth);
   }
+  if (!o.lock && !o.read_only && o.recovery != RecoveryMode::kSkipCorrupted) {
+    return bad("lock = false is for read-only opens only");
+  }
   if (o.lock_wait.count() < 0) {
     return bad("lock_wait ", o.lock_wait.count(), " ms is negative");
   }
@@ -289,7 +292,8 @@ absl::Status LogStructuredStore::OpenFile(bool& is_new) {
       .create = !read_only_,
       .direct_io = options_.direct_io,
       .allow_buffered_fallback = options_.allow_buffered_fallback,
-      .lock_wait = options_.lock_wait};
+      .lock_wait = options_.lock_wait,
+      .lock = options_.lock};
   absl::StatusOr<std::unique_ptr<File>> file =
       options_.file_opener ? options_.file_opener(path_, file_options)
                            : OpenPosixFile(path_, file_options);

@@ -99,6 +99,15 @@ struct StoreOptions {
   // may a new writer recover and write. A live holder fails Open after
   // this wait.
   std::chrono::milliseconds lock_wait{2000};
+  // read_only only: false opens without the shared lock, so the open
+  // neither waits for a writer that has the log open nor holds up one that
+  // opens it later. The file is then read while the writer appends, as a
+  // crash at that moment would leave it: past the writer's durable point
+  // blocks may be torn or missing, and a block that was not written yet
+  // when the scan passed it may be proven acknowledged by one written just
+  // after (so kPointInTime, and a second open that gets past that block,
+  // tell that from damage). For tools that inspect a live log.
+  bool lock = true;
   // Group commit: how long a leader waits before it cuts the open block, so
   // that more records join its fdatasync (fewer syncs, higher latency).
   // Zero (the default) cuts at once; a group still forms from every record

@@ -280,11 +280,14 @@ TEST(TrustTest, BadOptionsChangeNothingAndCreateNothing) {
     bad.push_back(SmallOptions());
     bad.back().commit_delay = std::chrono::microseconds(delay_us);
   }
+  bad.push_back(SmallOptions());
+  bad.back().lock = false;  // a writer always locks
   const std::string fresh = TempPath("never-created.log");
   for (const StoreOptions& o : bad) {
     SCOPED_TRACE(absl::StrCat("ring_size ", o.ring_size, " buffer_bytes ",
                               o.buffer_bytes, " queue_depth ", o.queue_depth,
-                              " commit_delay ", o.commit_delay.count()));
+                              " commit_delay ", o.commit_delay.count(),
+                              " lock ", o.lock));
     auto store = LogStructuredStore::Open(path, o);
     ASSERT_FALSE(store.ok());
     EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);

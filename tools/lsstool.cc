@@ -5,6 +5,8 @@
 //   ./bazelw run //tools:lsstool -- stats --json /path/to/log
 //   ./bazelw run //tools:lsstool -- salvage --out=/path/to/new /path/to/log
 //
+//   ./bazelw run //tools:lsstool -- pages --pid=3 /path/to/page/log
+//
 // Every command opens the log read-only through the store's public API, so
 // it sees exactly what the store's recovery sees. Exit codes: 0 everything
 // verifies, 1 the log is damaged (DataLoss: corrupt or cut), 2 it could not
@@ -37,16 +39,19 @@
 #include "lss/format.h"
 #include "lss/log_structured_store.h"
 #include "lss/superblock_io.h"
+#include "mapping/page_store.h"
+#include "tools/progress.h"
 
 DEFINE_bool(json, false,
-            "print one JSON object per record (dump) and one JSON summary "
-            "object as the last line of stdout");
+            "print one JSON object per record (dump) or page (pages) and one "
+            "JSON summary object as the last line of stdout");
 DEFINE_uint64(from, 0, "dump: first address");
 DEFINE_uint64(to, UINT64_MAX, "dump: stop before this address");
 DEFINE_uint64(limit, 0, "dump: at most this many records (0: all)");
 DEFINE_string(out, "", "salvage: the new log to write (must not exist)");
+DEFINE_int64(pid, -1, "pages: print this page (its base and deltas)");
 DEFINE_string(recovery, "tolerate_tail",
-              "dump, stats: how to open the log: tolerate_tail (what a "
+              "dump, stats, pages: how to open the log: tolerate_tail (what a "
               "writer's open keeps), absolute, point_in_time or "
               "skip_corrupted (every record that verifies)");
 
@@ -76,6 +81,13 @@ commands:
                   remapped: records keep their order, type and key, not their
                   addresses. Refuses if NEW exists. Exits 0 if nothing was
                   lost, 1 if damaged ranges were skipped (NEW holds the rest).
+  pages FILE      for a PageStore log: every page recovery restores (its
+                  last image unless a later record freed it), by PID, with
+                  the image's address and size (--json, --recovery).
+                  Exit 2 if the log holds no page records.
+  pages --pid=N FILE
+                  that page: its base and deltas as text or hex previews
+                  (--json: every byte, as hex). Exit 2 if N is free.
 
 exit codes: 0 everything verifies, 1 the log is damaged (corrupt or cut),
 2 it could not be read (missing, not a log file, locked, I/O error; an I/O
@@ -84,10 +96,17 @@ error the kernel reports as EIO counts as damage), 64 usage error.
 An empty (0-byte) file is a log no one has written yet: verify says so and
 exits 0.
 
-Limitation: a read-only open takes a shared lock on the file, which
-conflicts with a writer's exclusive lock, so lsstool cannot inspect a log
-while a writer has it open (it gives up after 2 s with exit 2), and a writer
-cannot open a log while lsstool reads it.
+Beside a writer: verify checks a log that a writer has open without taking
+the lock, so it neither waits for the writer nor holds it up. It verifies
+everything the writer had written when the scan passed (at least its durable
+point); a torn or missing block past that is the writer's work in progress,
+not damage. Damage below what the file proves acknowledged is still exit 1.
+dump, stats, pages and salvage take a shared lock: with a writer live they
+exit 2 at once, and a writer that opens the log while they read waits for
+them (StoreOptions::lock_wait, 2 s) and fails if they are still reading.
+
+Long runs draw a progress line (bytes, rate, time left) on stderr, only when
+stderr is a terminal.
 )";
 
 // --- JSON output -----------------------------------------------------------
@@ -159,9 +178,10 @@ struct Probe {
   std::optional<Superblock> current;
 };
 
-absl::StatusOr<Probe> ProbeFile(const std::string& path) {
+// `lock` false: without the shared lock (for a log a writer has open).
+absl::StatusOr<Probe> ProbeFile(const std::string& path, bool lock = true) {
   absl::StatusOr<std::unique_ptr<File>> file = OpenPosixFile(
-      path, FileOptions{.read_only = true, .direct_io = false});
+      path, FileOptions{.read_only = true, .direct_io = false, .lock = lock});
   if (!file.ok()) return file.status();
   absl::StatusOr<uint64_t> size = (*file)->Size();
   if (!size.ok()) return size.status();
@@ -223,21 +243,59 @@ absl::StatusOr<std::unique_ptr<LogStructuredStore>> OpenLog(
   return LogStructuredStore::Open(path, ReadOptions(probe, mode));
 }
 
+// Opens, without the lock, a log a writer has open, and keeps everything
+// before the first block that is not valid (kPointInTime). The scan may
+// stop at a block the writer had not written yet when the scan passed it
+// although a block the writer wrote just after proves it acknowledged; the
+// next open gets past such a block, while damage stops every open at the
+// same offset. So a stop below the acknowledged watermark counts only when
+// two opens in a row make it at the same offset.
+absl::StatusOr<std::unique_ptr<LogStructuredStore>> OpenBesideWriter(
+    const std::string& path, const Probe& probe) {
+  constexpr int kOpens = 8;
+  std::optional<uint64_t> last_stop;
+  for (int i = 0; i < kOpens; ++i) {
+    StoreOptions options = ReadOptions(probe, RecoveryMode::kPointInTime);
+    options.lock = false;
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+        LogStructuredStore::Open(path, options);
+    if (!store.ok()) return store;
+    const RecoveryReport& r = (*store)->recovery();
+    if (!r.lost_acknowledged || last_stop == r.tail) return store;
+    last_stop = r.tail;
+  }
+  return absl::UnavailableError(absl::StrCat(
+      path, ": a writer has the log open, and ", kOpens,
+      " opens in a row stopped below its acknowledged watermark, each at a "
+      "later block (the writer kept overtaking the scan); verify again"));
+}
+
 int ExitFor(const absl::Status& s) {
   return s.code() == absl::StatusCode::kDataLoss ? kExitDamaged
                                                   : kExitUnreadable;
 }
 
 // Walks every record the store recovered, in address order; `visit`
-// returns false to stop.
+// returns false to stop. Draws a progress line labelled `progress` (none if
+// null) over the bytes from `from` to the tail, if stderr is a terminal.
 template <typename Visit>
-absl::Status Replay(LogStructuredStore& store, uint64_t from, Visit visit) {
+absl::Status Replay(LogStructuredStore& store, uint64_t from,
+                    const char* progress, Visit visit) {
   absl::StatusOr<std::unique_ptr<LogReader>> reader = store.NewLogReader(from);
   if (!reader.ok()) return reader.status();
+  const uint64_t start = std::max(from, store.data_start());
+  const uint64_t tail = store.recovery().tail;
+  std::optional<ProgressLine> line;
+  if (progress != nullptr) {
+    line.emplace(progress, tail > start ? tail - start : 0);
+  }
   for (;;) {
     absl::StatusOr<bool> more = (*reader)->Next();
     if (!more.ok()) return more.status();
-    if (!*more || !visit((*reader)->record())) return absl::OkStatus();
+    if (!*more) return absl::OkStatus();
+    const RecordView& record = (*reader)->record();
+    if (line && record.address > start) line->Update(record.address - start);
+    if (!visit(record)) return absl::OkStatus();
   }
 }
 
@@ -307,6 +365,11 @@ int Fail(const char* command, const std::string& path,
 
 int Verify(const std::string& path) {
   absl::StatusOr<Probe> probe = ProbeFile(path);
+  // A probe's only FailedPrecondition is the lock a writer holds: verify
+  // what it has written so far, beside it.
+  const bool live =
+      probe.status().code() == absl::StatusCode::kFailedPrecondition;
+  if (live) probe = ProbeFile(path, /*lock=*/false);
   if (!probe.ok()) return Fail("verify", path, probe.status());
   PrintHeader("verify", path, *probe);
   std::vector<std::string> problems;
@@ -325,9 +388,43 @@ int Verify(const std::string& path) {
   }
 
   uint64_t tail = 0, blocks = 0, records = 0, payload_bytes = 0;
+  uint64_t acknowledged = 0;
   std::string note;
   if (probe->file_bytes == 0) {
     note = "empty file: a log no one has written yet";
+  } else if (live) {
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
+        OpenBesideWriter(path, *probe);
+    if (!store.ok()) {
+      problem(ExitFor(store.status()), std::string(store.status().message()));
+    } else {
+      const RecoveryReport& r = (*store)->recovery();
+      tail = r.tail;
+      blocks = r.blocks;
+      acknowledged = r.acknowledged;
+      if (!r.superblock.empty()) problem(kExitDamaged, r.superblock);
+      if (r.lost_acknowledged) {
+        problem(kExitDamaged,
+                absl::StrCat(r.end, "; but every record below offset ",
+                             r.acknowledged,
+                             " was acknowledged durable, and two opens in a "
+                             "row stopped here: the log is damaged (verify "
+                             "once the writer has closed it lists every "
+                             "damaged range)"));
+      }
+      absl::Status s =
+          Replay(**store, 0, "lsstool verify", [&](const RecordView& rec) {
+            ++records;
+            payload_bytes += rec.payload.size();
+            return true;
+          });
+      if (!s.ok()) problem(ExitFor(s), std::string(s.message()));
+      note = absl::StrCat(
+          "a writer has the log open: verified up to offset ", tail,
+          ", at least its durable point when the scan passed (the file "
+          "proves everything below ",
+          acknowledged, " durable); past it the writer is still writing");
+    }
   } else {
     absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
         OpenLog(path, *probe, RecoveryMode::kAbsoluteConsistency);
@@ -336,11 +433,12 @@ int Verify(const std::string& path) {
       tail = r.tail;
       blocks = r.blocks;
       if (!r.superblock.empty()) problem(kExitDamaged, r.superblock);
-      absl::Status s = Replay(**store, 0, [&](const RecordView& rec) {
-        ++records;
-        payload_bytes += rec.payload.size();
-        return true;
-      });
+      absl::Status s =
+          Replay(**store, 0, "lsstool verify", [&](const RecordView& rec) {
+            ++records;
+            payload_bytes += rec.payload.size();
+            return true;
+          });
       if (!s.ok()) problem(ExitFor(s), std::string(s.message()));
       if (s.ok() && records != r.records) {
         problem(kExitDamaged,
@@ -366,11 +464,12 @@ int Verify(const std::string& path) {
         for (const std::string& range : r.skipped) {
           problem(kExitDamaged, absl::StrCat("skipped: ", range));
         }
-        absl::Status s = Replay(**salvage, 0, [&](const RecordView& rec) {
-          ++records;
-          payload_bytes += rec.payload.size();
-          return true;
-        });
+        absl::Status s =
+            Replay(**salvage, 0, "lsstool verify", [&](const RecordView& rec) {
+              ++records;
+              payload_bytes += rec.payload.size();
+              return true;
+            });
         if (!s.ok()) problem(ExitFor(s), std::string(s.message()));
         note = absl::StrCat(records,
                             " records verify (salvage --out=NEW copies them)");
@@ -392,6 +491,8 @@ int Verify(const std::string& path) {
     Json j;
     j.Str("command", "verify").Str("file", path).Str("result", result);
     j.Num("exit_code", code).Num("file_bytes", probe->file_bytes);
+    j.Bool("writer_live", live);
+    if (live) j.Num("acknowledged", acknowledged);
     j.Raw("superblock_slots", SlotsJson(*probe));
     if (probe->current) {
       j.Num("epoch", probe->current->epoch)
@@ -440,30 +541,34 @@ int Dump(const std::string& path) {
       OpenForReading(path, *probe);
   if (!store.ok()) return Fail("dump", path, store.status());
   uint64_t shown = 0;
-  absl::Status s = Replay(**store, FLAGS_from, [&](const RecordView& r) {
-    if (r.address >= FLAGS_to) return false;
-    if (FLAGS_limit != 0 && shown >= FLAGS_limit) return false;
-    ++shown;
-    bool text = false;
-    const std::string preview = Preview(r.payload, text);
-    if (FLAGS_json) {
-      std::printf("%s\n", Json()
-                              .Num("address", r.address)
-                              .Num("length", r.payload.size())
-                              .Num("type", r.tag.type)
-                              .Num("key", r.tag.key)
-                              .Str(text ? "text" : "hex", preview)
-                              .str()
-                              .c_str());
-    } else {
-      std::printf("%" PRIu64 " length=%zu type=%" PRIu32 " key=%" PRIu64
-                  " %s%s%s\n",
-                  r.address, r.payload.size(), r.tag.type, r.tag.key,
-                  text ? "text=" : "hex=", JsonString(preview).c_str(),
-                  r.payload.size() > kPreviewBytes ? "..." : "");
-    }
-    return true;
-  });
+  absl::Status s = Replay(
+      **store, FLAGS_from,
+      // Its lines would cut through the records'.
+      isatty(STDOUT_FILENO) ? nullptr : "lsstool dump",
+      [&](const RecordView& r) {
+        if (r.address >= FLAGS_to) return false;
+        if (FLAGS_limit != 0 && shown >= FLAGS_limit) return false;
+        ++shown;
+        bool text = false;
+        const std::string preview = Preview(r.payload, text);
+        if (FLAGS_json) {
+          std::printf("%s\n", Json()
+                                  .Num("address", r.address)
+                                  .Num("length", r.payload.size())
+                                  .Num("type", r.tag.type)
+                                  .Num("key", r.tag.key)
+                                  .Str(text ? "text" : "hex", preview)
+                                  .str()
+                                  .c_str());
+        } else {
+          std::printf("%" PRIu64 " length=%zu type=%" PRIu32 " key=%" PRIu64
+                      " %s%s%s\n",
+                      r.address, r.payload.size(), r.tag.type, r.tag.key,
+                      text ? "text=" : "hex=", JsonString(preview).c_str(),
+                      r.payload.size() > kPreviewBytes ? "..." : "");
+        }
+        return true;
+      });
   const int code = s.ok() ? kExitOk : ExitFor(s);
   if (!s.ok()) {
     std::fprintf(stderr, "lsstool dump: %s\n",
@@ -491,12 +596,13 @@ int Stats(const std::string& path) {
   uint64_t records = 0, payload_bytes = 0;
   // histogram[i]: payloads of [2^i, 2^(i+1)) bytes.
   std::vector<uint64_t> histogram(64, 0);
-  absl::Status s = Replay(**store, 0, [&](const RecordView& rec) {
-    ++records;
-    payload_bytes += rec.payload.size();
-    ++histogram[63 - std::countl_zero(uint64_t{rec.payload.size()})];
-    return true;
-  });
+  absl::Status s =
+      Replay(**store, 0, "lsstool stats", [&](const RecordView& rec) {
+        ++records;
+        payload_bytes += rec.payload.size();
+        ++histogram[63 - std::countl_zero(uint64_t{rec.payload.size()})];
+        return true;
+      });
   const int code = s.ok() ? kExitOk : ExitFor(s);
   const uint64_t data_start = (*store)->data_start();
   const uint64_t log_bytes = r.tail > data_start ? r.tail - data_start : 0;
@@ -552,7 +658,6 @@ int Stats(const std::string& path) {
   return code;
 }
 
-
 // --- salvage -----------------------------------------------------------------
 
 // REQUIRES: --out is set.
@@ -571,7 +676,8 @@ int Salvage(const std::string& path) {
   if (!source.ok()) return Fail("salvage", path, source.status());
   const RecoveryReport& r = (*source)->recovery();
 
-  StoreOptions options = ReadOptions(*probe, RecoveryMode::kAbsoluteConsistency);
+  StoreOptions options =
+      ReadOptions(*probe, RecoveryMode::kAbsoluteConsistency);
   options.read_only = false;
   options.preallocate_bytes = options.buffer_bytes;
   absl::StatusOr<std::unique_ptr<LogStructuredStore>> target =
@@ -580,16 +686,17 @@ int Salvage(const std::string& path) {
 
   uint64_t kept = 0, payload_bytes = 0;
   absl::Status write;
-  absl::Status read = Replay(**source, 0, [&](const RecordView& rec) {
-    absl::StatusOr<uint64_t> a = (*target)->Append(rec.payload, rec.tag);
-    if (!a.ok()) {
-      write = a.status();
-      return false;
-    }
-    ++kept;
-    payload_bytes += rec.payload.size();
-    return true;
-  });
+  absl::Status read =
+      Replay(**source, 0, "lsstool salvage", [&](const RecordView& rec) {
+        absl::StatusOr<uint64_t> a = (*target)->Append(rec.payload, rec.tag);
+        if (!a.ok()) {
+          write = a.status();
+          return false;
+        }
+        ++kept;
+        payload_bytes += rec.payload.size();
+        return true;
+      });
   if (write.ok()) write = (*target)->Sync();
   if (absl::Status s = (*target)->Close(); write.ok()) write = s;
   if (!read.ok() || !write.ok()) {
@@ -621,6 +728,162 @@ int Salvage(const std::string& path) {
     std::printf("%s\n", j.str().c_str());
   }
   return code;
+}
+
+// --- pages -------------------------------------------------------------------
+
+std::string Hex(absl::string_view bytes) {
+  std::string hex;
+  hex.reserve(2 * bytes.size());
+  for (unsigned char c : bytes) {
+    char buf[3];
+    std::snprintf(buf, sizeof(buf), "%02x", c);
+    hex += buf;
+  }
+  return hex;
+}
+
+// "text=\"...\"" or "hex=\"...\"", with "..." when cut.
+std::string PreviewField(absl::string_view bytes) {
+  bool text = false;
+  const std::string preview = Preview(bytes, text);
+  return absl::StrCat(text ? "text=" : "hex=", JsonString(preview),
+                      bytes.size() > kPreviewBytes ? "..." : "");
+}
+
+// What the records of a page log are, by PageStore's record types.
+struct PageRecords {
+  uint64_t images = 0, frees = 0, failed_flushes = 0, other = 0;
+};
+
+// Lists every page PageStore's recovery restores (its last image, unless a
+// later record freed it), or with --pid prints one page.
+int Pages(const std::string& path) {
+  absl::StatusOr<Probe> probe = ProbeFile(path);
+  if (!probe.ok()) return Fail("pages", path, probe.status());
+  if (probe->file_bytes == 0) {
+    return Fail("pages", path,
+                absl::NotFoundError(
+                    absl::StrCat(path,
+                                 ": empty file: a log no one has written yet "
+                                 "holds no pages")));
+  }
+  absl::StatusOr<RecoveryMode> mode = ParseRecovery(FLAGS_recovery);
+  if (!mode.ok()) return Fail("pages", path, mode.status());
+  PageStoreOptions options;
+  options.store = ReadOptions(*probe, *mode);
+  absl::StatusOr<std::unique_ptr<PageStore>> pages =
+      PageStore::Open(path, options);
+  if (!pages.ok()) return Fail("pages", path, pages.status());
+
+  // PageStore's recovery has replayed the log already; this second pass
+  // only tells a log without pages from one whose pages were all freed.
+  PageRecords kinds;
+  absl::Status s =
+      Replay((*pages)->log(), 0, "lsstool pages", [&](const RecordView& r) {
+        switch (r.tag.type) {
+          case kPageImageRecord:
+            ++kinds.images;
+            break;
+          case kPageFreedRecord:
+            ++kinds.frees;
+            break;
+          case kFailedFlushRecord:
+            ++kinds.failed_flushes;
+            break;
+          default:
+            ++kinds.other;
+        }
+        return true;
+      });
+  if (!s.ok()) return Fail("pages", path, s);
+  if (kinds.images == 0 && kinds.frees == 0) {
+    return Fail("pages", path,
+                absl::NotFoundError(absl::StrCat(
+                    path, ": holds no pages: none of its ",
+                    kinds.failed_flushes + kinds.other,
+                    " records is a page image or free record (types ",
+                    kPageImageRecord, ", ", kPageFreedRecord,
+                    "); not a PageStore log, or no page was ever flushed")));
+  }
+
+  if (FLAGS_pid >= 0) {
+    const uint64_t pid = static_cast<uint64_t>(FLAGS_pid);
+    absl::StatusOr<PageState> state = (*pages)->table().Read(pid);
+    if (!state.ok() || !state->on_log()) {
+      return Fail("pages", path,
+                  absl::NotFoundError(absl::StrCat(
+                      path, ": page ", pid,
+                      " is not in the log (never flushed, or freed)")));
+    }
+    absl::StatusOr<LogRecord> image = (*pages)->log().Read(state->address());
+    absl::StatusOr<Page> page = (*pages)->Read(pid);
+    if (!image.ok()) return Fail("pages", path, image.status());
+    if (!page.ok()) return Fail("pages", path, page.status());
+    std::printf("lsstool pages: %s\n", path.c_str());
+    std::printf("  page %" PRIu64 ": address %" PRIu64
+                ", image %zu bytes, base %zu bytes, %zu deltas\n",
+                pid, state->address(), image->payload.size(), page->base.size(),
+                page->deltas.size());
+    std::printf("  base     %s\n", PreviewField(page->base).c_str());
+    for (size_t i = 0; i < page->deltas.size(); ++i) {
+      std::printf("  delta %zu  %s\n", i,
+                  PreviewField(page->deltas[i]).c_str());
+    }
+    if (FLAGS_json) {
+      std::vector<std::string> deltas;
+      for (const std::string& d : page->deltas) deltas.push_back(Hex(d));
+      Json j;
+      j.Str("command", "pages").Str("file", path).Num("exit_code", kExitOk);
+      j.Num("pid", pid).Num("address", state->address());
+      j.Num("image_bytes", image->payload.size());
+      j.Str("base_hex", Hex(page->base)).Strs("deltas_hex", deltas);
+      std::printf("%s\n", j.str().c_str());
+    }
+    return kExitOk;
+  }
+
+  if (!FLAGS_json) {
+    PrintHeader("pages", path, *probe);
+    std::printf("  records            %" PRIu64 " page images, %" PRIu64
+                " frees, %" PRIu64 " failed flushes, %" PRIu64 " other\n",
+                kinds.images, kinds.frees, kinds.failed_flushes, kinds.other);
+  }
+  uint64_t listed = 0, image_bytes = 0;
+  const uint64_t high_water = (*pages)->table().high_water();
+  for (uint64_t pid = 0; pid < high_water; ++pid) {
+    absl::StatusOr<PageState> state = (*pages)->table().Read(pid);
+    if (!state.ok() || !state->on_log()) continue;  // free
+    absl::StatusOr<LogRecord> image = (*pages)->log().Read(state->address());
+    if (!image.ok()) return Fail("pages", path, image.status());
+    ++listed;
+    image_bytes += image->payload.size();
+    if (FLAGS_json) {
+      std::printf("%s\n", Json()
+                              .Num("pid", pid)
+                              .Num("address", state->address())
+                              .Num("image_bytes", image->payload.size())
+                              .str()
+                              .c_str());
+    } else {
+      std::printf("  pid %" PRIu64 "  address %" PRIu64 "  image %zu bytes\n",
+                  pid, state->address(), image->payload.size());
+    }
+  }
+  if (FLAGS_json) {
+    Json j;
+    j.Str("command", "pages").Str("file", path).Num("exit_code", kExitOk);
+    j.Num("pages", listed).Num("image_bytes", image_bytes);
+    j.Num("page_image_records", kinds.images).Num("free_records", kinds.frees);
+    j.Num("failed_flush_records", kinds.failed_flushes);
+    j.Num("other_records", kinds.other);
+    std::printf("%s\n", j.str().c_str());
+  } else {
+    std::printf(
+        "  pages              %" PRIu64 " (%" PRIu64 " image bytes)%s\n",
+        listed, image_bytes, listed == 0 ? ": every page was freed" : "");
+  }
+  return kExitOk;
 }
 
 }  // namespace
@@ -679,6 +942,7 @@ int main(int argc, char** argv) {
   if (command == "verify") return lss::Verify(path);
   if (command == "dump") return lss::Dump(path);
   if (command == "stats") return lss::Stats(path);
+  if (command == "pages") return lss::Pages(path);
   if (command == "salvage") {
     if (FLAGS_out.empty()) return Usage("salvage needs --out=NEW");
     return lss::Salvage(path);

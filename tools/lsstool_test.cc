@@ -1,16 +1,19 @@
 // Runs lsstool as a subprocess against logs made by the store and checks its
 // output and exit codes.
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 #include "lss/log_structured_store.h"
+#include "mapping/page_store.h"
 #include "testing/process.h"
 
 namespace lss {
@@ -356,6 +360,337 @@ TEST_F(LsstoolTest, SalvageRefusesAnExistingOutput) {
                 .exit_code,
             2);
   EXPECT_NE(access(Path("new").c_str(), F_OK), 0);
+}
+
+// --- pages -------------------------------------------------------------------
+
+struct FlushedPage {
+  uint64_t pid;
+  uint64_t address;  // of its last image
+  std::string base;
+  std::vector<std::string> deltas;
+};
+
+std::string HexOf(absl::string_view bytes) {
+  std::string hex;
+  for (unsigned char c : bytes)
+    absl::StrAppend(&hex, absl::Hex(c, absl::kZeroPad2));
+  return hex;
+}
+
+// A PageStore log: pages 0..4 flushed (page 2 twice, with deltas the second
+// time; page 4's base is binary), page 5 allocated and updated but never
+// flushed, then page 3 freed. Returns the pages recovery restores.
+std::vector<FlushedPage> MakePageLog(const std::string& path) {
+  PageStoreOptions options;
+  options.store.block_bytes = kBlockBytes;
+  options.store.buffer_bytes = kBufferBytes;
+  options.store.allow_buffered_fallback = true;
+  options.store.preallocate_bytes = kBufferBytes;
+  options.table.max_pages = 1024;
+  auto pages = PageStore::Open(path, options);
+  EXPECT_TRUE(pages.ok()) << pages.status();
+  std::vector<FlushedPage> kept;
+  if (!pages.ok()) return kept;
+  PageStore& store = **pages;
+  EpochGuard pin = store.Pin();
+  for (int i = 0; i <= 5; ++i) {
+    absl::StatusOr<uint64_t> pid = store.Allocate();
+    EXPECT_TRUE(pid.ok()) << pid.status();
+    if (!pid.ok()) return {};
+    FlushedPage page{
+        .pid = *pid,
+        .address = 0,
+        .base = absl::StrCat("page ", i, " base ", std::string(100 * i, 'p')),
+        .deltas = {}};
+    if (i == 4) page.base = std::string("\x00\x01\xff\x10" "binary", 10);
+    absl::StatusOr<PageState> state =
+        store.UpdateR(page.pid, PageState::Free(), page.base);
+    EXPECT_TRUE(state.ok()) << state.status();
+    if (!state.ok()) return {};
+    if (i == 5) break;  // never flushed
+    absl::StatusOr<uint64_t> address = store.Flush(page.pid);
+    EXPECT_TRUE(address.ok()) << address.status();
+    page.address = *address;
+    if (i == 2) {
+      // The flush put a flush node on top: the state to update from.
+      absl::StatusOr<Page> flushed = store.Read(page.pid);
+      EXPECT_TRUE(flushed.ok()) << flushed.status();
+      if (!flushed.ok()) return {};
+      state = flushed->state;
+      for (const char* d : {"delta one", "delta two"}) {
+        state = store.UpdateD(page.pid, *state, d);
+        EXPECT_TRUE(state.ok()) << state.status();
+        if (!state.ok()) return {};
+        page.deltas.push_back(d);
+      }
+      address = store.Flush(page.pid);
+      EXPECT_TRUE(address.ok()) << address.status();
+      page.address = *address;
+    }
+    kept.push_back(std::move(page));
+  }
+  // Freed last, so that no later Allocate reuses its PID.
+  EXPECT_TRUE(store.Free(kept[3].pid).ok());
+  kept.erase(kept.begin() + 3);
+  EXPECT_TRUE(store.log().Sync().ok());
+  return kept;
+}
+
+TEST_F(LsstoolTest, PagesListsEveryRestoredPage) {
+  const std::string log = Path("pages");
+  const std::vector<FlushedPage> pages = MakePageLog(log);
+  ASSERT_EQ(pages.size(), 4u);
+
+  ToolRun run = Tool({"pages", "--json", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), pages.size() + 1) << run.out;
+  for (size_t i = 0; i < pages.size(); ++i) {
+    EXPECT_NE(
+        lines[i].find(absl::StrCat("{\"pid\": ", pages[i].pid,
+                                   ", \"address\": ", pages[i].address, ", ")),
+        std::string::npos)
+        << lines[i];
+  }
+  EXPECT_NE(lines.back().find("\"pages\": 4,"), std::string::npos)
+      << lines.back();
+  // Six images (page 2 twice, page 3 before its free), one free.
+  EXPECT_NE(lines.back().find("\"page_image_records\": 6, "
+                              "\"free_records\": 1,"),
+            std::string::npos)
+      << lines.back();
+
+  run = Tool({"pages", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find(absl::StrCat("  pid ", pages[2].pid, "  address ",
+                                      pages[2].address, "  image ")),
+            std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("  pid 3 "), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("pages              4 ("), std::string::npos)
+      << run.out;
+}
+
+TEST_F(LsstoolTest, PagesPrintsOnePage) {
+  const std::string log = Path("pages");
+  const std::vector<FlushedPage> pages = MakePageLog(log);
+  ASSERT_EQ(pages.size(), 4u);
+  const FlushedPage& two = pages[2];
+  ASSERT_EQ(two.deltas.size(), 2u);
+
+  ToolRun run = Tool({"pages", "--json", absl::StrCat("--pid=", two.pid), log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("base     text=\"page 2 base pppp"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("delta 1  text=\"delta two\""), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.LastLine().find(absl::StrCat(
+                "\"pid\": ", two.pid, ", \"address\": ", two.address, ",")),
+            std::string::npos)
+      << run.LastLine();
+  // Every byte, not a preview.
+  EXPECT_NE(run.LastLine().find(absl::StrCat(
+                "\"base_hex\": \"", HexOf(two.base), "\", \"deltas_hex\": [\"",
+                HexOf(two.deltas[0]), "\", \"", HexOf(two.deltas[1]), "\"]")),
+            std::string::npos)
+      << run.LastLine();
+
+  const FlushedPage& binary = pages[3];
+  run = Tool({"pages", absl::StrCat("--pid=", binary.pid), log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(
+      run.out.find(absl::StrCat("base     hex=\"", HexOf(binary.base), "\"")),
+      std::string::npos)
+      << run.out;
+}
+
+TEST_F(LsstoolTest, PagesOfAFreeOrUnflushedPid) {
+  const std::string log = Path("pages");
+  MakePageLog(log);
+  for (const char* pid : {"--pid=3", "--pid=5", "--pid=999"}) {
+    ToolRun run = Tool({"pages", "--json", pid, log});
+    EXPECT_EQ(run.exit_code, 2) << pid << run.out << run.err;
+    EXPECT_NE(run.err.find("is not in the log"), std::string::npos)
+        << pid << run.err;
+    EXPECT_NE(run.LastLine().find("\"exit_code\": 2"), std::string::npos);
+  }
+}
+
+TEST_F(LsstoolTest, PagesOfALogWithoutPages) {
+  const std::string data_log = Path("data");
+  {
+    StoreOptions options;
+    options.block_bytes = kBlockBytes;
+    options.buffer_bytes = kBufferBytes;
+    options.allow_buffered_fallback = true;
+    options.preallocate_bytes = kBufferBytes;
+    auto store = LogStructuredStore::Open(data_log, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_TRUE((*store)->Append(absl::StrCat("data ", i)).ok());
+    }
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  ToolRun run = Tool({"pages", "--json", data_log});
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("holds no pages: none of its 10 records"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.LastLine().find("\"result\": \"unreadable\""),
+            std::string::npos)
+      << run.LastLine();
+
+  const std::string empty = Path("empty");
+  WriteFile(empty, "");
+  run = Tool({"pages", empty});
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("holds no pages"), std::string::npos) << run.err;
+
+  const std::string foreign = Path("foreign");
+  WriteFile(foreign, std::string(20000, 'x'));
+  run = Tool({"pages", foreign});
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("not a log file"), std::string::npos) << run.err;
+}
+
+TEST_F(LsstoolTest, PagesOfADamagedImage) {
+  const std::string log = Path("pages");
+  const std::vector<FlushedPage> pages = MakePageLog(log);
+  ASSERT_EQ(pages.size(), 4u);
+  std::string bytes = ReadFile(log);
+  bytes[pages[1].address + kRecordHeaderBytes + 5] ^= 0x01;
+  WriteFile(log, bytes);
+  ToolRun run = Tool({"pages", "--json", log});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.LastLine().find("\"result\": \"damaged\""), std::string::npos)
+      << run.LastLine();
+}
+
+// --- verify beside a live writer --------------------------------------------
+
+StoreOptions WriterOptions() {
+  StoreOptions options;
+  options.block_bytes = kBlockBytes;
+  options.buffer_bytes = kBufferBytes;
+  options.allow_buffered_fallback = true;
+  options.preallocate_bytes = kBufferBytes;
+  return options;
+}
+
+uint64_t JsonNumber(const std::string& json, const std::string& key) {
+  const std::string field = absl::StrCat("\"", key, "\": ");
+  const size_t at = json.find(field);
+  if (at == std::string::npos) return 0;
+  return std::stoull(json.substr(at + field.size()));
+}
+
+// A writer in this process holds the log's lock and keeps appending and
+// syncing while lsstool verifies it: lsstool neither waits for the lock nor
+// fails, and reports at least every record durable before it started.
+TEST_F(LsstoolTest, VerifyBesideALiveWriter) {
+  const std::string log = Path("log");
+  auto store = LogStructuredStore::Open(log, WriterOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  constexpr int kDurable = 300;
+  for (int i = 0; i < kDurable; ++i) {
+    ASSERT_TRUE((*store)->Append(absl::StrCat("durable ", i,
+                                              std::string(i % 700, 'd')))
+                    .ok());
+  }
+  ASSERT_TRUE((*store)->Sync().ok());
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> appended{0};
+  absl::Status writer_status;  // read after the join
+  std::atomic<bool> writer_failed{false};
+  std::thread writer([&] {
+    for (uint64_t i = 0; !stop.load(); ++i) {
+      absl::StatusOr<uint64_t> a = (*store)->Append(
+          absl::StrCat("live ", i, std::string(i % 1500, 'l')));
+      if (!a.ok()) {
+        writer_status = a.status();
+        writer_failed.store(true);
+        return;
+      }
+      // A sync every few records: blocks are written and proven durable
+      // while the tool scans.
+      if (i % 8 == 7) {
+        if (absl::Status s = (*store)->Sync(); !s.ok()) {
+          writer_status = s;
+          writer_failed.store(true);
+          return;
+        }
+      }
+      appended.fetch_add(1);
+    }
+  });
+  // The writer is under way before the tool starts (a wait on its first
+  // append, not on time).
+  while (appended.load() == 0 && !writer_failed.load()) {
+    std::this_thread::yield();
+  }
+  // The other commands take the shared lock: refused at once.
+  ToolRun dump = Tool({"dump", log});
+  EXPECT_EQ(dump.exit_code, 2) << dump.out << dump.err;
+  EXPECT_NE(dump.err.find("already open"), std::string::npos) << dump.err;
+  ToolRun run = Tool({"verify", "--json", log});
+  stop.store(true);
+  writer.join();
+  EXPECT_TRUE(writer_status.ok()) << writer_status;
+  EXPECT_TRUE((*store)->Close().ok());
+
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  const std::string json = run.LastLine();
+  EXPECT_NE(json.find("\"writer_live\": true"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"result\": \"ok\""), std::string::npos) << json;
+  EXPECT_GE(JsonNumber(json, "records"), uint64_t{kDurable}) << json;
+  EXPECT_NE(run.out.find("a writer has the log open: verified up to offset"),
+            std::string::npos)
+      << run.out;
+  // Once the writer has closed the log it verifies whole.
+  run = Tool({"verify", "--json", log});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_EQ(JsonNumber(run.LastLine(), "records"), kDurable + appended.load())
+      << run.LastLine();
+  EXPECT_NE(run.LastLine().find("\"writer_live\": false"), std::string::npos);
+}
+
+// Damage below what the writer made durable is still damage (exit 1), even
+// though a live writer's torn tail is not.
+TEST_F(LsstoolTest, VerifyBesideAWriterFindsDamage) {
+  const std::string log = Path("log");
+  auto store = LogStructuredStore::Open(log, WriterOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<uint64_t> addresses;
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<uint64_t> a =
+        (*store)->Append(absl::StrCat("record ", i, std::string(i * 37, 'r')));
+    ASSERT_TRUE(a.ok()) << a.status();
+    addresses.push_back(*a);
+    if (i % 17 == 16) {
+      ASSERT_TRUE((*store)->Sync().ok());
+    }
+  }
+  ASSERT_TRUE((*store)->Sync().ok());
+  // Behind the writer's back (it never reads its own blocks again).
+  const int fd = open(log.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  char byte = 0;
+  const off_t target = addresses[20] + kRecordHeaderBytes + 2;
+  ASSERT_EQ(pread(fd, &byte, 1, target), 1);
+  byte ^= 0x04;
+  ASSERT_EQ(pwrite(fd, &byte, 1, target), 1);
+  close(fd);
+
+  ToolRun run = Tool({"verify", "--json", log});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.LastLine().find("\"writer_live\": true"), std::string::npos)
+      << run.LastLine();
+  EXPECT_NE(run.out.find("two opens in a row stopped here"), std::string::npos)
+      << run.out;
+  EXPECT_TRUE((*store)->Close().ok());
 }
 
 TEST_F(LsstoolTest, UsageErrors) {

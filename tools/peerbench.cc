@@ -46,6 +46,7 @@
 #include "tools/bench_support.h"
 #include "tools/fio_job.h"
 #include "tools/peer_store.h"
+#include "tools/progress.h"
 
 DEFINE_string(dir, "",
               "where to make the work directory (default: $TMPDIR or "
@@ -121,14 +122,21 @@ absl::StatusOr<double> PutRecords(PeerStore& store, size_t record_bytes,
   std::vector<std::string> records;
   for (int t = 0; t < kWriters; ++t)
     records.push_back(MakeRecord(record_bytes, t));
+  // Drawn by writer 0 alone, for both writers, every 1024 records.
+  ProgressLine progress("peerbench: writing",
+                        per_thread * kWriters * record_bytes);
   const auto start = Clock::now();
   absl::Status s = RunThreads(kWriters, [&](int t) {
     for (uint64_t i = 0; i < per_thread; ++i) {
       SetKey(records[t], t, i);
       if (absl::Status s = store.Put(records[t], false); !s.ok()) return s;
+      if (t == 0 && i % 1024 == 0) {
+        progress.Update(i * kWriters * record_bytes);
+      }
     }
     return absl::OkStatus();
   });
+  progress.Done();
   if (!s.ok()) return s;
   if (s = store.Sync(); !s.ok()) return s;
   return Seconds(start, Clock::now());
@@ -153,6 +161,9 @@ struct DurableFigures {
 absl::StatusOr<DurableFigures> DurablePuts(PeerStore& store, int threads,
                                            double seconds) {
   std::vector<std::vector<double>> latencies_us(threads);
+  // Drawn by thread 0 alone: its durable bytes times the threads (the run
+  // has a time limit, not a size, so no time left).
+  ProgressLine progress("peerbench: durable appends", 0);
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(seconds));
@@ -167,10 +178,12 @@ absl::StatusOr<DurableFigures> DurablePuts(PeerStore& store, int threads,
       mine.push_back(
           std::chrono::duration<double, std::micro>(Clock::now() - before)
               .count());
+      if (t == 0) progress.Update((i + 1) * threads * kSmallRecordBytes);
     }
     latencies_us[t] = std::move(mine);
     return absl::OkStatus();
   });
+  progress.Done();
   if (!s.ok()) return s;
   const double elapsed = Seconds(start, Clock::now());
   std::vector<double> all;

@@ -1,0 +1,272 @@
+"""Turns the benchmarks' --json output into PNG plots.
+
+    ./bazelw run //tools:plots -- --out=docs/plots [--input=DIR]
+
+Reads from DIR (default docs/plots/data), each file optional:
+  lssbench.jsonl   one lssbench --json line (its last stdout line) per run
+  peerbench.json   peerbench --json (its last stdout line)
+  fio.json         {"write_mb_per_s": .., "read_mb_per_s": .., "source": ..}
+                   fio's sequential figures (tools/fio_baseline.sh)
+  pagebench.json   pagebench --json
+  source.txt       where the data came from; printed under every plot
+
+and writes one PNG per plot whose data is there, saying on stderr which it
+skipped and why. Relative paths are taken from the workspace under
+`bazel run` (BUILD_WORKSPACE_DIRECTORY), else from the current directory.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+
+# Peers in peerbench's order, and their colours in every plot.
+SYSTEMS = ["ours", "rocksdb", "leveldb", "fio"]
+COLOURS = {"ours": "C0", "rocksdb": "C1", "leveldb": "C2", "fio": "C7"}
+LABELS = {"ours": "this store", "rocksdb": "RocksDB", "leveldb": "LevelDB",
+          "fio": "fio"}
+
+
+class Data:
+  """Whatever benchmark output DIR holds."""
+
+  def __init__(self, directory):
+    self.lssbench = []
+    path = os.path.join(directory, "lssbench.jsonl")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        self.lssbench = [json.loads(line) for line in f if line.strip()]
+    self.peerbench = _load(os.path.join(directory, "peerbench.json"))
+    self.fio = _load(os.path.join(directory, "fio.json"))
+    self.pagebench = _load(os.path.join(directory, "pagebench.json"))
+    self.source = ""
+    path = os.path.join(directory, "source.txt")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        self.source = f.read().strip()
+
+  def fio_mb_per_s(self, direction):
+    """fio's sequential MB/s, and what it is, or (None, None)."""
+    key = direction + "_mb_per_s"
+    if self.fio and key in self.fio:
+      return self.fio[key], "fio " + direction
+    medians = (self.peerbench or {}).get("medians", {})
+    metric = "w1_mb_per_s" if direction == "write" else "w4_mb_per_s"
+    if "fio" in medians.get(metric, {}):
+      return medians[metric]["fio"], "fio " + direction + " (peerbench)"
+    return None, None
+
+
+def _load(path):
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _finish(fig, data, out, name):
+  if data.source:
+    fig.text(0.01, 0.005, data.source, fontsize=7, color="0.4",
+             va="bottom", wrap=True)
+  fig.tight_layout(rect=(0, 0.05 if data.source else 0, 1, 1))
+  path = os.path.join(out, name)
+  # No timestamp or version in the file: the same data makes the same file.
+  fig.savefig(path, dpi=100, metadata={"Software": None})
+  plt.close(fig)
+  return path
+
+
+def plot_append(data, out):
+  """Append MB/s against record size (one line per thread count) and
+  against threads (one line per record size), next to fio's write."""
+  # Default policy and durability only, so a median never mixes settings.
+  runs = [r for r in data.lssbench
+          if "append_mb_per_s" in r and "record_bytes" in r and
+          "threads" in r and
+          r.get("policy", "tail_localized") == "tail_localized" and
+          r.get("durability", "on_wait") in ("on_wait", "none")]
+  if not runs:
+    return None, "no lssbench runs (lssbench.jsonl)"
+  by = {}
+  for r in runs:
+    by.setdefault((r["threads"], r["record_bytes"]), []).append(
+        r["append_mb_per_s"])
+  medians = {k: statistics.median(v) for k, v in by.items()}
+  threads = sorted({t for t, _ in medians})
+  sizes = sorted({s for _, s in medians})
+  fio, fio_label = data.fio_mb_per_s("write")
+
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+  for t in threads:
+    xs = [s for s in sizes if (t, s) in medians]
+    left.plot(xs, [medians[(t, s)] for s in xs], marker="o",
+              label=f"{t} thread{'s' if t != 1 else ''}")
+  left.set_xscale("log", base=2)
+  left.set_xticks(sizes)
+  left.set_xticklabels([_size(s) for s in sizes])
+  left.set_xlabel("record size")
+  left.set_title("append throughput against record size\n"
+                 "(median of runs; default policy and durability)")
+  for s in sizes:
+    xs = [t for t in threads if (t, s) in medians]
+    right.plot(xs, [medians[(t, s)] for t in xs], marker="o",
+               label=f"{_size(s)} records")
+  right.set_xticks(threads)
+  right.set_xlabel("threads")
+  right.set_title("append throughput against threads")
+  for ax in (left, right):
+    if fio is not None:
+      ax.axhline(fio, color=COLOURS["fio"], linestyle="--", label=fio_label)
+    ax.set_ylabel("MB/s (to the final sync)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  return _finish(fig, data, out, "append_throughput.png"), None
+
+
+def plot_durable(data, out):
+  """W3: durable appends/s and p99 against threads, per system."""
+  medians = (data.peerbench or {}).get("medians", {})
+  threads = sorted((data.peerbench or {}).get("w3_threads", []))
+  threads = [t for t in threads if f"w3_t{t}_appends_per_s" in medians]
+  if not threads:
+    return None, "no W3 figures in peerbench.json"
+  fig, (rate, p99) = plt.subplots(1, 2, figsize=(11, 4.5))
+  for system in SYSTEMS:
+    xs = [t for t in threads
+          if system in medians.get(f"w3_t{t}_appends_per_s", {})]
+    if not xs:
+      continue
+    style = {"marker": "o", "color": COLOURS[system],
+             "label": LABELS[system]}
+    rate.plot(xs, [medians[f"w3_t{t}_appends_per_s"][system] for t in xs],
+              **style)
+    ys = [medians.get(f"w3_t{t}_p99_us", {}).get(system) for t in xs]
+    if all(y is not None for y in ys):
+      p99.plot(xs, [y / 1000 for y in ys], **style)
+  fio_ops = medians.get("w3_fio_ops_per_s", {}).get("fio")
+  if fio_ops is not None:
+    rate.axhline(fio_ops, color=COLOURS["fio"], linestyle="--",
+                 label="fio 4 KiB write + fdatasync")
+  rate.set_title("durable 128 B appends (put, then wait until durable)")
+  rate.set_ylabel("appends/s")
+  p99.set_title("append-to-durable latency, p99")
+  p99.set_ylabel("ms")
+  for ax in (rate, p99):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(threads)
+    ax.set_xticklabels([str(t) for t in threads])
+    ax.set_xlabel("threads")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  return _finish(fig, data, out, "durable_appends.png"), None
+
+
+def plot_read_back(data, out):
+  """Read-back MB/s: lssbench's recovery scan and peerbench's W4, next to
+  fio's read."""
+  bars = []  # (label, MB/s, colour)
+  scans = [r["recovery_mb_per_s"] for r in data.lssbench
+           if "recovery_mb_per_s" in r]
+  if scans:
+    # lssbench reads the log it just wrote: the page cache is warm.
+    bars.append(("this store: recovery scan\n(lssbench, cache warm)",
+                 statistics.median(scans), COLOURS["ours"]))
+  w4 = (data.peerbench or {}).get("medians", {}).get("w4_mb_per_s", {})
+  for system in SYSTEMS:
+    if system in w4 and system != "fio":
+      bars.append((f"{LABELS[system]}: reopen + read\n(peerbench W4)",
+                   w4[system], COLOURS[system]))
+  if not bars:
+    return None, ("no read-back figures (lssbench recovery_mb_per_s, "
+                  "peerbench w4_mb_per_s)")
+  # fio from the same peerbench run as W4 when there is one.
+  if "fio" in w4:
+    fio, fio_label = w4["fio"], "fio read\n(peerbench W4)"
+  else:
+    fio, fio_label = data.fio_mb_per_s("read")
+  if fio is not None:
+    bars.append((fio_label, fio, COLOURS["fio"]))
+  fig, ax = plt.subplots(figsize=(9, 4.5))
+  ax.bar(range(len(bars)), [b[1] for b in bars],
+         color=[b[2] for b in bars])
+  ax.set_xticks(range(len(bars)))
+  ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+  for i, b in enumerate(bars):
+    ax.annotate(f"{b[1]:,.0f}", (i, b[1]), ha="center", va="bottom",
+                fontsize=8)
+  ax.set_ylabel("MB/s")
+  ax.set_title("reading the log back")
+  ax.grid(axis="y", alpha=0.3)
+  return _finish(fig, data, out, "read_back.png"), None
+
+
+def plot_write_amplification(data, out):
+  """Write amplification against utilization, from pagebench."""
+  runs = (data.pagebench or {}).get("runs", [])
+  points = sorted((r["utilization"], r["write_amplification"]) for r in runs
+                  if "utilization" in r and "write_amplification" in r)
+  if not points:
+    return None, "no pagebench data (pagebench.json)"
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+          color=COLOURS["ours"])
+  ax.set_xlabel("utilization")
+  ax.set_ylabel("write amplification")
+  ax.set_title("write amplification against utilization")
+  ax.grid(alpha=0.3)
+  return _finish(fig, data, out, "write_amplification.png"), None
+
+
+PLOTS = [plot_append, plot_durable, plot_read_back, plot_write_amplification]
+
+
+def _size(n):
+  for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+    if n >= scale and n % scale == 0:
+      return f"{n // scale} {unit}"
+  return f"{n} B"
+
+
+def _resolve(path):
+  base = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+  return os.path.join(base, path)  # an absolute path stays as it is
+
+
+def render(input_dir, out_dir, log=sys.stderr):
+  """Writes every plot the data allows; returns the paths written."""
+  data = Data(input_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  written = []
+  for plot in PLOTS:
+    path, why = plot(data, out_dir)
+    if path:
+      written.append(path)
+      print(f"plots: wrote {path}", file=log)
+    else:
+      print(f"plots: skipped {plot.__name__[5:]}: {why}", file=log)
+  return written
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--out", required=True, help="directory for the PNGs")
+  parser.add_argument("--input", default="docs/plots/data",
+                      help="directory of benchmark JSON")
+  args = parser.parse_args(argv)
+  input_dir = _resolve(args.input)
+  if not os.path.isdir(input_dir):
+    parser.error(f"--input={args.input}: no such directory")
+  written = render(input_dir, _resolve(args.out))
+  return 0 if written else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
