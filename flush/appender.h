@@ -153,6 +153,14 @@ class Appender final : public SealedBufferSink {
   // Read does. Every ticket must be finished, in any order, before `out`
   // is freed and before the appender is destroyed.
   absl::StatusOr<uint64_t> StartRead(uint64_t offset, std::span<std::byte> out);
+  // StartRead for many reads, handed to the kernel in one submission; their
+  // tickets are appended to `tickets`, in order.
+  struct ReadRequest {
+    uint64_t offset = 0;
+    std::span<std::byte> out;
+  };
+  absl::Status StartReads(std::span<const ReadRequest> reads,
+                          std::vector<uint64_t>& tickets);
   absl::Status FinishRead(uint64_t ticket, bool& abandoned,
                           size_t* bytes_read = nullptr);
 

@@ -409,10 +409,30 @@ absl::StatusOr<std::unique_ptr<IoRing>> LogStructuredStore::CreateRing()
                                   : CreateIoRing(options_.queue_depth);
 }
 
+absl::Status LogStructuredStore::FindReadAlignment() {
+  read_align_ = 512;  // buffered reads may align to anything; less is less
+  if (file_->direct_io()) {
+    // What the file asks, and what the I/O ring asks of it (a test's ring
+    // may be stricter than the file).
+    absl::StatusOr<size_t> dio = file_->DirectIoAlignment();
+    if (!dio.ok()) return dio.status();
+    absl::StatusOr<size_t> ring = io_->DirectIoAlignment(file_->fd());
+    if (!ring.ok()) return ring.status();
+    read_align_ = std::max<uint64_t>({*dio, *ring, 512});
+  }
+  if (sb_.block_bytes % read_align_ != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": block_bytes ", sb_.block_bytes,
+        " is not a multiple of the file's O_DIRECT alignment ", read_align_));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LogStructuredStore::PrepareReading() {
   absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
+  if (absl::Status s = FindReadAlignment(); !s.ok()) return s;
   // Never handed a buffer, it only reads.
   reads_ = std::make_unique<Appender>(
       io_.get(), AppenderOptions{.fd = file_->fd(),
@@ -420,25 +440,17 @@ absl::Status LogStructuredStore::PrepareReading() {
                                  .policy = options_.policy,
                                  .durability = options_.durability,
                                  .direct_io = file_->direct_io(),
-                                 .alignment = sb_.block_bytes,
+                                 .alignment = read_align_,
                                  .start_address = recovery_.tail});
   return absl::OkStatus();
 }
 
 absl::Status LogStructuredStore::PrepareWriting() {
-  size_t alignment = sb_.block_bytes;
-  if (file_->direct_io()) {
-    absl::StatusOr<size_t> dio = file_->DirectIoAlignment();
-    if (!dio.ok()) return dio.status();
-    if (sb_.block_bytes % *dio != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": block_bytes ", sb_.block_bytes,
-          " is not a multiple of the file's O_DIRECT alignment ", *dio));
-    }
-  }
+  const size_t alignment = sb_.block_bytes;
   absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
+  if (absl::Status s = FindReadAlignment(); !s.ok()) return s;
   appender_ = std::make_unique<Appender>(
       io_.get(), AppenderOptions{.fd = file_->fd(),
                                  .path = path_,
@@ -603,7 +615,7 @@ uint64_t LogStructuredStore::HiStable() const {
 
 absl::Status LogStructuredStore::ReadRange(uint64_t address,
                                            std::span<std::byte> out) {
-  const uint64_t align = sb_.block_bytes;
+  const uint64_t align = read_align_;
   const uint64_t start = RoundDown(address, align);
   const size_t len = RoundUp(address + out.size(), align) - start;
   AlignedBytes buf = AllocateAligned(align, len);
@@ -707,7 +719,7 @@ uint64_t LogStructuredStore::FirstReadEnd(const BlockIndex::Pinned& block,
   return std::min(block.base() + block.used(),
                   RoundUp(address + RecordFootprint(
                                         std::min(guess, max_payload_bytes())),
-                          sb_.block_bytes));
+                          read_align_));
 }
 
 absl::StatusOr<LogRecord> LogStructuredStore::FinishDiskRead(
@@ -778,23 +790,27 @@ std::vector<absl::StatusOr<LogRecord>> LogStructuredStore::ReadMany(
       out[i] = s;
       continue;
     }
-    const uint64_t start = RoundDown(a, sb_.block_bytes);
+    const uint64_t start = RoundDown(a, read_align_);
     const size_t len = RoundUp(FirstReadEnd(*block, a, expected_payload_bytes),
-                               sb_.block_bytes) - start;
-    AlignedBytes buffer = AllocateAligned(sb_.block_bytes, len);
-    absl::StatusOr<uint64_t> ticket =
-        reads()->StartRead(start, {buffer.get(), len});
-    if (!ticket.ok()) {
-      out[i] = ticket.status();
-      continue;
-    }
+                               read_align_) - start;
     pending.push_back(Pending{.index = i,
                               .block = *std::move(block),
                               .start = start,
-                              .buffer = std::move(buffer),
+                              .buffer = AllocateAligned(read_align_, len),
                               .len = len,
-                              .ticket = *ticket});
+                              .ticket = 0});
   }
+  std::vector<Appender::ReadRequest> requests;
+  requests.reserve(pending.size());
+  for (const Pending& p : pending) {
+    requests.push_back({.offset = p.start, .out = {p.buffer.get(), p.len}});
+  }
+  std::vector<uint64_t> tickets;
+  if (absl::Status s = reads()->StartReads(requests, tickets); !s.ok()) {
+    for (const Pending& p : pending) out[p.index] = s;
+    return out;
+  }
+  for (size_t k = 0; k < pending.size(); ++k) pending[k].ticket = tickets[k];
   for (Pending& p : pending) {
     const uint64_t a = addresses[p.index];
     bool abandoned = false;

@@ -260,6 +260,9 @@ class LogStructuredStore {
   absl::Status PrepareWriting();
   // A read-only store's I/O ring, for reads.
   absl::Status PrepareReading();
+  // Sets read_align_, or InvalidArgument if block_bytes is no multiple of
+  // the file's O_DIRECT alignment.
+  absl::Status FindReadAlignment();
   absl::StatusOr<std::unique_ptr<IoRing>> CreateRing() const;
   // What reads go through: the appender, or a read-only store's reads_.
   Appender* reads() const {
@@ -306,6 +309,9 @@ class LogStructuredStore {
   bool read_only_ = false;
   bool closed_ = false;
   uint64_t file_size_ = 0;
+  // What reads by address align to: the file's O_DIRECT alignment, which
+  // may be finer than the block size (a record is read, not its block).
+  uint64_t read_align_ = 0;
   Superblock sb_;
   RecoveryReport recovery_;
   // Intact blocks recovery found past the tail (RecoveredLog).

@@ -53,7 +53,10 @@ DEFINE_bool(keep, false, "keep the log file");
 DEFINE_bool(device, true, "measure the device's raw bandwidth too");
 DEFINE_double(random_read_seconds, 3,
               "seconds of random reads by address at each depth (0: none)");
-DEFINE_uint32(read_batch, 32, "addresses per ReadMany call");
+DEFINE_uint32(read_batch, 16, "addresses per ReadMany call");
+DEFINE_int32(read_threads, 2,
+             "threads calling ReadMany: read_threads x read_batch reads are "
+             "outstanding at most, compared with fio at that depth");
 
 namespace lss {
 namespace {
@@ -247,36 +250,48 @@ struct RandomReads {
   double p99_us = 0;
 };
 
-// Reads of records at random addresses for `seconds`: one Read at a time,
-// or ReadMany calls of `batch` addresses. Latencies are per call.
+// Reads of records at random addresses for `seconds` from `threads`
+// threads: one Read at a time, or ReadMany calls of `batch` addresses.
+// Latencies are per call.
 RandomReads ReadAtRandom(LogStructuredStore& store,
                          const std::vector<uint64_t>& addresses, size_t batch,
-                         double seconds) {
-  std::mt19937_64 rng(batch);
-  std::uniform_int_distribution<size_t> pick(0, addresses.size() - 1);
-  std::vector<double> latencies;
-  std::vector<uint64_t> chosen(batch);
-  uint64_t reads = 0;
+                         int threads, double seconds) {
+  std::vector<std::vector<double>> latencies(threads);
+  std::atomic<uint64_t> reads{0};
   const auto start = Clock::now();
-  while (Seconds(start, Clock::now()) < seconds) {
-    for (uint64_t& a : chosen) a = addresses[pick(rng)];
-    const auto t = Clock::now();
-    if (batch == 1) {
-      Check(store.Read(chosen[0]));
-    } else {
-      for (absl::StatusOr<LogRecord>& r :
-           store.ReadMany(chosen, FLAGS_record_bytes)) {
-        Check(r.status());
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937_64 rng(batch * 1000 + t);
+      std::uniform_int_distribution<size_t> pick(0, addresses.size() - 1);
+      std::vector<uint64_t> chosen(batch);
+      while (Seconds(start, Clock::now()) < seconds) {
+        for (uint64_t& a : chosen) a = addresses[pick(rng)];
+        const auto began = Clock::now();
+        if (batch == 1) {
+          Check(store.Read(chosen[0]));
+        } else {
+          for (absl::StatusOr<LogRecord>& r :
+               store.ReadMany(chosen, FLAGS_record_bytes)) {
+            Check(r.status());
+          }
+        }
+        latencies[t].push_back(std::chrono::duration<double, std::micro>(
+                                   Clock::now() - began)
+                                   .count());
+        reads.fetch_add(batch, std::memory_order_relaxed);
       }
-    }
-    latencies.push_back(
-        std::chrono::duration<double, std::micro>(Clock::now() - t).count());
-    reads += batch;
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  std::vector<double> all;
+  for (const std::vector<double>& l : latencies) {
+    all.insert(all.end(), l.begin(), l.end());
   }
   RandomReads out;
-  out.reads_per_s = reads / Seconds(start, Clock::now());
-  out.p50_us = Percentile(latencies, 0.50);
-  out.p99_us = Percentile(latencies, 0.99);
+  out.reads_per_s = reads.load() / Seconds(start, Clock::now());
+  out.p50_us = Percentile(all, 0.50);
+  out.p99_us = Percentile(all, 0.99);
   return out;
 }
 
@@ -457,14 +472,15 @@ int Main() {
     }
     std::fprintf(stderr, "lssbench: random reads by address (%.0f s each)\n",
                  FLAGS_random_read_seconds);
-    one = ReadAtRandom(*store, all, 1, FLAGS_random_read_seconds);
-    many = ReadAtRandom(*store, all, FLAGS_read_batch,
+    one = ReadAtRandom(*store, all, 1, 1, FLAGS_random_read_seconds);
+    many = ReadAtRandom(*store, all, FLAGS_read_batch, FLAGS_read_threads,
                         FLAGS_random_read_seconds);
     if (FLAGS_device) {
       fio_one = FioOrZero(
           FioRandomReadJob(path, log_end, 1, FLAGS_random_read_seconds));
       fio_many = FioOrZero(FioRandomReadJob(
-          path, log_end, static_cast<int>(FLAGS_read_batch),
+          path, log_end,
+          static_cast<int>(FLAGS_read_batch) * FLAGS_read_threads,
           FLAGS_random_read_seconds));
     }
   }
@@ -524,7 +540,8 @@ int Main() {
                 ratio(one.reads_per_s, fio_one.iops).c_str(), one.p50_us,
                 fio_one.p50_us, one.p99_us);
     std::printf("  %-26s %10.0f /s %14s  p50 %.0f us per call\n",
-                absl::StrCat("ReadMany, ", FLAGS_read_batch, " at a time")
+                absl::StrCat("ReadMany, ", FLAGS_read_threads, " x ",
+                             FLAGS_read_batch)
                     .c_str(),
                 many.reads_per_s, ratio(many.reads_per_s, fio_many.iops).c_str(),
                 many.p50_us);
@@ -532,9 +549,10 @@ int Main() {
   std::printf("  %-26s %9.1f MB/s write, %.1f MB/s read (store's ring)\n",
               "device (same run)", device.write_mb_per_s, device.read_mb_per_s);
   std::printf("  %-26s %9.1f MB/s seq read (1 MiB x 8), 4 KiB randread "
-              "%.0f /s at depth 1 (p50 %.0f us), %.0f /s at depth %u\n",
+              "%.0f /s at depth 1 (p50 %.0f us), %.0f /s at depth %d\n",
               "fio (same run, the log)", fio_read_mb, fio_one.iops,
-              fio_one.p50_us, fio_many.iops, FLAGS_read_batch);
+              fio_one.p50_us, fio_many.iops,
+              FLAGS_read_batch * FLAGS_read_threads);
   std::printf("  %-26s %s\n", "verify",
               verified ? "OK: every record, byte for byte"
                        : ("FAILED: " + failure).c_str());
@@ -546,8 +564,9 @@ int Main() {
         "\"reader_mb_per_s\": %.1f, \"fio_read_mb_per_s\": %.1f, "
         "\"read_1_per_s\": %.0f, \"read_1_p50_us\": %.1f, "
         "\"read_1_p99_us\": %.1f, \"read_many_per_s\": %.0f, "
-        "\"read_batch\": %u, \"fio_randread_1_iops\": %.0f, "
-        "\"fio_randread_1_p50_us\": %.1f, \"fio_randread_batch_iops\": %.0f, "
+        "\"read_outstanding\": %d, \"fio_randread_1_iops\": %.0f, "
+        "\"fio_randread_1_p50_us\": %.1f, "
+        "\"fio_randread_outstanding_iops\": %.0f, "
         "\"verified\": %s, "
         "\"device_write_mb_per_s\": %.1f, \"device_read_mb_per_s\": %.1f, "
         "\"threads\": %d, \"record_bytes\": %" PRIu64
@@ -555,7 +574,9 @@ int Main() {
         "\"durability\": \"%s\"}\n",
         append_mb, records_per_s, p50, p99, recovery_mb, read_back_mb,
         reader_mb, fio_read_mb, one.reads_per_s, one.p50_us, one.p99_us,
-        many.reads_per_s, FLAGS_read_batch, fio_one.iops, fio_one.p50_us,
+        many.reads_per_s,
+        static_cast<int>(FLAGS_read_batch) * FLAGS_read_threads, fio_one.iops,
+        fio_one.p50_us,
         fio_many.iops, verified ? "true" : "false", device.write_mb_per_s,
         device.read_mb_per_s, FLAGS_threads, FLAGS_record_bytes, payload_total,
         FLAGS_policy.c_str(), FLAGS_durability.c_str());
