@@ -62,8 +62,13 @@ class LogReader {
     size_t last = 0;
     bool salvaged = false;
     AlignedBuffer buffer;
-    uint64_t submitted = 0;         // bytes [start, start + submitted) asked
-    std::deque<uint64_t> tickets;   // reads in flight, in file order
+    uint64_t submitted = 0;  // bytes [start, start + submitted) asked
+    struct Read {
+      uint64_t ticket = 0;
+      uint64_t offset = 0;
+      uint64_t len = 0;
+    };
+    std::deque<Read> reads;  // in flight, in file order
   };
 
   LogReader(LogStructuredStore* store, std::vector<Extent> extents,
