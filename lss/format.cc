@@ -22,7 +22,8 @@ T Get(std::span<const std::byte> in, size_t at) {
   return value;
 }
 
-constexpr size_t kSuperblockCrcAt = 72;
+constexpr size_t kSuperblockCrcAt = 80;
+constexpr size_t kVersion1CrcAt = 72;
 
 uint32_t RecordCrc(uint64_t address, std::span<const std::byte> record,
                    size_t payload_bytes) {
@@ -46,6 +47,7 @@ void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out) {
   Put(out, 48, sb.epoch_start);
   Put(out, 56, sb.data_start);
   Put(out, 64, sb.max_in_flight_bytes);
+  Put(out, 72, sb.head);
   Put(out, kSuperblockCrcAt, Crc32c(out.data(), kSuperblockCrcAt));
 }
 
@@ -56,17 +58,18 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": not a log file (no superblock magic)"));
   }
-  const uint32_t crc = Get<uint32_t>(in, kSuperblockCrcAt);
-  if (crc != Crc32c(in.data(), kSuperblockCrcAt)) {
+  const uint32_t version = Get<uint32_t>(in, 8);
+  const size_t crc_at = version == 1 ? kVersion1CrcAt : kSuperblockCrcAt;
+  const uint32_t crc = Get<uint32_t>(in, crc_at);
+  if (crc != Crc32c(in.data(), crc_at)) {
     return absl::DataLossError(
         absl::StrCat(where, ": superblock checksum mismatch"));
   }
-  Superblock sb;
-  sb.version = Get<uint32_t>(in, 8);
-  if (sb.version != kFormatVersion) {
+  Superblock sb;  // version 1 reads as the current version, upgraded
+  if (version != 1 && version != kFormatVersion) {
     return absl::FailedPreconditionError(
-        absl::StrCat(where, ": format version ", sb.version,
-                     "; this build reads version ", kFormatVersion));
+        absl::StrCat(where, ": format version ", version,
+                     "; this build reads versions 1 to ", kFormatVersion));
   }
   sb.block_bytes = Get<uint32_t>(in, 12);
   sb.buffer_bytes = Get<uint64_t>(in, 16);
@@ -76,6 +79,7 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
   sb.epoch_start = Get<uint64_t>(in, 48);
   sb.data_start = Get<uint64_t>(in, 56);
   sb.max_in_flight_bytes = Get<uint64_t>(in, 64);
+  sb.head = version == 1 ? sb.data_start : Get<uint64_t>(in, 72);
   return sb;
 }
 

@@ -7,9 +7,12 @@
 //    0 u64 magic "LSSLOG\0\1"     8 u32 format version    12 u32 block bytes
 //   16 u64 buffer bytes          24 u64 store id          32 u64 sequence
 //   40 u64 epoch                 48 u64 epoch start       56 u64 data start
-//   64 u64 max in-flight bytes   72 u32 CRC32C of [0,72)  76 u32 zero
-// The valid slot with the higher sequence is current; a rewrite goes to the
-// other slot, so a torn superblock write leaves the previous one intact.
+//   64 u64 max in-flight bytes   72 u64 head              80 u32 CRC32C of
+//   [0,80)                       84 u32 zero
+// (Version 1 had no head: its CRC of [0,72) sits at 72, and its head is the
+// data start.) The valid slot with the higher sequence is current; a
+// rewrite goes to the other slot, so a torn superblock write leaves the
+// previous one intact.
 //
 // Block (one per written flush buffer, at its LSS address = file offset):
 //    0 u32 CRC32C of [4, used)   4 u32 magic "LSSB"       8 u64 store id
@@ -46,8 +49,8 @@ static_assert(std::endian::native == std::endian::little,
               "the format is little-endian and so is every supported host");
 
 inline constexpr uint64_t kSuperblockMagic = 0x0100474F4C53534CULL;
-inline constexpr uint32_t kFormatVersion = 1;
-inline constexpr size_t kSuperblockBytes = 80;
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr size_t kSuperblockBytes = 88;
 inline constexpr uint32_t kBlockMagic = 0x4253534CU;  // "LSSB"
 inline constexpr size_t kBlockHeaderBytes = 64;
 inline constexpr size_t kRecordHeaderBytes = 24;
@@ -76,6 +79,9 @@ struct Superblock {
   // (ring size x buffer bytes). For tools; recovery relies on the blocks'
   // durable watermarks instead.
   uint64_t max_in_flight_bytes = 0;
+  // The first block of the log: everything below it was truncated (its
+  // space may be a hole). A block address, data_start at least.
+  uint64_t head = 0;
 };
 
 // Bytes per superblock slot for a file of `block_bytes` blocks.
@@ -83,10 +89,12 @@ inline uint64_t SuperblockSlotBytes(uint32_t block_bytes) {
   return block_bytes < 4096 ? 4096 : block_bytes;
 }
 
+// Always in the current layout (sb.version is written as it is).
 void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out);
 // InvalidArgument ("not a log file") for a wrong magic, DataLoss for a bad
-// CRC, FailedPrecondition for a newer format version. `where` names the
-// file and offset in the message.
+// CRC, FailedPrecondition for a newer format version. A version 1
+// superblock decodes as the current version with head = data_start (and is
+// written back so). `where` names the file and offset in the message.
 absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
                                             absl::string_view where);
 

@@ -110,6 +110,7 @@ Superblock SampleSuperblock() {
   sb.epoch_start = 123 * 4096;
   sb.data_start = 2 * 4096;
   sb.max_in_flight_bytes = uint64_t{16} << 20;
+  sb.head = 9 * 4096;
   return sb;
 }
 
@@ -123,6 +124,7 @@ void ExpectSameSuperblock(const Superblock& a, const Superblock& b) {
   EXPECT_EQ(a.epoch_start, b.epoch_start);
   EXPECT_EQ(a.data_start, b.data_start);
   EXPECT_EQ(a.max_in_flight_bytes, b.max_in_flight_bytes);
+  EXPECT_EQ(a.head, b.head);
 }
 
 constexpr absl::string_view kWhere = "/some/dir/store.log: superblock slot 1";
@@ -161,8 +163,31 @@ TEST(SuperblockTest, LayoutMatchesTheDocumentedOffsets) {
   EXPECT_EQ(GetAt<uint64_t>(b, 48), sb.epoch_start);
   EXPECT_EQ(GetAt<uint64_t>(b, 56), sb.data_start);
   EXPECT_EQ(GetAt<uint64_t>(b, 64), sb.max_in_flight_bytes);
-  EXPECT_EQ(GetAt<uint32_t>(b, 72), Crc32c(b.data(), 72));
-  EXPECT_EQ(GetAt<uint32_t>(b, 76), 0u);
+  EXPECT_EQ(GetAt<uint64_t>(b, 72), sb.head);
+  EXPECT_EQ(GetAt<uint32_t>(b, 80), Crc32c(b.data(), 80));
+  EXPECT_EQ(GetAt<uint32_t>(b, 84), 0u);
+}
+
+// Logs written before the head existed: CRC of [0, 72) at 72; they open
+// with the head at the data start.
+TEST(SuperblockTest, Version1DecodesWithTheHeadAtTheDataStart) {
+  Superblock sb = SampleSuperblock();
+  std::vector<std::byte> b(4096, std::byte{0});
+  EncodeSuperblock(sb, b);
+  const uint32_t one = 1;
+  std::memcpy(b.data() + 8, &one, 4);
+  std::fill(b.begin() + 72, b.end(), std::byte{0});
+  const uint32_t crc = Crc32c(b.data(), 72);
+  std::memcpy(b.data() + 72, &crc, 4);
+  absl::StatusOr<Superblock> back = DecodeSuperblock(b, kWhere);
+  ASSERT_TRUE(back.ok()) << back.status();
+  sb.head = sb.data_start;
+  ExpectSameSuperblock(*back, sb);
+  FlipBit(b, 100 * 8);  // past the bytes version 1 covers: ignored
+  EXPECT_TRUE(DecodeSuperblock(b, kWhere).ok());
+  FlipBit(b, 50 * 8);
+  EXPECT_EQ(DecodeSuperblock(b, kWhere).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 TEST(SuperblockTest, SlotBytesAreAtLeastOnePage) {
@@ -207,12 +232,12 @@ TEST(SuperblockTest, InputShorterThanASuperblockIsRejected) {
   }
 }
 
-// Every bit of [8, 76) is covered by the CRC (the magic gives
+// Every bit of [8, 84) is covered by the CRC (the magic gives
 // InvalidArgument instead, tested above).
 TEST(SuperblockTest, EveryBitFlipAfterTheMagicIsDataLossNamingWhere) {
   std::vector<std::byte> slot(4096);
   EncodeSuperblock(SampleSuperblock(), slot);
-  for (size_t bit = 64; bit < 76 * 8; ++bit) {
+  for (size_t bit = 64; bit < 84 * 8; ++bit) {
     std::vector<std::byte> bad = slot;
     FlipBit(bad, bit);
     absl::StatusOr<Superblock> r = DecodeSuperblock(bad, kWhere);

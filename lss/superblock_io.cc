@@ -54,7 +54,10 @@ absl::StatusOr<Slot> ReadSlot(File& file, AlignedBuffer& buf, uint64_t at) {
     constexpr uint64_t kImplausible = uint64_t{1} << 62;
     const bool placed = sb->data_start == 2 * slot_bytes &&
                         (at == 0 || at == slot_bytes) &&
-                        sb->sequence < kImplausible && sb->epoch < kImplausible;
+                        sb->sequence < kImplausible && sb->epoch < kImplausible &&
+                        sb->head >= sb->data_start && sb->block_bytes > 0 &&
+                        sb->head % sb->block_bytes == 0 &&
+                        sb->head < kImplausible;
     slot.kind = placed ? SlotKind::kValid : SlotKind::kDamaged;
     slot.sb = *sb;
     if (!placed) {
@@ -62,7 +65,7 @@ absl::StatusOr<Slot> ReadSlot(File& file, AlignedBuffer& buf, uint64_t at) {
           file.path(), ": superblock slot at offset ", at,
           " says data starts at ", sb->data_start, " with block bytes ",
           sb->block_bytes, ", sequence ", sb->sequence, ", epoch ",
-          sb->epoch));
+          sb->epoch, ", head ", sb->head));
     }
     return slot;
   }

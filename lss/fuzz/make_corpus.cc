@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "lss/crc32c.h"
 #include "lss/format.h"
 
 namespace {
@@ -60,9 +61,17 @@ void Superblocks() {
   const std::string t = "superblock_fuzzer";
   Write(t, "valid", Superblock(SampleSuperblock(), lss::kSuperblockBytes));
   Write(t, "valid_slot_4096", Superblock(SampleSuperblock(), 4096));
-  lss::Superblock newer = SampleSuperblock();
-  newer.version = 2;  // CRC valid, version refused
-  Write(t, "newer_version", Superblock(newer, lss::kSuperblockBytes));
+  // CRC valid, version refused.
+  Bytes newer = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
+  Put(newer, 8, lss::kFormatVersion + 1);
+  Put(newer, 80, lss::Crc32c(newer.data(), 80));
+  Write(t, "newer_version", newer);
+  // A version 1 superblock (no head; CRC of [0, 72) at 72) still opens.
+  Bytes v1 = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
+  Put(v1, 8, uint32_t{1});
+  std::fill(v1.begin() + 72, v1.end(), std::byte{0});
+  Put(v1, 72, lss::Crc32c(v1.data(), 72));
+  Write(t, "version_1", v1);
   Write(t, "zero_fields", Superblock(lss::Superblock{}, lss::kSuperblockBytes));
   Bytes bad_crc = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
   bad_crc[40] ^= std::byte{1};
