@@ -68,6 +68,10 @@ class File {
   // Allocates [offset, offset + len) (fallocate mode 0): the file grows and
   // the new space reads as zeros.
   virtual absl::Status Allocate(uint64_t offset, uint64_t len) = 0;
+  // Gives [offset, offset + len) back to the file system (fallocate
+  // PUNCH_HOLE, the size unchanged): it reads as zeros. Like a write, it is
+  // durable only after DataSync.
+  virtual absl::Status PunchHole(uint64_t offset, uint64_t len) = 0;
   // The first offset at or after `offset` that may hold written data
   // (SEEK_DATA), or the file's size if none does. May return `offset`
   // itself where holes are not known.

@@ -122,6 +122,17 @@ class PosixFile final : public File {
     return absl::OkStatus();
   }
 
+  absl::Status PunchHole(uint64_t offset, uint64_t len) override {
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  static_cast<off_t>(offset), static_cast<off_t>(len)) != 0) {
+      const int error = errno;
+      return IoErrorStatus(error, absl::StrCat("punching a hole of ", len,
+                                               " bytes at offset ", offset,
+                                               " of ", path_));
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<uint64_t> NextData(uint64_t offset) override {
     const off_t data = lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
     if (data >= 0) return static_cast<uint64_t>(data);

@@ -1,5 +1,7 @@
 #include "lss/block_index.h"
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "ring/check.h"
@@ -28,13 +30,35 @@ void BlockIndex::AddSalvaged(uint64_t address, uint64_t length,
 
 void BlockIndex::Release(uint64_t address) {
   std::unique_lock<std::mutex> lock(mu_);
-  Block& block = blocks_.at(address);
+  auto it = blocks_.find(address);
+  LSS_CHECK(it != blocks_.end(), "BlockIndex: released an unknown block");
+  Block& block = it->second;
   unpinned_.wait(lock, [&] { return block.pins == 0; });
   block.resident = nullptr;
+  if (address < head_) blocks_.erase(it);
+}
+
+void BlockIndex::DropBelow(uint64_t head) {
+  std::lock_guard<std::mutex> lock(mu_);
+  head_ = std::max(head_, head);
+  for (auto it = blocks_.begin(); it != blocks_.end() && it->first < head_;) {
+    // A resident block goes when its buffer does (Release).
+    it = it->second.resident == nullptr && it->second.pins == 0
+             ? blocks_.erase(it)
+             : std::next(it);
+  }
+}
+
+uint64_t BlockIndex::BlockStartAtOrBelow(uint64_t address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = blocks_.upper_bound(address);
+  if (it == blocks_.begin()) return address;
+  return std::prev(it)->first;
 }
 
 std::optional<BlockIndex::Pinned> BlockIndex::Find(uint64_t address) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (address < head_) return std::nullopt;
   auto it = blocks_.upper_bound(address);
   if (it == blocks_.begin()) return std::nullopt;
   --it;
@@ -56,6 +80,7 @@ std::vector<BlockIndex::Extent> BlockIndex::Blocks(uint64_t from,
                                                    uint64_t limit) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Extent> out;
+  from = std::max(from, head_);
   auto it = blocks_.upper_bound(from);
   if (it != blocks_.begin()) --it;
   for (; it != blocks_.end() && it->first < limit; ++it) {

@@ -38,15 +38,18 @@ class BlockIndex {
     Pinned(Pinned&& other) noexcept
         : index_(std::exchange(other.index_, nullptr)),
           base_(other.base_),
+          used_(other.used_),
           block_(other.block_),
           resident_(other.resident_) {}
     Pinned& operator=(Pinned&&) = delete;
     ~Pinned();
 
     uint64_t base() const { return base_; }
-    uint64_t used() const { return block_->used; }
+    uint64_t used() const { return used_; }
     // Valid while this Pinned lives.
     const std::byte* resident() const { return resident_; }
+    // Only read-only stores have salvaged blocks, and they never truncate:
+    // the block outlives this Pinned.
     const std::vector<uint64_t>& salvaged() const { return block_->salvaged; }
 
    private:
@@ -54,12 +57,16 @@ class BlockIndex {
     Pinned(BlockIndex* index, uint64_t base, const Block* block)
         : index_(index),
           base_(base),
+          used_(block->used),
           block_(block),
           resident_(block->resident) {}
 
     BlockIndex* index_;
     uint64_t base_;
-    const Block* block_;  // map nodes never move
+    uint64_t used_;
+    // Map nodes never move; one that is not pinned (not resident) may be
+    // erased by DropBelow, so only salvaged() reaches through this.
+    const Block* block_;
     const std::byte* resident_ = nullptr;
   };
 
@@ -75,8 +82,15 @@ class BlockIndex {
   void Release(uint64_t address);
 
   // The block whose padded extent holds `address`, pinned; nothing if no
-  // block known yet holds it.
+  // block known yet holds it, or it lies below the head.
   std::optional<Pinned> Find(uint64_t address);
+
+  // The log was truncated at `head` (a block address): blocks below it are
+  // forgotten (a resident one once its buffer leaves).
+  void DropBelow(uint64_t head);
+  // The start of the block that holds `address`, or of the last block
+  // below it; `address` itself if no block starts at or below it.
+  uint64_t BlockStartAtOrBelow(uint64_t address);
 
   // A block as LogReader plans its reads: where it lies, and whether it is
   // a salvaged range (whose records must be read one by one).
@@ -93,6 +107,7 @@ class BlockIndex {
 
   const uint64_t block_bytes_;
   std::mutex mu_;
+  uint64_t head_ = 0;
   std::condition_variable unpinned_;
   std::map<uint64_t, Block> blocks_;
 };

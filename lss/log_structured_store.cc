@@ -330,7 +330,9 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     sb_.store_id = read_only_ ? 0 : NewStoreId();
     sb_.data_start = 2 * slot;
     sb_.epoch_start = sb_.data_start;
+    sb_.head = sb_.data_start;
   }
+  head_.store(sb_.head, std::memory_order_release);
   if (sb_.block_bytes != options_.block_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         path_, ": the log has block_bytes ", sb_.block_bytes,
@@ -344,6 +346,7 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
   index_ = std::make_unique<BlockIndex>(sb_.block_bytes);
   if (is_new) {
     RecoveredLog empty;
+    empty.report.head = sb_.data_start;
     empty.report.tail = sb_.data_start;
     empty.report.acknowledged = sb_.data_start;
     empty.report.end = absl::StrCat(path_, ": a new log");
@@ -398,6 +401,9 @@ absl::Status LogStructuredStore::StartWriting(const RecoveredLog& recovered) {
   if (file_->created()) {
     if (absl::Status s = file_->SyncDirectory(); !s.ok()) return s;
   }
+  // A crash may have come between a Truncate's superblock and its hole
+  // punch: punching again costs next to nothing.
+  if (absl::Status s = PunchBelowHead(); !s.ok()) return s;
   sink_->Connect(appender_.get(), ring_.get());
   appender_->set_ring(sink_.get());
   return absl::OkStatus();
@@ -642,8 +648,54 @@ absl::Status LogStructuredStore::ReadRange(uint64_t address,
   return absl::OkStatus();
 }
 
+absl::Status LogStructuredStore::Truncate(uint64_t address) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(head_mu_);
+  const uint64_t stable = HiStable();
+  if (address > stable) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": Truncate(", address, "): past the durable end of the log (",
+        stable, "); only durable records can be truncated: Sync first"));
+  }
+  const uint64_t head = index_->BlockStartAtOrBelow(address);
+  if (head <= head_.load(std::memory_order_acquire)) return absl::OkStatus();
+  // Durable first: once a hole is punched, the head must never go back.
+  Superblock next = sb_;
+  next.head = head;
+  ++next.sequence;
+  if (absl::Status s = WriteSuperblock(*file_, next); !s.ok()) return s;
+  sb_.head = head;
+  sb_.sequence = next.sequence;
+  head_.store(head, std::memory_order_release);
+  index_->DropBelow(head);
+  return PunchBelowHead();
+}
+
+uint64_t LogStructuredStore::head() const {
+  return head_.load(std::memory_order_acquire);
+}
+
+absl::Status LogStructuredStore::PunchBelowHead() {
+  const uint64_t head = head_.load(std::memory_order_acquire);
+  if (punched_ >= head) return absl::OkStatus();
+  const uint64_t from = std::max(punched_, sb_.data_start);
+  if (from < head) {
+    if (absl::Status s = file_->PunchHole(from, head - from); !s.ok()) {
+      return s;
+    }
+  }
+  punched_ = head;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
   if (closed_) return Usable();
+  if (const uint64_t head = head_.load(std::memory_order_acquire);
+      address < head) {
+    return absl::NotFoundError(absl::StrCat(
+        path_, ": offset ", address, ": no record there: below the log's "
+        "head ", head, " (truncated)"));
+  }
   if (address < sb_.data_start || address % kRecordAlignment != 0) {
     return absl::NotFoundError(absl::StrCat(
         path_, ": offset ", address, ": no record there: not a record "

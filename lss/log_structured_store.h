@@ -234,6 +234,21 @@ class LogStructuredStore {
   // Every record that starts below HiStable() is durable.
   uint64_t HiStable() const;
 
+  // Moves the log's head up to the block that holds `address` (an address
+  // Append returned, or HiStable()): the records of the blocks below it are
+  // gone. Reads of them are NotFound, readers start at the head, their
+  // space goes back to the file system (hole punching: addresses are never
+  // reused, so a stale one is found missing, never misread), and Open scans
+  // from the head. The new head is durable when this returns OK (a
+  // superblock rewrite and fdatasync come before any hole). Records of the
+  // head's own block below `address` stay. InvalidArgument past HiStable()
+  // (only durable records can go); a head at or below the current one
+  // changes nothing. A LogReader already running may miss records below
+  // the new head. FailedPrecondition on a read-only store.
+  absl::Status Truncate(uint64_t address);
+  // The first block of the log: data_start() until the first Truncate.
+  uint64_t head() const;
+
   // Drains, makes everything durable, writes a close marker (a block with
   // no records that proves everything before it durable) and releases the
   // file; later calls fail. Idempotent.
@@ -278,6 +293,8 @@ class LogStructuredStore {
   // everything before it is durable, so that recovery can tell damage
   // anywhere in a cleanly closed log from a torn tail.
   absl::Status WriteCloseMarker();
+  // Punches out [data_start, head) (what is not punched yet).
+  absl::Status PunchBelowHead();
   // Reads [address, address + out.size()) of the file.
   absl::Status ReadRange(uint64_t address, std::span<std::byte> out);
   // The record at `address` in the block `block`.
@@ -318,6 +335,9 @@ class LogStructuredStore {
   std::vector<std::pair<uint64_t, uint64_t>> intact_past_tail_;
   std::unique_ptr<BlockIndex> index_;
   std::mutex commit_mu_;  // one group commit leader at a time
+  std::mutex head_mu_;    // one Truncate at a time
+  std::atomic<uint64_t> head_{0};
+  uint64_t punched_ = 0;  // [data_start, punched_) is a hole (head_mu_)
   // The payload size of the last record read from disk: how far Read's
   // first read reaches.
   std::atomic<size_t> last_read_payload_{0};

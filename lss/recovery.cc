@@ -35,6 +35,7 @@ class Scan {
     absl::Status s = mode == RecoveryMode::kSkipCorrupted ? Salvage()
                                                           : Prefix(mode);
     if (!s.ok()) return s;
+    out_.report.head = sb_.head;
     out_.report.acknowledged = watermark_;
     out_.report.bytes_scanned = reader_.bytes_read();
     out_.report.superblock = damaged_slot_;
@@ -45,7 +46,7 @@ class Scan {
   // The longest run of valid blocks, then everything past it.
   absl::Status Prefix(RecoveryMode mode) {
     RecoveryReport& r = out_.report;
-    uint64_t a = sb_.data_start;
+    uint64_t a = sb_.head;  // below it the log was truncated
     uint64_t prev_epoch = 0;
     BlockCheck stop;
     for (;;) {
@@ -136,8 +137,8 @@ class Scan {
   absl::Status Salvage() {
     RecoveryReport& r = out_.report;
     uint64_t prev_epoch = 0;
-    uint64_t end = sb_.data_start;
-    for (uint64_t a = sb_.data_start; a < size_;) {
+    uint64_t end = sb_.head;
+    for (uint64_t a = sb_.head; a < size_;) {
       absl::StatusOr<uint64_t> data = reader_.NextData(a);
       if (!data.ok()) return data.status();
       a = *data;

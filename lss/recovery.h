@@ -2,7 +2,8 @@
 // and what must be cleared past the end. Reads only; the store applies the
 // outcome (lss/FORMAT.md, "Recovery", says the same in prose).
 //
-// The log is the longest run of valid blocks from data_start. Where that run
+// The log is the longest run of valid blocks from the superblock's head
+// (data_start until the log is first truncated). Where that run
 // stops, the question is whether acknowledged data was lost. The proof is
 // the watermark W: the superblock's epoch start (everything before it was
 // durable when this epoch began) and the `stable` field of every intact
@@ -47,6 +48,9 @@ enum class RecoveryMode {
 
 // What recovery found on Open.
 struct RecoveryReport {
+  // Where the scan began: the superblock's head (data_start until the log
+  // is first truncated).
+  uint64_t head = 0;
   // Where the log ends; appends go on from here. kSkipCorrupted: the end
   // of the last valid block.
   uint64_t tail = 0;

@@ -179,6 +179,24 @@ class SimDisk::SimFile final : public File {
     return absl::OkStatus();
   }
 
+  // Zeros, written as volatile writes: the image keeps zeros as holes, and
+  // a crash keeps any part of them, as it may of a real hole punch.
+  absl::Status PunchHole(uint64_t offset, uint64_t len) override {
+    constexpr uint64_t kChunk = uint64_t{1} << 20;
+    const std::vector<std::byte> zeros(std::min(len, kChunk));
+    for (uint64_t at = offset; at < offset + len; at += kChunk) {
+      const uint64_t n = std::min(kChunk, offset + len - at);
+      const int64_t r = disk_->PWrite(fd_, at, {zeros.data(), n});
+      if (r < 0) {
+        return IoErrorStatus(static_cast<int>(-r),
+                             absl::StrCat("punching a hole of ", len,
+                                          " bytes at offset ", offset, " of ",
+                                          path_));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<uint64_t> NextData(uint64_t offset) override {
     std::lock_guard<std::mutex> lock(disk_->mu_);
     int error = disk_->Usable();
