@@ -210,5 +210,76 @@ TEST(StreamingReviewTest, ShortReadsAlignedForTheDeviceAreNotTheEndOfFile) {
   EXPECT_EQ(i, addresses.size());
 }
 
+// StoreOptions::on_recovered_record: "every record recovery keeps, in
+// address order". For each RecoveryMode, over a log damaged in the middle
+// and one damaged at the end: when Open succeeds, what the visitor saw is
+// exactly what a LogReader of the opened store returns.
+TEST(StreamingReviewTest, TheVisitorSeesWhatRecoveryKeepsInEveryMode) {
+  for (bool damage_at_end : {false, true}) {
+    const std::string path = TempPath("visit_modes.log");
+    std::vector<uint64_t> addresses;
+    {
+      auto store = LogStructuredStore::Open(path, SmallOptions());
+      ASSERT_TRUE(store.ok()) << store.status();
+      addresses = Fill(**store, 60);
+      ASSERT_TRUE((*store)->Close().ok());
+    }
+    // One byte of one record's payload.
+    const uint64_t victim = addresses[damage_at_end ? 58 : 30] + 40;
+    {
+      FILE* f = std::fopen(path.c_str(), "r+b");
+      ASSERT_NE(f, nullptr);
+      ASSERT_EQ(std::fseek(f, static_cast<long>(victim), SEEK_SET), 0);
+      const int c = std::fgetc(f);
+      ASSERT_EQ(std::fseek(f, static_cast<long>(victim), SEEK_SET), 0);
+      std::fputc(c ^ 0x5a, f);
+      std::fclose(f);
+    }
+    for (RecoveryMode mode :
+         {RecoveryMode::kTolerateCorruptedTail,
+          RecoveryMode::kAbsoluteConsistency, RecoveryMode::kPointInTime,
+          RecoveryMode::kSkipCorrupted}) {
+      SCOPED_TRACE(absl::StrCat("mode ", static_cast<int>(mode),
+                                damage_at_end ? ", damage at the end"
+                                              : ", damage in the middle"));
+      StoreOptions o = SmallOptions();
+      o.recovery = mode;
+      o.read_only = true;  // the same file for every mode
+      std::vector<std::pair<uint64_t, std::string>> seen;
+      o.on_recovered_record = [&](const RecordView& r) {
+        seen.emplace_back(r.address, std::string(r.payload));
+        return absl::OkStatus();
+      };
+      auto store = LogStructuredStore::Open(path, o);
+      if (!store.ok()) {
+        EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+            << store.status();
+        EXPECT_TRUE(mode == RecoveryMode::kTolerateCorruptedTail ||
+                    mode == RecoveryMode::kAbsoluteConsistency)
+            << store.status();
+        continue;
+      }
+      EXPECT_GT(seen.size(), 20u);
+      std::vector<std::pair<uint64_t, std::string>> read;
+      absl::StatusOr<std::unique_ptr<LogReader>> reader =
+          (*store)->NewLogReader(0);
+      ASSERT_TRUE(reader.ok()) << reader.status();
+      for (;;) {
+        absl::StatusOr<bool> more = (*reader)->Next();
+        ASSERT_TRUE(more.ok()) << more.status();
+        if (!*more) break;
+        read.emplace_back((*reader)->record().address,
+                          std::string((*reader)->record().payload));
+      }
+      EXPECT_EQ(seen.size(), read.size());
+      EXPECT_TRUE(seen == read) << "the visitor and the reader disagree";
+      EXPECT_EQ(seen.size(), (*store)->recovery().records);
+      for (const auto& [address, payload] : seen) {
+        EXPECT_NE(address, victim - 40) << "the damaged record was kept";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lss
