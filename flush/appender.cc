@@ -228,7 +228,11 @@ absl::Status Appender::Drain() {
         backlog_.clear();
         serial_queue_.clear();
         if (io_broken_ || io_->pending() == 0) return failure_;
-      } else if (ops_.empty()) {
+      } else if (std::all_of(ops_.begin(), ops_.end(), [](const auto& e) {
+                   // A finished read waits only for its FinishRead.
+                   return e.second.kind == Op::Kind::kRead &&
+                          e.second.finished;
+                 })) {
         return absl::OkStatus();
       }
     }

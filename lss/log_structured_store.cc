@@ -452,7 +452,6 @@ absl::Status LogStructuredStore::PrepareReading() {
 }
 
 absl::Status LogStructuredStore::PrepareWriting() {
-  const size_t alignment = sb_.block_bytes;
   absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
@@ -463,7 +462,9 @@ absl::Status LogStructuredStore::PrepareWriting() {
                                  .policy = options_.policy,
                                  .durability = options_.durability,
                                  .direct_io = file_->direct_io(),
-                                 .alignment = alignment,
+                                 // What the file's O_DIRECT asks: a short
+                                 // read or write aligned to it is only short.
+                                 .alignment = read_align_,
                                  .start_address = recovery_.tail});
   sink_ = std::make_unique<Sink>(file_.get(), sb_, &intact_past_tail_,
                                  index_.get(), file_size_,
@@ -852,6 +853,8 @@ std::vector<absl::StatusOr<LogRecord>> LogStructuredStore::ReadMany(
                               .len = len,
                               .ticket = 0});
   }
+  // Nothing on disk (after Close there is no appender to ask).
+  if (pending.empty()) return out;
   std::vector<Appender::ReadRequest> requests;
   requests.reserve(pending.size());
   for (const Pending& p : pending) {

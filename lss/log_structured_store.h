@@ -207,9 +207,10 @@ class LogStructuredStore {
   // Many reads at once, safe from many threads: the result for each
   // address, in order, as Read would return it. Records on disk are read
   // with every first read in flight together, each one aligned read that
-  // covers `expected_payload_bytes` (0: the record's first block; a longer
-  // record takes a second read); records still in a flush buffer are copied
-  // from memory.
+  // covers a payload of `expected_payload_bytes`, or of the last record
+  // read from disk if that was longer (as Read guesses; never past the
+  // record's block); a longer record takes a second read. Records still in
+  // a flush buffer are copied from memory.
   std::vector<absl::StatusOr<LogRecord>> ReadMany(
       std::span<const uint64_t> addresses, size_t expected_payload_bytes = 0);
 
