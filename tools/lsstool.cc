@@ -337,6 +337,8 @@ void PrintHeader(const char* command, const std::string& path,
     std::printf("  epoch              %" PRIu64 " (from offset %" PRIu64
                 ")\n",
                 sb.epoch, sb.epoch_start);
+    std::printf("  head               %" PRIu64 "%s\n", sb.head,
+                sb.head > sb.data_start ? " (truncated below)" : "");
   }
 }
 
@@ -643,6 +645,7 @@ int Stats(const std::string& path) {
     if (probe->current) {
       j.Num("epoch", probe->current->epoch)
           .Num("epoch_start", probe->current->epoch_start)
+          .Num("head", probe->current->head)
           .Num("block_bytes", probe->current->block_bytes)
           .Num("buffer_bytes", probe->current->buffer_bytes);
     }
