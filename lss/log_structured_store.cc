@@ -73,6 +73,15 @@ absl::Status CheckOptions(const std::string& path, const StoreOptions& o) {
     return bad("commit_delay ", o.commit_delay.count(),
                " us is not from 0 to ", kMaxCommitDelay.count());
   }
+  // Room for the superblocks and a few buffers: less could never hold a
+  // full record.
+  const uint64_t min_capacity =
+      2 * SuperblockSlotBytes(block) + 4 * uint64_t{o.buffer_bytes};
+  if (o.capacity_bytes != 0 && o.capacity_bytes < min_capacity) {
+    return bad("capacity_bytes ", o.capacity_bytes, " is below ",
+               min_capacity, " (superblocks and 4 x buffer_bytes); 0 means "
+               "no bound");
+  }
   return absl::OkStatus();
 }
 
@@ -201,6 +210,11 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   // The highest durable watermark a dispatched block claims.
   uint64_t proven() const { return proven_.load(std::memory_order_acquire); }
 
+  // The file is never allocated past `end` (StoreOptions::capacity_bytes).
+  void LimitAllocation(uint64_t end) {
+    allocate_limit_.store(end, std::memory_order_release);
+  }
+
   // The appender is done with the buffer: once no reader copies from it, it
   // stops being the block's resident copy and goes back to the ring.
   void Recycle(const SealedBuffer& sealed) override {
@@ -225,7 +239,12 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
     std::lock_guard<std::mutex> lock(allocate_mu_);
     const uint64_t have = allocated_.load(std::memory_order_relaxed);
     if (end + step / 2 <= have) return;
-    const uint64_t want = RoundUp(end + step, step);
+    // Never past the capacity: the preallocation counts as disk used.
+    const uint64_t want =
+        std::min(RoundUp(end + step, step),
+                 RoundDown(allocate_limit_.load(std::memory_order_acquire),
+                           sb_.block_bytes));
+    if (want <= have) return;
     // A failure (no space, or a file system without fallocate) is left to
     // the write, which reports it with its offset.
     if (file_->Allocate(have, want - have).ok()) {
@@ -250,6 +269,7 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   bool zero_failed_ = false;
   std::mutex allocate_mu_;
   std::atomic<uint64_t> allocated_;
+  std::atomic<uint64_t> allocate_limit_{~uint64_t{0}};
   // preallocate_bytes, the largest step; 0: stopped preallocating.
   std::atomic<uint64_t> step_;
 };
@@ -404,6 +424,7 @@ absl::Status LogStructuredStore::StartWriting(const RecoveredLog& recovered) {
   // A crash may have come between a Truncate's superblock and its hole
   // punch: punching again costs next to nothing.
   if (absl::Status s = PunchBelowHead(); !s.ok()) return s;
+  if (options_.capacity_bytes != 0) sink_->LimitAllocation(SpaceEnd());
   sink_->Connect(appender_.get(), ring_.get());
   appender_->set_ring(sink_.get());
   return absl::OkStatus();
@@ -521,9 +542,38 @@ absl::StatusOr<StoreReservation> LogStructuredStore::Reserve(
     return absl::InvalidArgumentError(
         absl::StrCat(path_, ": record type 0 is reserved for padding"));
   }
-  absl::StatusOr<Reservation> r = ring_->Reserve(RecordFootprint(payload_bytes));
+  const uint64_t footprint = RecordFootprint(payload_bytes);
+  if (options_.capacity_bytes == 0) {
+    absl::StatusOr<Reservation> r = ring_->Reserve(footprint);
+    if (!r.ok()) return r.status();
+    return StoreReservation(*std::move(r), tag, payload_bytes);
+  }
+  // Each reserver in flight is charged the most its reservation can move
+  // the end of the log: its record, the padding of a buffer it seals (less
+  // than its record), and a block for a cut or flush that ends it. Charges
+  // are counted before the end is read, so the check never sees a
+  // reservation neither in the end nor in the charges.
+  const uint64_t charge = 2 * footprint + sb_.block_bytes;
+  const uint64_t charged =
+      charged_.fetch_add(charge, std::memory_order_acq_rel) + charge;
+  absl::StatusOr<uint64_t> end = ring_->ReservedEnd();
+  if (end.ok() && *end + charged + 2 * sb_.block_bytes > SpaceEnd()) {
+    end = absl::ResourceExhaustedError(absl::StrCat(
+        path_, ": the log is full: capacity_bytes ", options_.capacity_bytes,
+        " from the head ", head(), " ends at ", SpaceEnd(), ", the log at ",
+        *end, " (with ", charged, " bytes charged to appends in flight); "
+        "Truncate makes room"));
+  }
+  absl::StatusOr<Reservation> r =
+      end.ok() ? ring_->Reserve(footprint) : end.status();
+  charged_.fetch_sub(charge, std::memory_order_acq_rel);
   if (!r.ok()) return r.status();
   return StoreReservation(*std::move(r), tag, payload_bytes);
+}
+
+uint64_t LogStructuredStore::SpaceEnd() const {
+  // The superblocks count as disk used: they sit below the data start.
+  return head() + options_.capacity_bytes - sb_.data_start;
 }
 
 uint64_t LogStructuredStore::Commit(StoreReservation&& reservation) {
@@ -669,6 +719,7 @@ absl::Status LogStructuredStore::Truncate(uint64_t address) {
   sb_.sequence = next.sequence;
   head_.store(head, std::memory_order_release);
   index_->DropBelow(head);
+  if (options_.capacity_bytes != 0) sink_->LimitAllocation(SpaceEnd());
   return PunchBelowHead();
 }
 

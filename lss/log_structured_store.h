@@ -121,6 +121,15 @@ struct StoreOptions {
   // records takes tens of KiB, and a large one runs 128 to 512 MiB ahead
   // with the default. 0 turns preallocation off.
   uint64_t preallocate_bytes = uint64_t{256} << 20;
+  // Bounds the disk the log uses: the superblocks and everything from the
+  // head on, preallocation included (the space below the head was given
+  // back by Truncate). An append that could take the log past it fails with
+  // ResourceExhausted, naming the head and the end; Truncate makes room. At
+  // least the superblocks and 4 x buffer_bytes; 0 (the default): no bound.
+  // Each append in flight keeps twice its record and a block in reserve, so
+  // the bound is never passed, and the last few buffers' worth may go
+  // unused when many threads append at once.
+  uint64_t capacity_bytes = 0;
   // Makes the IoRing the appender writes and reads through; default
   // CreateIoRing (io_uring, or the pwrite fallback). Tests inject
   // testing/FakeIoRing here.
@@ -296,6 +305,8 @@ class LogStructuredStore {
   absl::Status WriteCloseMarker();
   // Punches out [data_start, head) (what is not punched yet).
   absl::Status PunchBelowHead();
+  // Where capacity_bytes ends the log: head + capacity - data_start.
+  uint64_t SpaceEnd() const;
   // Reads [address, address + out.size()) of the file.
   absl::Status ReadRange(uint64_t address, std::span<std::byte> out);
   // The record at `address` in the block `block`.
@@ -339,6 +350,8 @@ class LogStructuredStore {
   std::mutex head_mu_;    // one Truncate at a time
   std::atomic<uint64_t> head_{0};
   uint64_t punched_ = 0;  // [data_start, punched_) is a hole (head_mu_)
+  // capacity_bytes: what Reserve charges the appends in flight.
+  std::atomic<uint64_t> charged_{0};
   // The payload size of the last record read from disk: how far Read's
   // first read reaches.
   std::atomic<size_t> last_read_payload_{0};

@@ -3,13 +3,20 @@
 // usage, recovery cost) and on a simulated disk that loses power in the
 // middle of a Truncate.
 
+#include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -63,10 +70,37 @@ std::vector<uint64_t> Fill(LogStructuredStore& store, uint64_t first,
   return out;
 }
 
+// The bytes of the file's extents, written or only allocated (FIEMAP): the
+// file system's own metadata blocks, which st_blocks also counts, are not
+// the log's doing.
 uint64_t DiskBytes(const std::string& path) {
-  struct stat st;
-  EXPECT_EQ(stat(path.c_str(), &st), 0);
-  return static_cast<uint64_t>(st.st_blocks) * 512;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0) << path;
+  constexpr uint32_t kExtents = 256;
+  std::vector<std::byte> buf(sizeof(fiemap) +
+                             kExtents * sizeof(fiemap_extent));
+  uint64_t total = 0;
+  uint64_t start = 0;
+  for (;;) {
+    auto* map = reinterpret_cast<fiemap*>(buf.data());
+    std::memset(buf.data(), 0, buf.size());
+    map->fm_start = start;
+    map->fm_length = ~uint64_t{0} - start;
+    map->fm_flags = FIEMAP_FLAG_SYNC;
+    map->fm_extent_count = kExtents;
+    EXPECT_EQ(ioctl(fd, FS_IOC_FIEMAP, map), 0) << path;
+    if (map->fm_mapped_extents == 0) break;
+    bool last = false;
+    for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+      const fiemap_extent& e = map->fm_extents[i];
+      total += e.fe_length;
+      start = e.fe_logical + e.fe_length;
+      last = last || (e.fe_flags & FIEMAP_EXTENT_LAST) != 0;
+    }
+    if (last) break;
+  }
+  close(fd);
+  return total;
 }
 
 StoreOptions Options() {
@@ -174,6 +208,97 @@ TEST(TruncateTest, WhatCannotBeTruncatedIsRefused) {
   EXPECT_EQ((*store)->head(), head);
   EXPECT_EQ((*store)->Truncate(a[90]).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// A bounded log written 10 times over: appends fail with ResourceExhausted
+// when it is full, Truncate makes room, the file never holds more disk than
+// the bound, and every record acknowledged and not truncated reads back.
+TEST(CapacityTest, DiskUseNeverPassesTheBound) {
+  const std::string path = TempPath("capacity.log");
+  StoreOptions o = Options();
+  o.capacity_bytes = 1 << 20;
+  auto store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<uint64_t> a;
+  uint64_t full = 0;
+  uint64_t written = 0;
+  while (written < 10 * o.capacity_bytes) {
+    absl::StatusOr<uint64_t> r =
+        (*store)->Append(Payload(a.size(), 1000 + a.size() % 3000));
+    if (!r.ok()) {
+      ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+          << r.status();
+      ASSERT_THAT(r.status().message(), HasSubstr(path));
+      ASSERT_LT(++full, 1000u) << "Truncate made no room: " << r.status();
+      // Keep the newest quarter.
+      ASSERT_TRUE((*store)->Sync().ok());
+      size_t live = 0;
+      while (a[live] < (*store)->head()) ++live;
+      ASSERT_TRUE((*store)->Truncate(a[live + (a.size() - live) * 3 / 4]).ok());
+      ASSERT_LE(DiskBytes(path), o.capacity_bytes);
+      continue;
+    }
+    a.push_back(*r);
+    written += 1000 + (a.size() - 1) % 3000;
+    if (a.size() % 50 == 0) {
+      ASSERT_TRUE((*store)->Sync().ok());
+      ASSERT_LE(DiskBytes(path), o.capacity_bytes) << "after " << written;
+    }
+  }
+  EXPECT_GE(full, 5u);
+  ASSERT_TRUE((*store)->Close().ok());
+  EXPECT_LE(DiskBytes(path), o.capacity_bytes);
+  store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const uint64_t head = (*store)->head();
+  size_t kept = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] < head) continue;
+    absl::StatusOr<LogRecord> r = (*store)->Read(a[i]);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    ASSERT_TRUE(IsPayload(i, r->payload)) << i;
+    ++kept;
+  }
+  EXPECT_GT(kept, 100u);
+}
+
+TEST(CapacityTest, ManyThreadsNeverPassTheBound) {
+  const std::string path = TempPath("capacity_threads.log");
+  StoreOptions o = Options();
+  o.capacity_bytes = 1 << 20;
+  auto store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<std::thread> threads;
+  std::atomic<uint64_t> appended{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint64_t i = 0;; ++i) {
+        absl::StatusOr<uint64_t> r =
+            (*store)->Append(Payload(i, 500 + 700 * t));
+        if (!r.ok()) {
+          EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+              << r.status();
+          return;
+        }
+        appended.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_TRUE((*store)->Close().ok());
+  EXPECT_GT(appended.load(), 200u);
+  EXPECT_LE(DiskBytes(path), o.capacity_bytes);
+}
+
+TEST(CapacityTest, ABoundTooSmallIsRefused) {
+  const std::string path = TempPath("too_small.log");
+  StoreOptions o = Options();
+  o.capacity_bytes = 4 * o.buffer_bytes;  // no room for the superblocks
+  auto store = LogStructuredStore::Open(path, o);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(store.status().message(), HasSubstr("capacity_bytes"));
+  struct stat st;
+  EXPECT_NE(stat(path.c_str(), &st), 0) << "a refused Open made a file";
 }
 
 StoreOptions SimOptions(lss::testing::SimDisk& disk) {
