@@ -322,6 +322,9 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   if (table_->CompareAndSwap(pid, *s, PageState::InMemory(flush))) {
     std::memcpy(r->payload().data(), image.data(), image.size());
     log_->Commit(*std::move(r));
+    flushed_images_.fetch_add(1, std::memory_order_relaxed);
+    flushed_bytes_.fetch_add(RecordFootprint(image.size()),
+                             std::memory_order_relaxed);
     return address;
   }
   // Lost the race: the space must still hold a record, one that recovery
@@ -330,7 +333,18 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   std::memset(r->payload().data(), 0, image.size());
   r->set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
   log_->Commit(*std::move(r));
+  failed_flushes_.fetch_add(1, std::memory_order_relaxed);
+  flushed_bytes_.fetch_add(RecordFootprint(image.size()),
+                           std::memory_order_relaxed);
   return Changed(pid);
+}
+
+PageStore::FlushStats PageStore::flush_stats() const {
+  FlushStats stats;
+  stats.images = flushed_images_.load(std::memory_order_relaxed);
+  stats.failed = failed_flushes_.load(std::memory_order_relaxed);
+  stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
+  return stats;
 }
 
 absl::Status PageStore::Evict(uint64_t pid) {

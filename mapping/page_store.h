@@ -26,6 +26,7 @@
 #ifndef LSS_MAPPING_PAGE_STORE_H_
 #define LSS_MAPPING_PAGE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -112,6 +113,15 @@ class PageStore {
   absl::Status MkStable(uint64_t address) { return log_->WaitStable(address); }
   uint64_t HiStable() const { return log_->HiStable(); }
 
+  // What Flush wrote since Open: records, and their bytes on the log
+  // (record headers and alignment padding included, block headers not).
+  struct FlushStats {
+    uint64_t images = 0;  // whole page images
+    uint64_t failed = 0;  // failed-flush markers (lost CAS races)
+    uint64_t bytes = 0;   // of all of them
+  };
+  FlushStats flush_stats() const;
+
   // What recovery found: pages restored and the log's own report.
   uint64_t recovered_pages() const { return recovered_pages_; }
   LogStructuredStore& log() { return *log_; }
@@ -142,6 +152,9 @@ class PageStore {
   std::unique_ptr<MappingTable> table_;
   EpochManager epochs_;
   uint64_t recovered_pages_ = 0;
+  std::atomic<uint64_t> flushed_images_{0};
+  std::atomic<uint64_t> failed_flushes_{0};
+  std::atomic<uint64_t> flushed_bytes_{0};
 };
 
 }  // namespace lss
