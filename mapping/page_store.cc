@@ -439,8 +439,8 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   for (; below->kind == Node::Kind::kDelta; below = below->next) {
     fresh.push_back(below->bytes);
   }
-  const bool incremental = below->kind == Node::Kind::kFlush &&
-                           below->pieces < max_flushed_pieces_;
+  const bool linkable = below->kind == Node::Kind::kFlush;
+  const bool incremental = linkable && below->pieces < max_flushed_pieces_;
   uint32_t pieces = 1;
   std::string payload;
   if (incremental) {
@@ -464,6 +464,9 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
     log_->Commit(*std::move(r));
     (incremental ? flushed_pieces_ : flushed_images_)
         .fetch_add(1, std::memory_order_relaxed);
+    if (linkable && !incremental) {
+      consolidations_.fetch_add(1, std::memory_order_relaxed);
+    }
     flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
                              std::memory_order_relaxed);
     return address;
@@ -483,6 +486,7 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
 PageStore::FlushStats PageStore::flush_stats() const {
   FlushStats stats;
   stats.images = flushed_images_.load(std::memory_order_relaxed);
+  stats.consolidations = consolidations_.load(std::memory_order_relaxed);
   stats.delta_pieces = flushed_pieces_.load(std::memory_order_relaxed);
   stats.failed = failed_flushes_.load(std::memory_order_relaxed);
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);

@@ -147,10 +147,11 @@ class PageStore {
   // What Flush wrote since Open: records, and their bytes on the log
   // (record headers and alignment padding included, block headers not).
   struct FlushStats {
-    uint64_t images = 0;        // whole page images
-    uint64_t delta_pieces = 0;  // delta pieces
-    uint64_t failed = 0;        // failed-flush markers (lost CAS races)
-    uint64_t bytes = 0;   // of all of them
+    uint64_t images = 0;          // whole page images
+    uint64_t consolidations = 0;  // of them, for a chain that was full
+    uint64_t delta_pieces = 0;    // delta pieces
+    uint64_t failed = 0;          // failed-flush markers (lost CAS races)
+    uint64_t bytes = 0;           // of all of them
   };
   FlushStats flush_stats() const;
 
@@ -192,6 +193,7 @@ class PageStore {
   uint64_t recovered_pages_ = 0;
   std::atomic<uint64_t> flushed_images_{0};
   std::atomic<uint64_t> flushed_pieces_{0};
+  std::atomic<uint64_t> consolidations_{0};
   std::atomic<uint64_t> failed_flushes_{0};
   std::atomic<uint64_t> flushed_bytes_{0};
 };

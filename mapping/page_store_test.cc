@@ -385,6 +385,8 @@ TEST(PageStoreTest, FlushesWriteDeltaPiecesAndAChainThatGrowsLongIsConsolidated)
         EXPECT_EQ(record->tag.type, kPageImageRecord);
         EXPECT_GT(record->payload.size(), base.size());
         EXPECT_EQ(store.flush_stats().images, stats.images + 1);
+        EXPECT_EQ(store.flush_stats().consolidations,
+                  stats.consolidations + (flush > 0 ? 1 : 0));
       } else {
         EXPECT_EQ(record->tag.type, kPageDeltaRecord);
         EXPECT_EQ(record->payload, DeltaPiece(previous, position, fresh));
