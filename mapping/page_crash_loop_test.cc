@@ -4,6 +4,14 @@
 // the state of its last flush that became stable, or a later one; pages
 // never flushed, or freed, are free after recovery.
 //
+// Flushes are incremental: each writer gets a max_flushed_pieces of 1
+// (every flush a whole image), 2, 3 or 8, so pages are on the log as
+// chains of delta pieces that are consolidated often, and recovery and
+// every Read of an evicted page gather a page from its pieces. A missing,
+// repeated or misordered piece shows as a chain whose deltas do not follow
+// each other (below), so a page that checks is byte for byte a state that
+// was installed, and the version bounds make it one that was flushed.
+//
 // A writer process works on a fixed set of kPids pages with two owner
 // threads (thread t owns the PIDs with pid % 2 == t, so only one thread ever
 // changes a page and its versions are unambiguous) and, in half the
@@ -259,6 +267,8 @@ struct WriterStats {
   std::atomic<uint64_t> updates_r, updates_d, flushes, mkstables, claims,
       evicts, frees, syncs, reads, aborted, meddler_ops, meddler_flushes,
       meddler_lost, meddler_evicts;
+  // The store's flush_stats(), as last seen.
+  std::atomic<uint64_t> delta_pieces, consolidations;
 };
 
 struct WriterShared {
@@ -275,6 +285,7 @@ struct VerifyShared {
   uint32_t ok;
   uint64_t tail;
   uint64_t recovered_pages;
+  uint64_t from_chains;  // pages whose newest piece is a delta piece
   uint64_t version[kPids];  // 0: free
   char message[16384];
 };
@@ -495,6 +506,7 @@ class Writer {
       }
       if (a.ok()) {
         sh_->stats.flushes.fetch_add(1, std::memory_order_relaxed);
+        NoteFlushStats();
         return *a;
       }
       if (a.status().code() != absl::StatusCode::kAborted || attempt > 1000) {
@@ -503,6 +515,12 @@ class Writer {
       }
       sh_->stats.aborted.fetch_add(1, std::memory_order_relaxed);
     }
+  }
+
+  void NoteFlushStats() {
+    const PageStore::FlushStats f = store_->flush_stats();
+    FetchMax(sh_->stats.delta_pieces, f.delta_pieces);
+    FetchMax(sh_->stats.consolidations, f.consolidations);
   }
 
   void Stable(uint64_t address, const std::string& what) {
@@ -544,7 +562,9 @@ class Writer {
           rng() % 4 != 0 ? mine[rng() % 6] : mine[rng() % mine.size()];
       Model& m = models_[pid];
       const uint64_t r = rng() % 100;
-      if (r < 40) {
+      // UpdateR is rare, so chains of pieces grow long between the whole
+      // images it forces.
+      if (r < 45) {
         Update(pid, /*base=*/false);
       } else if (r < 50) {
         Update(pid, /*base=*/true);
@@ -745,6 +765,8 @@ class Verifier {
           "; highest version attempted ", cfg_.attempted[pid], ", flushed ",
           cfg_.flushable[pid], "; versions of this log are above ",
           cfg_.log_first[pid], ")");
+      // Where recovery put the page, before Read loads it.
+      const absl::StatusOr<PageState> recovered = store.table().Read(pid);
       absl::StatusOr<Page> page = store.Read(pid);
       if (!page.ok()) {
         if (page.status().code() != absl::StatusCode::kFailedPrecondition &&
@@ -767,6 +789,13 @@ class Verifier {
         continue;
       }
       ++in_use;
+      if (recovered.ok() && recovered->on_log()) {
+        absl::StatusOr<LogRecord> newest =
+            store.log().Read(recovered->address());
+        if (newest.ok() && newest->tag.type == kPageDeltaRecord) {
+          ++out_->from_chains;
+        }
+      }
       absl::StatusOr<uint64_t> v = CheckPage(pid, *page);
       if (!v.ok()) {
         Error(absl::StrCat(v.status().message(), " ", facts));
@@ -822,6 +851,9 @@ struct Totals {
   uint64_t aborted = 0;
   uint64_t meddler_flushes = 0;
   uint64_t meddler_lost = 0;  // meddler flushes that lost their CAS
+  uint64_t delta_pieces = 0;    // written by the writers' flushes
+  uint64_t consolidations = 0;  // whole images that restarted a chain
+  uint64_t pages_from_chains = 0;  // recovered from a delta piece down
   uint64_t max_tail = 0;
   uint64_t pages_checked = 0;
   uint64_t pages_free = 0;
@@ -883,6 +915,8 @@ class PageCrashLoop {
     static constexpr uint64_t kPreallocate[] = {0, 1 << 20, 8 << 20};
     o.store.preallocate_bytes = writer ? kPreallocate[rng_() % 3] : 0;
     o.table.max_pages = 1 << 16;
+    static constexpr uint32_t kMaxPieces[] = {1, 2, 3, 8};
+    o.max_flushed_pieces = writer ? kMaxPieces[rng_() % 4] : 8;
     return o;
   }
 
@@ -922,6 +956,7 @@ class PageCrashLoop {
     std::string context = absl::StrCat(
         "seed=", seed_, " (CRASH_LOOP_SEED) ", clean ? "clean run" : "kill",
         " #", k, " log ", path_, " ", Describe(cfg->options.store),
+        " max_flushed_pieces=", cfg->options.max_flushed_pieces,
         " meddler=", cfg->meddler, " kill after ", delay_us, " us from ",
         from_fork ? "fork" : "open");
 
@@ -964,6 +999,8 @@ class PageCrashLoop {
     totals_.aborted += st.aborted.load();
     totals_.meddler_flushes += st.meddler_flushes.load();
     totals_.meddler_lost += st.meddler_lost.load();
+    totals_.delta_pieces += st.delta_pieces.load();
+    totals_.consolidations += st.consolidations.load();
     absl::StrAppend(&context, "; writer: ", st.updates_r.load(), " UpdateR, ",
                     st.updates_d.load(), " UpdateD, ", st.flushes.load(),
                     " flushes, ", st.mkstables.load(), " MkStable, ",
@@ -1023,6 +1060,7 @@ class PageCrashLoop {
       recovered_[p] = v;
     }
     totals_.max_tail = std::max(totals_.max_tail, result->tail);
+    totals_.pages_from_chains += result->from_chains;
     if (result->tail > max_log_bytes_) NewLog();
     return "";
   }
@@ -1066,13 +1104,16 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       " updates, %" PRIu64 " flushes, %" PRIu64 " MkStable, %" PRIu64
       " stable claims, %" PRIu64 " evictions, %" PRIu64 " frees, %" PRIu64
       " lost races, %" PRIu64 " meddler flushes (%" PRIu64
-      " lost); longest log %.1f MiB; pages checked %" PRIu64 ": %" PRIu64
-      " free, %" PRIu64 " at their stable version, %" PRIu64 " newer\n",
+      " lost), %" PRIu64 " delta pieces, %" PRIu64
+      " consolidations; longest log %.1f MiB; pages checked %" PRIu64
+      ": %" PRIu64 " free, %" PRIu64 " at their stable version, %" PRIu64
+      " newer, %" PRIu64 " recovered from a chain of pieces\n",
       PolicyName(GetParam()).c_str(), t.kills, t.kills_before_open, t.logs,
       (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers, t.updates,
       t.flushes, t.mkstables, t.claims, t.evicts, t.frees, t.aborted,
-      t.meddler_flushes, t.meddler_lost, t.max_tail / 1048576.0,
-      t.pages_checked, t.pages_free, t.pages_at_floor, t.pages_above_floor);
+      t.meddler_flushes, t.meddler_lost, t.delta_pieces, t.consolidations,
+      t.max_tail / 1048576.0, t.pages_checked, t.pages_free, t.pages_at_floor,
+      t.pages_above_floor, t.pages_from_chains);
   std::fflush(stdout);
   if (!error.empty()) {
     ADD_FAILURE() << error << "\nseed " << seed
@@ -1082,6 +1123,11 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
   // A loop where nothing was ever claimed stable tests little.
   EXPECT_GT(t.claims, 0u);
   EXPECT_GT(t.pages_at_floor + t.pages_above_floor, 0u);
+  // Nor one where flushes were never incremental, chains never consolidated
+  // or never recovered.
+  EXPECT_GT(t.delta_pieces, 0u);
+  EXPECT_GT(t.consolidations, 0u);
+  EXPECT_GT(t.pages_from_chains, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, PageCrashLoopTest,

@@ -16,7 +16,8 @@ struct alignas(8) PageStore::Node {
   enum class Kind { kBase, kDelta, kFlush, kFreeing };
   Kind kind;
   std::string bytes = {};     // kBase, kDelta
-  uint64_t address = 0;       // kFlush: where the image of `next` went
+  uint64_t address = 0;       // kFlush: the newest piece holding `next`
+  uint32_t pieces = 0;        // kFlush: its position in its chain (image: 1)
   const Node* next = nullptr;  // older state; nullptr below a base
 };
 
@@ -45,34 +46,86 @@ bool GetU32(absl::string_view& in, uint32_t& v) {
   return true;
 }
 
-// Page image on the log: u32 base length, base, u32 delta count, then
-// (u32 length, bytes) per delta, oldest first.
-std::string Serialize(const Page& page) {
-  std::string out;
-  PutU32(out, static_cast<uint32_t>(page.base.size()));
-  out += page.base;
-  PutU32(out, static_cast<uint32_t>(page.deltas.size()));
-  for (const std::string& d : page.deltas) {
+void PutU64(std::string& out, uint64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+bool GetU64(absl::string_view& in, uint64_t& v) {
+  if (in.size() < sizeof(v)) return false;
+  std::memcpy(&v, in.data(), sizeof(v));
+  in.remove_prefix(sizeof(v));
+  return true;
+}
+
+void PutDeltas(std::string& out, const std::vector<std::string>& deltas) {
+  PutU32(out, static_cast<uint32_t>(deltas.size()));
+  for (const std::string& d : deltas) {
     PutU32(out, static_cast<uint32_t>(d.size()));
     out += d;
   }
+}
+
+bool GetDeltas(absl::string_view& in, std::vector<std::string>& deltas) {
+  uint32_t count = 0;
+  if (!GetU32(in, count)) return false;
+  deltas.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t len = 0;
+    if (!GetU32(in, len) || in.size() < len) return false;
+    deltas.emplace_back(in.data(), len);
+    in.remove_prefix(len);
+  }
+  return true;
+}
+
+// Formats in page_store.h.
+std::string SerializeImage(const Page& page) {
+  std::string out;
+  PutU32(out, static_cast<uint32_t>(page.base.size()));
+  out += page.base;
+  PutDeltas(out, page.deltas);
   return out;
 }
 
-bool Parse(absl::string_view in, Page& page) {
+bool ParseImage(absl::string_view in, Page& page) {
   uint32_t len = 0;
   if (!GetU32(in, len) || in.size() < len) return false;
   page.base.assign(in.data(), len);
   in.remove_prefix(len);
-  uint32_t count = 0;
-  if (!GetU32(in, count)) return false;
-  page.deltas.clear();
-  for (uint32_t i = 0; i < count; ++i) {
-    if (!GetU32(in, len) || in.size() < len) return false;
-    page.deltas.emplace_back(in.data(), len);
-    in.remove_prefix(len);
+  return GetDeltas(in, page.deltas) && in.empty();
+}
+
+std::string SerializeDeltaPiece(uint64_t previous, uint32_t pieces,
+                                const std::vector<std::string>& deltas) {
+  std::string out;
+  PutU64(out, previous);
+  PutU32(out, pieces);
+  PutDeltas(out, deltas);
+  return out;
+}
+
+// One flushed piece of a page as read back: an image, or a delta piece.
+struct Piece {
+  bool image = false;
+  uint64_t previous = 0;  // delta piece: the piece below it
+  uint32_t pieces = 1;    // its position in its chain; an image is 1
+  Page content;           // an image's base and deltas; a piece's deltas
+};
+
+bool ParsePiece(const LogRecord& record, Piece& piece) {
+  absl::string_view in = record.payload;
+  if (record.tag.type == kPageImageRecord) {
+    piece.image = true;
+    piece.pieces = 1;
+    return ParseImage(in, piece.content);
   }
-  return in.empty();
+  piece.image = false;
+  // A link points back in the log and a chain ends in an image, so
+  // following links always ends.
+  return record.tag.type == kPageDeltaRecord && GetU64(in, piece.previous) &&
+         GetU32(in, piece.pieces) && piece.pieces >= 2 &&
+         piece.previous < record.address &&
+         GetDeltas(in, piece.content.deltas) && in.empty();
 }
 
 // The page a chain describes (flush nodes are markers, not content).
@@ -99,8 +152,11 @@ absl::Status IsFree(uint64_t pid) {
 }  // namespace
 
 PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
-                     std::unique_ptr<MappingTable> table)
-    : log_(std::move(log)), table_(std::move(table)) {}
+                     std::unique_ptr<MappingTable> table,
+                     uint32_t max_flushed_pieces)
+    : log_(std::move(log)),
+      table_(std::move(table)),
+      max_flushed_pieces_(max_flushed_pieces) {}
 
 PageStore::~PageStore() {
   // No thread is inside an operation any more: free every resident chain
@@ -113,6 +169,11 @@ PageStore::~PageStore() {
 
 absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
     const std::string& path, const PageStoreOptions& options) {
+  if (options.max_flushed_pieces < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": max_flushed_pieces is ", options.max_flushed_pieces,
+        ", at least 1 (1: every flush writes a whole image)"));
+  }
   absl::StatusOr<std::unique_ptr<MappingTable>> table =
       MappingTable::Create(options.table);
   if (!table.ok()) return table.status();
@@ -133,7 +194,8 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
       LogStructuredStore::Open(path, store_options);
   if (!log.ok()) return log.status();
   std::unique_ptr<PageStore> store(
-      new PageStore(*std::move(log), *std::move(table)));
+      new PageStore(*std::move(log), *std::move(table),
+                    options.max_flushed_pieces));
   if (absl::Status s = store->Restore(replay); !s.ok()) return s;
   return store;
 }
@@ -141,8 +203,9 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
 absl::Status PageStore::Replay::Visit(const std::string& path,
                                       const RecordView& r) {
   const uint64_t pid = r.tag.key;
-  const bool page_record =
-      r.tag.type == kPageImageRecord || r.tag.type == kPageFreedRecord;
+  const bool page_record = r.tag.type == kPageImageRecord ||
+                           r.tag.type == kPageDeltaRecord ||
+                           r.tag.type == kPageFreedRecord;
   // The key sizes the table built from it: checked before it is trusted,
   // or a corrupt one would make that a huge allocation.
   if (page_record && pid >= max_pages) {
@@ -151,7 +214,32 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
         ") has key ", pid, ", not a PID below max_pages ", max_pages));
   }
   if (r.tag.type == kPageImageRecord) {
-    latest[pid] = r.address;
+    latest[pid] = Latest{.address = r.address, .pieces = 1};
+  } else if (r.tag.type == kPageDeltaRecord) {
+    // A delta piece continues the page's newest piece. One that does not
+    // (the page is free here, or its chain went on elsewhere) would make a
+    // page of pieces from different lives, e.g. a freed page come back.
+    absl::string_view in = r.payload;
+    uint64_t previous = 0;
+    uint32_t pieces = 0;
+    if (!GetU64(in, previous) || !GetU32(in, pieces)) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": delta piece of page ", pid, " at offset ", r.address,
+          " is too short (", r.payload.size(), " bytes) for its link"));
+    }
+    const auto it = latest.find(pid);
+    if (it == latest.end() || it->second.address != previous ||
+        it->second.pieces + 1 != pieces) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": delta piece of page ", pid, " at offset ", r.address,
+          " links to piece #", pieces - 1, " at offset ", previous,
+          ", but the page's newest piece there is ",
+          it == latest.end()
+              ? std::string("none (it is free)")
+              : absl::StrCat("#", it->second.pieces, " at offset ",
+                             it->second.address)));
+    }
+    it->second = Latest{.address = r.address, .pieces = pieces};
   } else if (r.tag.type == kPageFreedRecord) {
     latest.erase(pid);
   } else {
@@ -163,8 +251,8 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
 
 absl::Status PageStore::Restore(const Replay& replay) {
   std::vector<PageState> states(replay.high_water);
-  for (const auto& [pid, address] : replay.latest) {
-    states[pid] = PageState::OnLog(address);
+  for (const auto& [pid, newest] : replay.latest) {
+    states[pid] = PageState::OnLog(newest.address);
   }
   recovered_pages_ = replay.latest.size();
   if (absl::Status s = table_->Restore(states); !s.ok()) {
@@ -260,27 +348,56 @@ absl::StatusOr<PageState> PageStore::UpdateD(uint64_t pid, PageState expected,
 
 absl::StatusOr<PageStore::Node*> PageStore::Load(uint64_t pid,
                                                  uint64_t address) {
-  absl::StatusOr<LogRecord> record = log_->Read(address);
-  if (record.status().code() == absl::StatusCode::kNotFound) {
-    // The address came from the log itself (a flush the table recorded):
-    // no record there means the record was damaged.
-    return absl::DataLossError(absl::StrCat(
-        "page ", pid, ": its image is unreadable: ", record.status().message()));
+  // Newest piece first, down to the image. Each link must lead to a piece
+  // of this page one position lower; anything else would piece the page
+  // together from records that never formed one state.
+  std::vector<Piece> chain;
+  uint64_t at = address;
+  uint64_t from = 0;  // the piece that links to `at`, once there is one
+  for (;;) {
+    const std::string where =
+        chain.empty() ? absl::StrCat("offset ", at)
+                      : absl::StrCat("offset ", at, " (linked from offset ",
+                                     from, ")");
+    absl::StatusOr<LogRecord> record = log_->Read(at);
+    if (record.status().code() == absl::StatusCode::kNotFound) {
+      // The address came from the log itself (a flush the table recorded,
+      // or a link): no record there means the record was damaged.
+      return absl::DataLossError(
+          absl::StrCat(log_->path(), ": page ", pid, ": its piece at ", where,
+                       " is unreadable: ", record.status().message()));
+    }
+    if (!record.ok()) return record.status();
+    const uint32_t want = chain.empty() ? 0 : chain.back().pieces - 1;
+    Piece piece;
+    if (record->tag.key != pid || !ParsePiece(*record, piece) ||
+        (want != 0 && piece.pieces != want)) {
+      return absl::DataLossError(absl::StrCat(
+          log_->path(), ": ", where, ": not ",
+          want == 0 ? std::string("a piece")
+                    : absl::StrCat("piece #", want),
+          " of page ", pid, " (type ", record->tag.type, ", key ",
+          record->tag.key, ")"));
+    }
+    const bool image = piece.image;
+    from = at;
+    at = piece.previous;
+    chain.push_back(std::move(piece));
+    if (image) break;
   }
-  if (!record.ok()) return record.status();
-  Page page;
-  if (record->tag.type != kPageImageRecord || record->tag.key != pid ||
-      !Parse(record->payload, page)) {
-    return absl::DataLossError(absl::StrCat(
-        log_->path(), ": offset ", address, ": not an image of page ", pid,
-        " (type ", record->tag.type, ", key ", record->tag.key, ")"));
+  Node* head =
+      new Node{.kind = Node::Kind::kBase,
+               .bytes = std::move(chain.back().content.base)};
+  for (auto p = chain.rbegin(); p != chain.rend(); ++p) {
+    for (std::string& d : p->content.deltas) {
+      head = new Node{
+          .kind = Node::Kind::kDelta, .bytes = std::move(d), .next = head};
+    }
   }
-  Node* head = new Node{.kind = Node::Kind::kBase, .bytes = page.base};
-  for (std::string& d : page.deltas) {
-    head = new Node{
-        .kind = Node::Kind::kDelta, .bytes = std::move(d), .next = head};
-  }
-  return new Node{.kind = Node::Kind::kFlush, .address = address, .next = head};
+  return new Node{.kind = Node::Kind::kFlush,
+                  .address = address,
+                  .pieces = chain.front().pieces,
+                  .next = head};
 }
 
 absl::StatusOr<Page> PageStore::Read(uint64_t pid) {
@@ -312,25 +429,68 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   const Node* head = Head(*s);
   if (head->kind == Node::Kind::kFreeing) return IsFree(pid);
   if (head->kind == Node::Kind::kFlush) return head->address;
-  const std::string image = Serialize(Materialize(head, *s));
-  absl::StatusOr<StoreReservation> r = log_->Reserve(
-      image.size(), RecordTag{.type = kPageImageRecord, .key = pid});
+  // What changed since the last flush: the deltas above its flush node. A
+  // base with no flush node above it (never flushed, or replaced by
+  // UpdateR since; a freed PID comes back that way) has no piece to link
+  // to: its flush writes a whole image, as does one whose chain of pieces
+  // is at max_flushed_pieces_, so the chain starts again.
+  std::vector<std::string> fresh;
+  const Node* below = head;
+  for (; below->kind == Node::Kind::kDelta; below = below->next) {
+    fresh.push_back(below->bytes);
+  }
+  const bool linkable = below->kind == Node::Kind::kFlush;
+  const bool incremental = linkable && below->pieces < max_flushed_pieces_;
+  uint32_t pieces = 1;
+  std::string payload;
+  if (incremental) {
+    pieces = below->pieces + 1;
+    std::reverse(fresh.begin(), fresh.end());
+    payload = SerializeDeltaPiece(below->address, pieces, fresh);
+  } else {
+    payload = SerializeImage(Materialize(head, *s));
+  }
+  const uint32_t type = incremental ? kPageDeltaRecord : kPageImageRecord;
+  absl::StatusOr<StoreReservation> r =
+      log_->Reserve(payload.size(), RecordTag{.type = type, .key = pid});
   if (!r.ok()) return r.status();
   const uint64_t address = r->address();
-  Node* flush =
-      new Node{.kind = Node::Kind::kFlush, .address = address, .next = head};
+  Node* flush = new Node{.kind = Node::Kind::kFlush,
+                         .address = address,
+                         .pieces = pieces,
+                         .next = head};
   if (table_->CompareAndSwap(pid, *s, PageState::InMemory(flush))) {
-    std::memcpy(r->payload().data(), image.data(), image.size());
+    std::memcpy(r->payload().data(), payload.data(), payload.size());
     log_->Commit(*std::move(r));
+    (incremental ? flushed_pieces_ : flushed_images_)
+        .fetch_add(1, std::memory_order_relaxed);
+    if (linkable && !incremental) {
+      consolidations_.fetch_add(1, std::memory_order_relaxed);
+    }
+    flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
+                             std::memory_order_relaxed);
     return address;
   }
   // Lost the race: the space must still hold a record, one that recovery
   // knows to skip.
   delete flush;
-  std::memset(r->payload().data(), 0, image.size());
+  std::memset(r->payload().data(), 0, payload.size());
   r->set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
   log_->Commit(*std::move(r));
+  failed_flushes_.fetch_add(1, std::memory_order_relaxed);
+  flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
+                           std::memory_order_relaxed);
   return Changed(pid);
+}
+
+PageStore::FlushStats PageStore::flush_stats() const {
+  FlushStats stats;
+  stats.images = flushed_images_.load(std::memory_order_relaxed);
+  stats.consolidations = consolidations_.load(std::memory_order_relaxed);
+  stats.delta_pieces = flushed_pieces_.load(std::memory_order_relaxed);
+  stats.failed = failed_flushes_.load(std::memory_order_relaxed);
+  stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
+  return stats;
 }
 
 absl::Status PageStore::Evict(uint64_t pid) {

@@ -5,27 +5,52 @@
 // first: deltas, then a base page. A flush puts a flush node on top that
 // records where the state below it went on the log. The table entry of a
 // page points at the chain's head, or holds the LSS address of the page's
-// image once it is evicted. Every change is one CAS on that entry, against
-// the state the caller last read (its `expected`); a lost race is Aborted
-// and the caller re-reads. Replaced chains are freed through an
-// EpochManager once no reader can still be walking them.
+// newest flushed piece once it is evicted. Every change is one CAS on that
+// entry, against the state the caller last read (its `expected`); a lost
+// race is Aborted and the caller re-reads. Replaced chains are freed
+// through an EpochManager once no reader can still be walking them.
 //
-// Log records (RecordTag key = the PID):
-//   kPageImageRecord      the page's base and deltas, written by Flush
-//   kPageFreedRecord      the PID was freed
-//   kFailedFlushRecord    space a Flush reserved but lost its CAS for:
-//                         recovery ignores it
-// Recovery keeps, per PID, its last image unless a later free record
-// follows; so after a crash every page reads as its last stable flush, or
-// a later one, and pages that were never flushed (or were freed) are free.
-// An image or free record whose key is not below max_pages fails Open with
-// DataLoss.
+// Flushes are incremental (LLAMA): a page is on the log as a chain of
+// pieces, newest first, each linked to the one below it, ending in an
+// image. A flush writes only the deltas added since the page's last flush,
+// as a delta piece linked to that flush's piece; it writes a whole image
+// instead when there is no piece to link to (the first flush, and the
+// first after an UpdateR, which is also how a freed and reallocated PID
+// starts: a delta piece never links across a free) or when the chain has
+// max_flushed_pieces pieces (consolidation: the chain starts again). Read
+// of an evicted page follows the links down to the image.
+//
+// Log records (RecordTag key = the PID; integers little-endian):
+//   kPageImageRecord   the whole page, written by Flush: u32 base length,
+//                      base, u32 delta count, then (u32 length, bytes) per
+//                      delta, oldest first. Piece #1 of a chain.
+//   kPageDeltaRecord   a delta piece: u64 LSS address of the piece below it
+//                      (the page's previous flush), u32 its position n >= 2
+//                      in the chain (the piece below is #n-1, the image
+//                      #1), u32 delta count, then (u32 length, bytes) per
+//                      delta, oldest first: the deltas added since.
+//   kPageFreedRecord   the PID was freed
+//   kFailedFlushRecord space a Flush reserved but lost its CAS for:
+//                      recovery ignores it
+// Logs written before delta pieces existed hold only images and read as
+// before. Recovery keeps, per PID, its newest piece unless a later free
+// record follows; so after a crash every page reads as its last stable
+// flush, or a later one, and pages that were never flushed (or were freed)
+// are free. Every piece of a chain lies below the newest (links point
+// back), so a stable newest piece means a stable chain.
+//
+// DataLoss, naming the file and offset: at Open, a page record whose key is
+// not below max_pages, or a delta piece that does not continue its page's
+// newest piece (it would join pieces of different lives of the PID); at
+// Read of an evicted page, a link that does not lead to the piece one
+// position lower of the same page, or an unreadable piece.
 //
 // Thread safety: every method may be called concurrently.
 
 #ifndef LSS_MAPPING_PAGE_STORE_H_
 #define LSS_MAPPING_PAGE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -45,10 +70,15 @@ namespace lss {
 inline constexpr uint32_t kPageImageRecord = kFirstUserRecordType;
 inline constexpr uint32_t kPageFreedRecord = kFirstUserRecordType + 1;
 inline constexpr uint32_t kFailedFlushRecord = kFirstUserRecordType + 2;
+inline constexpr uint32_t kPageDeltaRecord = kFirstUserRecordType + 3;
 
 struct PageStoreOptions {
   StoreOptions store;
   MappingTableOptions table = {.max_pages = uint64_t{1} << 24};
+  // The longest chain of flushed pieces a page gets (at least 1; 1 makes
+  // every flush a whole image). Reading an evicted page takes one log read
+  // per piece; each whole image costs the page's size in log bytes.
+  uint32_t max_flushed_pieces = 8;
 };
 
 // A page as Read returns it.
@@ -96,11 +126,13 @@ class PageStore {
   // FailedPrecondition for a free PID.
   absl::StatusOr<Page> Read(uint64_t pid);
 
-  // LLAMA's flush: reserves log space for the page's image, installs a
-  // flush node carrying that address by CAS, then copies the image in. If
-  // the CAS loses, the space becomes a failed-flush record and the result is
-  // Aborted. Returns the image's LSS address (the existing one if nothing
-  // changed since the last flush). Stable after MkStable(address).
+  // LLAMA's flush: reserves log space for the page's next piece (its
+  // deltas since the last flush, or a whole image: see above), installs a
+  // flush node carrying that address by CAS, then copies the piece in. If
+  // the CAS loses, the space becomes a failed-flush record and the result
+  // is Aborted. Returns the piece's LSS address (the existing one if
+  // nothing changed since the last flush). The page's whole flushed state
+  // is stable after MkStable(address).
   absl::StatusOr<uint64_t> Flush(uint64_t pid);
 
   // Drops the in-memory state of a page whose last flush is stable and
@@ -112,6 +144,17 @@ class PageStore {
   absl::Status MkStable(uint64_t address) { return log_->WaitStable(address); }
   uint64_t HiStable() const { return log_->HiStable(); }
 
+  // What Flush wrote since Open: records, and their bytes on the log
+  // (record headers and alignment padding included, block headers not).
+  struct FlushStats {
+    uint64_t images = 0;          // whole page images
+    uint64_t consolidations = 0;  // of them, for a chain that was full
+    uint64_t delta_pieces = 0;    // delta pieces
+    uint64_t failed = 0;          // failed-flush markers (lost CAS races)
+    uint64_t bytes = 0;           // of all of them
+  };
+  FlushStats flush_stats() const;
+
   // What recovery found: pages restored and the log's own report.
   uint64_t recovered_pages() const { return recovered_pages_; }
   LogStructuredStore& log() { return *log_; }
@@ -122,17 +165,22 @@ class PageStore {
 
  private:
   PageStore(std::unique_ptr<LogStructuredStore> log,
-            std::unique_ptr<MappingTable> table);
-  // What recovery's scan of the log says: the last image of each PID,
+            std::unique_ptr<MappingTable> table, uint32_t max_flushed_pieces);
+  // What recovery's scan of the log says: the newest piece of each PID,
   // unless a later record freed it.
   struct Replay {
+    struct Latest {
+      uint64_t address = 0;
+      uint32_t pieces = 0;  // its position in its chain
+    };
     uint64_t max_pages = 0;
-    std::map<uint64_t, uint64_t> latest;  // PID -> address of its image
+    std::map<uint64_t, Latest> latest;  // PID -> its newest piece
     uint64_t high_water = 0;               // one past the highest PID seen
     absl::Status Visit(const std::string& path, const RecordView& r);
   };
   absl::Status Restore(const Replay& replay);
-  // Loads the image at `address` into a chain (with a flush node on top).
+  // Loads the chain of pieces whose newest is at `address` into memory
+  // (with a flush node on top).
   absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);
   void Retire(PageState old);
   // OK if `pid` still holds `expected` and is not being freed.
@@ -141,7 +189,13 @@ class PageStore {
   std::unique_ptr<LogStructuredStore> log_;
   std::unique_ptr<MappingTable> table_;
   EpochManager epochs_;
+  const uint32_t max_flushed_pieces_;
   uint64_t recovered_pages_ = 0;
+  std::atomic<uint64_t> flushed_images_{0};
+  std::atomic<uint64_t> flushed_pieces_{0};
+  std::atomic<uint64_t> consolidations_{0};
+  std::atomic<uint64_t> failed_flushes_{0};
+  std::atomic<uint64_t> flushed_bytes_{0};
 };
 
 }  // namespace lss

@@ -82,8 +82,9 @@ commands:
                   addresses. Refuses if NEW exists. Exits 0 if nothing was
                   lost, 1 if damaged ranges were skipped (NEW holds the rest).
   pages FILE      for a PageStore log: every page recovery restores (its
-                  last image unless a later record freed it), by PID, with
-                  the image's address and size (--json, --recovery).
+                  newest flushed piece, an image or a delta piece, unless a
+                  later record freed it), by PID, with that piece's address
+                  and size, "image" in the output (--json, --recovery).
                   Exit 2 if the log holds no page records.
   pages --pid=N FILE
                   that page: its base and deltas as text or hex previews
@@ -756,11 +757,11 @@ std::string PreviewField(absl::string_view bytes) {
 
 // What the records of a page log are, by PageStore's record types.
 struct PageRecords {
-  uint64_t images = 0, frees = 0, failed_flushes = 0, other = 0;
+  uint64_t images = 0, deltas = 0, frees = 0, failed_flushes = 0, other = 0;
 };
 
-// Lists every page PageStore's recovery restores (its last image, unless a
-// later record freed it), or with --pid prints one page.
+// Lists every page PageStore's recovery restores (its newest piece, unless
+// a later record freed it), or with --pid prints one page.
 int Pages(const std::string& path) {
   absl::StatusOr<Probe> probe = ProbeFile(path);
   if (!probe.ok()) return Fail("pages", path, probe.status());
@@ -787,6 +788,9 @@ int Pages(const std::string& path) {
         switch (r.tag.type) {
           case kPageImageRecord:
             ++kinds.images;
+            break;
+          case kPageDeltaRecord:
+            ++kinds.deltas;
             break;
           case kPageFreedRecord:
             ++kinds.frees;
@@ -849,8 +853,10 @@ int Pages(const std::string& path) {
   if (!FLAGS_json) {
     PrintHeader("pages", path, *probe);
     std::printf("  records            %" PRIu64 " page images, %" PRIu64
-                " frees, %" PRIu64 " failed flushes, %" PRIu64 " other\n",
-                kinds.images, kinds.frees, kinds.failed_flushes, kinds.other);
+                " delta pieces, %" PRIu64 " frees, %" PRIu64
+                " failed flushes, %" PRIu64 " other\n",
+                kinds.images, kinds.deltas, kinds.frees, kinds.failed_flushes,
+                kinds.other);
   }
   uint64_t listed = 0, image_bytes = 0;
   const uint64_t high_water = (*pages)->table().high_water();
@@ -877,7 +883,8 @@ int Pages(const std::string& path) {
     Json j;
     j.Str("command", "pages").Str("file", path).Num("exit_code", kExitOk);
     j.Num("pages", listed).Num("image_bytes", image_bytes);
-    j.Num("page_image_records", kinds.images).Num("free_records", kinds.frees);
+    j.Num("page_image_records", kinds.images);
+    j.Num("page_delta_records", kinds.deltas).Num("free_records", kinds.frees);
     j.Num("failed_flush_records", kinds.failed_flushes);
     j.Num("other_records", kinds.other);
     std::printf("%s\n", j.str().c_str());
