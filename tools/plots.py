@@ -173,9 +173,20 @@ def plot_read_back(data, out):
   """Read-back MB/s: lssbench's recovery scan and peerbench's W4, next to
   fio's read."""
   bars = []  # (label, MB/s, colour)
+  cold = [r for r in data.lssbench if "reader_mb_per_s" in r]
   scans = [r["recovery_mb_per_s"] for r in data.lssbench
            if "recovery_mb_per_s" in r]
-  if scans:
+  if cold:
+    # Runs that drop the cache and time the reader and fio on the same log.
+    for key, label in (("recovery_mb_per_s",
+                        "this store: Open visiting\nevery record (cold)"),
+                       ("reader_mb_per_s", "this store: LogReader\n(cold)")):
+      bars.append((label, statistics.median(r[key] for r in cold),
+                   COLOURS["ours"]))
+    bars.append(("fio sequential read\n(lssbench, same runs)",
+                 statistics.median(r["fio_read_mb_per_s"] for r in cold),
+                 COLOURS["fio"]))
+  elif scans:
     # lssbench reads the log it just wrote: the page cache is warm.
     bars.append(("this store: recovery scan\n(lssbench, cache warm)",
                  statistics.median(scans), COLOURS["ours"]))
@@ -194,11 +205,11 @@ def plot_read_back(data, out):
     fio, fio_label = data.fio_mb_per_s("read")
   if fio is not None:
     bars.append((fio_label, fio, COLOURS["fio"]))
-  fig, ax = plt.subplots(figsize=(9, 4.5))
+  fig, ax = plt.subplots(figsize=(13, 5))
   ax.bar(range(len(bars)), [b[1] for b in bars],
          color=[b[2] for b in bars])
   ax.set_xticks(range(len(bars)))
-  ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+  ax.set_xticklabels([b[0] for b in bars], fontsize=7)
   for i, b in enumerate(bars):
     ax.annotate(f"{b[1]:,.0f}", (i, b[1]), ha="center", va="bottom",
                 fontsize=8)
