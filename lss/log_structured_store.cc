@@ -455,29 +455,12 @@ absl::Status LogStructuredStore::FindReadAlignment() {
   return absl::OkStatus();
 }
 
-absl::Status LogStructuredStore::PrepareReading() {
+absl::StatusOr<std::unique_ptr<Appender>> LogStructuredStore::StartIo() {
   absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
   if (absl::Status s = FindReadAlignment(); !s.ok()) return s;
-  // Never handed a buffer, it only reads.
-  reads_ = std::make_unique<Appender>(
-      io_.get(), AppenderOptions{.fd = file_->fd(),
-                                 .path = path_,
-                                 .policy = options_.policy,
-                                 .durability = options_.durability,
-                                 .direct_io = file_->direct_io(),
-                                 .alignment = read_align_,
-                                 .start_address = recovery_.tail});
-  return absl::OkStatus();
-}
-
-absl::Status LogStructuredStore::PrepareWriting() {
-  absl::StatusOr<std::unique_ptr<IoRing>> io = CreateRing();
-  if (!io.ok()) return io.status();
-  io_ = *std::move(io);
-  if (absl::Status s = FindReadAlignment(); !s.ok()) return s;
-  appender_ = std::make_unique<Appender>(
+  return std::make_unique<Appender>(
       io_.get(), AppenderOptions{.fd = file_->fd(),
                                  .path = path_,
                                  .policy = options_.policy,
@@ -487,6 +470,20 @@ absl::Status LogStructuredStore::PrepareWriting() {
                                  // read or write aligned to it is only short.
                                  .alignment = read_align_,
                                  .start_address = recovery_.tail});
+}
+
+absl::Status LogStructuredStore::PrepareReading() {
+  // Never handed a buffer, it only reads.
+  absl::StatusOr<std::unique_ptr<Appender>> reads = StartIo();
+  if (!reads.ok()) return reads.status();
+  reads_ = *std::move(reads);
+  return absl::OkStatus();
+}
+
+absl::Status LogStructuredStore::PrepareWriting() {
+  absl::StatusOr<std::unique_ptr<Appender>> appender = StartIo();
+  if (!appender.ok()) return appender.status();
+  appender_ = *std::move(appender);
   sink_ = std::make_unique<Sink>(file_.get(), sb_, &intact_past_tail_,
                                  index_.get(), file_size_,
                                  options_.preallocate_bytes);

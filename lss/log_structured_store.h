@@ -285,6 +285,8 @@ class LogStructuredStore {
   absl::Status PrepareWriting();
   // A read-only store's I/O ring, for reads.
   absl::Status PrepareReading();
+  // Makes io_ and read_align_, and the appender over them.
+  absl::StatusOr<std::unique_ptr<Appender>> StartIo();
   // Sets read_align_, or InvalidArgument if block_bytes is no multiple of
   // the file's O_DIRECT alignment.
   absl::Status FindReadAlignment();
