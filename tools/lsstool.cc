@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,10 @@ DEFINE_uint64(to, UINT64_MAX, "dump: stop before this address");
 DEFINE_uint64(limit, 0, "dump: at most this many records (0: all)");
 DEFINE_string(out, "", "salvage: the new log to write (must not exist)");
 DEFINE_int64(pid, -1, "pages: print this page (its base and deltas)");
+DEFINE_uint32(regions, 16,
+              "stats of a page log: the live log is split into this many "
+              "regions, each with the fraction of its bytes that live pages "
+              "still need (what a cleaner would see)");
 DEFINE_string(recovery, "tolerate_tail",
               "dump, stats, pages: how to open the log: tolerate_tail (what a "
               "writer's open keeps), absolute, point_in_time or "
@@ -73,8 +78,10 @@ commands:
                   lists each problem with its offset
   dump FILE       one line per record: address, length, type, key, preview
                   (--from, --to, --limit, --json, --recovery)
-  stats FILE      superblocks, epoch, tail, blocks, records, payload and
-                  padding bytes, record-size histogram (--json, --recovery)
+  stats FILE      superblocks, epoch, head, tail, blocks, records, payload
+                  and padding bytes, record-size histogram; for a page log
+                  also live pages, pieces per page and the live fraction of
+                  each of --regions parts of the log (--json, --recovery)
   salvage FILE --out=NEW
                   copies every record whose checksum verifies into a new log
                   with the same block and buffer sizes. Addresses are
@@ -589,6 +596,112 @@ int Dump(const std::string& path) {
 
 // --- stats -------------------------------------------------------------------
 
+// What a page log holds for a cleaner: which page pieces are still needed
+// (every piece of each live page's newest chain) and where they lie.
+class PageLiveness {
+ public:
+  // Every record in address order.
+  void Visit(const RecordView& r) {
+    const uint64_t pid = r.tag.key;
+    if (r.tag.type == kPageFreedRecord) {
+      latest_.erase(pid);
+      ++page_records_;
+      return;
+    }
+    if (r.tag.type != kPageImageRecord && r.tag.type != kPageDeltaRecord) {
+      return;
+    }
+    ++page_records_;
+    Piece piece{.footprint = RecordFootprint(r.payload.size()), .prev = 0};
+    if (r.tag.type == kPageDeltaRecord && r.payload.size() >= 8) {
+      std::memcpy(&piece.prev, r.payload.data(), 8);
+    }
+    pieces_[r.address] = piece;
+    latest_[pid] = r.address;
+  }
+
+  bool any() const { return page_records_ > 0; }
+  uint64_t pages() const { return latest_.size(); }
+
+  // Walks each live page's chain: pieces per page, and the live bytes of
+  // each of `regions` equal parts of [from, to).
+  void Summarise(uint64_t from, uint64_t to, uint32_t regions,
+                 uint64_t block) {
+    const uint64_t span = to > from ? to - from : 0;
+    const uint64_t per = (span + regions - 1) / std::max<uint32_t>(regions, 1);
+    region_bytes_ = std::max<uint64_t>(block, (per + block - 1) / block * block);
+    region_from_ = from;
+    live_.assign(span == 0 ? 0 : (span + region_bytes_ - 1) / region_bytes_,
+                 0);
+    region_to_ = to;
+    for (const auto& [pid, newest] : latest_) {
+      uint64_t n = 0;
+      for (uint64_t at = newest;;) {
+        auto it = pieces_.find(at);
+        if (it == pieces_.end()) break;  // below the head, or damaged
+        ++n;
+        if (at >= from && at < to) {
+          live_[(at - from) / region_bytes_] += it->second.footprint;
+        }
+        live_bytes_ += it->second.footprint;
+        if (it->second.prev == 0 || it->second.prev >= at) break;
+        at = it->second.prev;
+      }
+      ++pieces_per_page_[n];
+    }
+  }
+
+  void Print() const {
+    std::printf("  pages              %" PRIu64 " live, %" PRIu64
+                " bytes of their pieces\n",
+                pages(), live_bytes_);
+    std::printf("  pieces per page\n");
+    for (const auto& [n, count] : pieces_per_page_) {
+      std::printf("    %" PRIu64 "%*s%" PRIu64 "\n", n, 8, "", count);
+    }
+    std::printf("  live fraction per region (%" PRIu64 " bytes each)\n",
+                region_bytes_);
+    for (size_t i = 0; i < live_.size(); ++i) {
+      const uint64_t lo = region_from_ + i * region_bytes_;
+      const uint64_t hi = std::min(lo + region_bytes_, region_to_);
+      std::printf("    [%" PRIu64 ", %" PRIu64 ")  %5.1f%%\n", lo, hi,
+                  100.0 * live_[i] / (hi - lo));
+    }
+  }
+
+  void AddJson(Json& j) const {
+    j.Num("pages", pages()).Num("live_page_bytes", live_bytes_);
+    std::vector<std::string> per;
+    for (const auto& [n, count] : pieces_per_page_) {
+      per.push_back(absl::StrCat("\"", n, "\": ", count));
+    }
+    j.Raw("pieces_per_page", absl::StrCat("{", absl::StrJoin(per, ", "), "}"));
+    std::vector<std::string> regions;
+    for (size_t i = 0; i < live_.size(); ++i) {
+      const uint64_t lo = region_from_ + i * region_bytes_;
+      const uint64_t hi = std::min(lo + region_bytes_, region_to_);
+      regions.push_back(absl::StrCat("{\"from\": ", lo, ", \"to\": ", hi,
+                                     ", \"live_bytes\": ", live_[i], "}"));
+    }
+    j.Raw("regions", absl::StrCat("[", absl::StrJoin(regions, ", "), "]"));
+  }
+
+ private:
+  struct Piece {
+    uint64_t footprint;
+    uint64_t prev;  // a delta piece's link; 0 for an image
+  };
+  std::map<uint64_t, Piece> pieces_;      // by address
+  std::map<uint64_t, uint64_t> latest_;   // PID -> newest piece
+  uint64_t page_records_ = 0;
+  std::map<uint64_t, uint64_t> pieces_per_page_;
+  std::vector<uint64_t> live_;
+  uint64_t region_bytes_ = 0;
+  uint64_t region_from_ = 0;
+  uint64_t region_to_ = 0;
+  uint64_t live_bytes_ = 0;
+};
+
 int Stats(const std::string& path) {
   absl::StatusOr<Probe> probe = ProbeFile(path);
   if (!probe.ok()) return Fail("stats", path, probe.status());
@@ -599,8 +712,10 @@ int Stats(const std::string& path) {
   uint64_t records = 0, payload_bytes = 0;
   // histogram[i]: payloads of [2^i, 2^(i+1)) bytes.
   std::vector<uint64_t> histogram(64, 0);
+  PageLiveness pages;
   absl::Status s =
       Replay(**store, 0, "lsstool stats", [&](const RecordView& rec) {
+        pages.Visit(rec);
         ++records;
         payload_bytes += rec.payload.size();
         ++histogram[63 - std::countl_zero(uint64_t{rec.payload.size()})];
@@ -634,6 +749,11 @@ int Stats(const std::string& path) {
                 4, "", histogram[i]);
     buckets.push_back(absl::StrCat("\"", lo, "\": ", histogram[i]));
   }
+  if (pages.any()) {
+    pages.Summarise((*store)->head(), r.tail, FLAGS_regions,
+                    probe->current ? probe->current->block_bytes : 4096);
+    pages.Print();
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "lsstool stats: %s\n",
                  std::string(s.message()).c_str());
@@ -656,6 +776,7 @@ int Stats(const std::string& path) {
     j.Num("padding_bytes", padding);
     j.Raw("size_histogram",
           absl::StrCat("{", absl::StrJoin(buckets, ", "), "}"));
+    if (pages.any()) pages.AddJson(j);
     if (!s.ok()) j.Str("error", s.message());
     std::printf("%s\n", j.str().c_str());
   }

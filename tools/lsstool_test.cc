@@ -474,6 +474,41 @@ TEST_F(LsstoolTest, PagesListsEveryRestoredPage) {
       << run.out;
 }
 
+// What a cleaner would see: the pieces of live pages' chains, by region.
+TEST_F(LsstoolTest, StatsOfAPageLogShowPiecesAndLiveFractions) {
+  const std::string log = Path("pages");
+  const std::vector<FlushedPage> pages = MakePageLog(log);
+  ASSERT_EQ(pages.size(), 4u);
+  ToolRun run = Tool({"stats", "--json", "--regions=2", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  // Pages 0, 1 and 4 are one image each; page 2 an image and a delta piece;
+  // page 3's image and its free record are not needed.
+  EXPECT_NE(run.out.find("\"pages\": 4, "), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("\"pieces_per_page\": {\"1\": 3, \"2\": 1}"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("\"regions\": [{\"from\": "), std::string::npos)
+      << run.out;
+  run = Tool({"stats", log});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("live fraction per region"), std::string::npos)
+      << run.out;
+  // A log without pages has no page section.
+  const std::string plain = Path("plain");
+  {
+    StoreOptions options;
+    options.block_bytes = kBlockBytes;
+    options.buffer_bytes = kBufferBytes;
+    options.allow_buffered_fallback = true;
+    auto store = LogStructuredStore::Open(plain, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Append("not a page").ok());
+  }
+  run = Tool({"stats", plain});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_EQ(run.out.find("pieces per page"), std::string::npos) << run.out;
+}
+
 TEST_F(LsstoolTest, PagesPrintsOnePage) {
   const std::string log = Path("pages");
   const std::vector<FlushedPage> pages = MakePageLog(log);
