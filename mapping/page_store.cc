@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -228,6 +229,15 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
           " is too short (", r.payload.size(), " bytes) for its link"));
     }
     const auto it = latest.find(pid);
+    if (it == latest.end() && previous < r.address) {
+      // Its chain starts below the head (Clean truncated it after writing
+      // the page whole further on) or before a free: fine if something
+      // later replaces it, DataLoss if it is the page's newest (Restore).
+      latest[pid] = Latest{.address = r.address, .pieces = pieces,
+                           .broken = true};
+      high_water = std::max(high_water, pid + 1);
+      return absl::OkStatus();
+    }
     if (it == latest.end() || it->second.address != previous ||
         it->second.pieces + 1 != pieces) {
       return absl::DataLossError(absl::StrCat(
@@ -239,7 +249,8 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
               : absl::StrCat("#", it->second.pieces, " at offset ",
                              it->second.address)));
     }
-    it->second = Latest{.address = r.address, .pieces = pieces};
+    it->second = Latest{.address = r.address, .pieces = pieces,
+                        .broken = it->second.broken};
   } else if (r.tag.type == kPageFreedRecord) {
     latest.erase(pid);
   } else {
@@ -252,6 +263,13 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
 absl::Status PageStore::Restore(const Replay& replay) {
   std::vector<PageState> states(replay.high_water);
   for (const auto& [pid, newest] : replay.latest) {
+    if (newest.broken) {
+      return absl::DataLossError(absl::StrCat(
+          log_->path(), ": page ", pid, ": its newest piece, the delta piece "
+          "at offset ", newest.address, " (#", newest.pieces,
+          "), belongs to a chain whose image is not in the log (it lies "
+          "below the head ", log_->head(), ", before a free, or nowhere)"));
+    }
     states[pid] = PageState::OnLog(newest.address);
   }
   recovered_pages_ = replay.latest.size();
@@ -421,14 +439,25 @@ absl::StatusOr<Page> PageStore::Read(uint64_t pid) {
 }
 
 absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
+  return FlushPiece(pid, /*image=*/false);
+}
+
+absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   EpochGuard guard(epochs_);
   absl::StatusOr<PageState> s = table_->Read(pid);
   if (!s.ok()) return s.status();
   if (s->is_free()) return IsFree(pid);
-  if (s->on_log()) return s->address();  // evicted: the log has it all
+  if (s->on_log() && !image) return s->address();  // the log has it all
+  if (s->on_log()) {
+    // A whole image is wanted: bring the page in first.
+    if (absl::StatusOr<Page> loaded = Read(pid); !loaded.ok()) {
+      return loaded.status();
+    }
+    return Changed(pid);  // the caller tries again, now in memory
+  }
   const Node* head = Head(*s);
   if (head->kind == Node::Kind::kFreeing) return IsFree(pid);
-  if (head->kind == Node::Kind::kFlush) return head->address;
+  if (head->kind == Node::Kind::kFlush && !image) return head->address;
   // What changed since the last flush: the deltas above its flush node. A
   // base with no flush node above it (never flushed, or replaced by
   // UpdateR since; a freed PID comes back that way) has no piece to link
@@ -440,7 +469,8 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
     fresh.push_back(below->bytes);
   }
   const bool linkable = below->kind == Node::Kind::kFlush;
-  const bool incremental = linkable && below->pieces < max_flushed_pieces_;
+  const bool incremental =
+      !image && linkable && below->pieces < max_flushed_pieces_;
   uint32_t pieces = 1;
   std::string payload;
   if (incremental) {
@@ -483,6 +513,50 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   return Changed(pid);
 }
 
+absl::StatusOr<uint64_t> PageStore::Relocate(uint64_t pid) {
+  for (;;) {
+    absl::StatusOr<uint64_t> a = FlushPiece(pid, /*image=*/true);
+    if (a.ok() || a.status().code() != absl::StatusCode::kAborted) return a;
+    // Evicted and now loaded, or changed meanwhile: an image of what is
+    // there now.
+  }
+}
+
+absl::Status PageStore::Clean(uint64_t to) {
+  // The pages with pieces in [head, to): every record there is read once.
+  std::set<uint64_t> pids;
+  absl::StatusOr<std::unique_ptr<LogReader>> reader =
+      log_->NewLogReader(log_->head());
+  if (!reader.ok()) return reader.status();
+  for (;;) {
+    absl::StatusOr<bool> more = (*reader)->Next();
+    if (!more.ok()) return more.status();
+    if (!*more || (*reader)->record().address >= to) break;
+    const RecordTag tag = (*reader)->record().tag;
+    if (tag.type == kPageImageRecord || tag.type == kPageDeltaRecord) {
+      pids.insert(tag.key);
+    }
+  }
+  // Each live one is written whole at the tail, so no chain reaches below
+  // `to` any more; a lost race means the page changed, and the new state
+  // is written instead. A page freed meanwhile needs nothing.
+  uint64_t last = 0;
+  for (uint64_t pid : pids) {
+    absl::StatusOr<uint64_t> a = Relocate(pid);
+    if (a.ok()) {
+      last = std::max(last, *a);
+      relocated_.fetch_add(1, std::memory_order_relaxed);
+    } else if (a.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return a.status();
+    }
+  }
+  // Durable before the head passes the pieces they replace.
+  if (last != 0) {
+    if (absl::Status s = log_->WaitStable(last); !s.ok()) return s;
+  }
+  return log_->Truncate(to);
+}
+
 PageStore::FlushStats PageStore::flush_stats() const {
   FlushStats stats;
   stats.images = flushed_images_.load(std::memory_order_relaxed);
@@ -490,6 +564,7 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.delta_pieces = flushed_pieces_.load(std::memory_order_relaxed);
   stats.failed = failed_flushes_.load(std::memory_order_relaxed);
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
+  stats.relocated = relocated_.load(std::memory_order_relaxed);
   return stats;
 }
 

@@ -39,9 +39,16 @@
 // are free. Every piece of a chain lies below the newest (links point
 // back), so a stable newest piece means a stable chain.
 //
+// Clean relocates every page with a piece at the head of the log (a whole
+// image at the tail) before the log is truncated there, so a delta piece
+// left above the head may link below it; recovery accepts such a piece if a
+// later image or free replaces it.
+//
 // DataLoss, naming the file and offset: at Open, a page record whose key is
-// not below max_pages, or a delta piece that does not continue its page's
-// newest piece (it would join pieces of different lives of the PID); at
+// not below max_pages, a delta piece that links to a piece other than its
+// page's newest (it would join pieces of different lives of the PID), or a
+// page whose newest piece belongs to a chain without an image in the log
+// (after a free, or below the head); at
 // Read of an evicted page, a link that does not lead to the piece one
 // position lower of the same page, or an unreadable piece.
 //
@@ -135,6 +142,17 @@ class PageStore {
   // is stable after MkStable(address).
   absl::StatusOr<uint64_t> Flush(uint64_t pid);
 
+  // Cleaning, in the foreground: every page with a piece in [head, to) of
+  // the log (read once to find them) is written whole at the tail, those
+  // images are made durable, and the log is truncated at `to` (its space
+  // goes back; LogStructuredStore::Truncate). A page that changes meanwhile
+  // is written as it is then; a freed one needs nothing. `to` must be
+  // durable (at most HiStable()). After a crash at any point every page
+  // reads as its last durable flush or a later one: a relocated image is a
+  // flush of the page's current state, and the head moves only once they
+  // are durable. Relocated pages wake up in memory (Evict them to save it).
+  absl::Status Clean(uint64_t to);
+
   // Drops the in-memory state of a page whose last flush is stable and
   // which has not changed since, so the table points at the log.
   // FailedPrecondition otherwise; Aborted on a lost race.
@@ -152,6 +170,7 @@ class PageStore {
     uint64_t delta_pieces = 0;    // delta pieces
     uint64_t failed = 0;          // failed-flush markers (lost CAS races)
     uint64_t bytes = 0;           // of all of them
+    uint64_t relocated = 0;       // images Clean wrote (also in `images`)
   };
   FlushStats flush_stats() const;
 
@@ -172,6 +191,9 @@ class PageStore {
     struct Latest {
       uint64_t address = 0;
       uint32_t pieces = 0;  // its position in its chain
+      // The chain's first pieces are not in the log (truncated, or before
+      // a free): the page cannot be read unless a later record replaces it.
+      bool broken = false;
     };
     uint64_t max_pages = 0;
     std::map<uint64_t, Latest> latest;  // PID -> its newest piece
@@ -179,6 +201,11 @@ class PageStore {
     absl::Status Visit(const std::string& path, const RecordView& r);
   };
   absl::Status Restore(const Replay& replay);
+  // Flush, or with `image` a whole image of the page's current state even
+  // if nothing changed (loading an evicted page first: Aborted, try again).
+  absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
+  // FlushPiece(pid, true) until it sticks.
+  absl::StatusOr<uint64_t> Relocate(uint64_t pid);
   // Loads the chain of pieces whose newest is at `address` into memory
   // (with a flush node on top).
   absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);
@@ -195,6 +222,7 @@ class PageStore {
   std::atomic<uint64_t> flushed_pieces_{0};
   std::atomic<uint64_t> consolidations_{0};
   std::atomic<uint64_t> failed_flushes_{0};
+  std::atomic<uint64_t> relocated_{0};
   std::atomic<uint64_t> flushed_bytes_{0};
 };
 

@@ -490,8 +490,10 @@ TEST(PageStoreTest, RecoveryRefusesADeltaPieceThatDoesNotContinueItsPage) {
     const char* expect;  // in the message
   };
   const Case cases[] = {
-      {"after a free", true, false, false, 2, "none (it is free)"},
-      {"never flushed", false, false, true, 2, "none (it is free)"},
+      {"after a free", true, false, false, 2,
+       "whose image is not in the log"},
+      {"never flushed", false, false, true, 2,
+       "whose image is not in the log"},
       {"past the newest", false, true, false, 2, "#1 at offset "},
       {"wrong position", false, false, false, 3, "#1 at offset "},
   };

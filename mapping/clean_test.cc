@@ -1,0 +1,206 @@
+// PageStore::Clean: pages with pieces at the head of the log are written
+// whole at the tail, and the log is truncated behind them. Every page must
+// read as its last state before and after, across reopens, with updates
+// and flushes going on between cleanings; freed pages stay freed.
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "mapping/page_store.h"
+
+namespace lss {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+  unlink(path.c_str());
+  return path;
+}
+
+PageStoreOptions Options() {
+  PageStoreOptions o;
+  o.store.buffer_bytes = 64 << 10;
+  o.store.ring_size = 2;
+  o.store.allow_buffered_fallback = true;
+  o.store.preallocate_bytes = 1 << 20;
+  o.table.max_pages = 1 << 12;
+  o.max_flushed_pieces = 4;
+  return o;
+}
+
+// What each live page must read as: its base and deltas, oldest first.
+using Model = std::map<uint64_t, std::vector<std::string>>;
+
+void ExpectPages(PageStore& store, const Model& model,
+                 const std::vector<uint64_t>& freed) {
+  for (const auto& [pid, want] : model) {
+    absl::StatusOr<Page> page = store.Read(pid);
+    ASSERT_TRUE(page.ok()) << "page " << pid << ": " << page.status();
+    std::vector<std::string> got = {page->base};
+    got.insert(got.end(), page->deltas.begin(), page->deltas.end());
+    ASSERT_EQ(got, want) << "page " << pid;
+  }
+  for (uint64_t pid : freed) {
+    EXPECT_EQ(store.Read(pid).status().code(),
+              absl::StatusCode::kFailedPrecondition)
+        << "freed page " << pid << " came back";
+  }
+}
+
+// Random updates, flushes, evictions and frees; everything flushed at the
+// end and made durable.
+void Churn(PageStore& store, Model& model, std::vector<uint64_t>& freed,
+           std::mt19937_64& rng, int steps) {
+  for (int step = 0; step < steps; ++step) {
+    if (model.size() < 40 || rng() % 10 == 0) {
+      const uint64_t pid = *store.Allocate();
+      const std::string base = absl::StrCat("base ", pid, " ", step,
+                                            std::string(rng() % 2000, 'b'));
+      ASSERT_TRUE(store.UpdateR(pid, PageState::Free(), base).ok());
+      model[pid] = {base};
+      std::erase(freed, pid);
+      continue;
+    }
+    auto it = model.begin();
+    std::advance(it, rng() % model.size());
+    const uint64_t pid = it->first;
+    switch (rng() % 6) {
+      case 0:
+      case 1: {
+        absl::StatusOr<Page> page = store.Read(pid);
+        ASSERT_TRUE(page.ok()) << page.status();
+        const std::string delta = absl::StrCat("delta ", step);
+        ASSERT_TRUE(store.UpdateD(pid, page->state, delta).ok());
+        it->second.push_back(delta);
+        break;
+      }
+      case 2:
+      case 3:
+        ASSERT_TRUE(store.Flush(pid).ok());
+        break;
+      case 4: {
+        absl::StatusOr<uint64_t> a = store.Flush(pid);
+        ASSERT_TRUE(a.ok());
+        ASSERT_TRUE(store.MkStable(*a).ok());
+        ASSERT_TRUE(store.Evict(pid).ok());
+        break;
+      }
+      case 5:
+        if (rng() % 4 == 0) {
+          ASSERT_TRUE(store.Free(pid).ok());
+          freed.push_back(pid);
+          model.erase(it);
+        }
+        break;
+    }
+  }
+  for (const auto& [pid, want] : model) {
+    absl::StatusOr<uint64_t> a = store.Flush(pid);
+    ASSERT_TRUE(a.ok()) << a.status();
+  }
+  ASSERT_TRUE(store.log().Sync().ok());
+}
+
+TEST(CleanTest, PagesSurviveCleaningAndReopening) {
+  const std::string path = TempPath("clean.log");
+  std::mt19937_64 rng(7);
+  Model model;
+  std::vector<uint64_t> freed;
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    auto store = PageStore::Open(path, Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    ExpectPages(**store, model, freed);
+    Churn(**store, model, freed, rng, 600);
+    const uint64_t head = (*store)->log().head();
+    // Clean all but the last quarter of the log.
+    const uint64_t to = head + ((*store)->HiStable() - head) * 3 / 4;
+    ASSERT_TRUE((*store)->Clean(to).ok());
+    EXPECT_GT((*store)->log().head(), head);
+    EXPECT_GT((*store)->flush_stats().relocated, 0u);
+    ExpectPages(**store, model, freed);
+    // More changes after cleaning: new pieces link to relocated images.
+    Churn(**store, model, freed, rng, 200);
+    ExpectPages(**store, model, freed);
+  }
+  auto store = PageStore::Open(path, Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  ExpectPages(**store, model, freed);
+}
+
+// Updates and flushes from another thread while the cleaner runs: no
+// update is lost, and the log reopens with every page.
+TEST(CleanTest, CleaningRacesUpdates) {
+  const std::string path = TempPath("clean_race.log");
+  auto store = PageStore::Open(path, Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  PageStore& s = **store;
+  constexpr int kPages = 64;
+  std::vector<uint64_t> pids;
+  for (int i = 0; i < kPages; ++i) {
+    const uint64_t pid = *s.Allocate();
+    ASSERT_TRUE(s.UpdateR(pid, PageState::Free(), absl::StrCat("p", i)).ok());
+    ASSERT_TRUE(s.Flush(pid).ok());
+    pids.push_back(pid);
+  }
+  ASSERT_TRUE(s.log().Sync().ok());
+  std::vector<int> deltas(kPages, 0);
+  std::thread writer([&] {
+    std::mt19937_64 rng(3);
+    for (int step = 0; step < 3000; ++step) {
+      const int i = static_cast<int>(rng() % kPages);
+      for (;;) {
+        absl::StatusOr<Page> page = s.Read(pids[i]);
+        ASSERT_TRUE(page.ok()) << page.status();
+        if (s.UpdateD(pids[i], page->state, absl::StrCat("d", deltas[i]))
+                .ok()) {
+          break;
+        }
+      }
+      ++deltas[i];
+      if (step % 3 == 0) {
+        absl::StatusOr<uint64_t> a = s.Flush(pids[i]);
+        ASSERT_TRUE(a.ok() ||
+                    a.status().code() == absl::StatusCode::kAborted)
+            << a.status();
+      }
+    }
+  });
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_TRUE(s.log().Sync().ok());
+    const uint64_t head = s.log().head();
+    ASSERT_TRUE(s.Clean(head + (s.HiStable() - head) / 2).ok());
+  }
+  writer.join();
+  for (int i = 0; i < kPages; ++i) {
+    absl::StatusOr<uint64_t> a = s.Flush(pids[i]);
+    ASSERT_TRUE(a.ok()) << a.status();
+  }
+  ASSERT_TRUE(s.log().Sync().ok());
+  store->reset();
+  store = PageStore::Open(path, Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int i = 0; i < kPages; ++i) {
+    absl::StatusOr<Page> page = (*store)->Read(pids[i]);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->base, absl::StrCat("p", i));
+    ASSERT_EQ(page->deltas.size(), static_cast<size_t>(deltas[i]));
+    for (int d = 0; d < deltas[i]; ++d) {
+      ASSERT_EQ(page->deltas[d], absl::StrCat("d", d));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lss
