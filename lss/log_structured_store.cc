@@ -720,6 +720,11 @@ absl::Status LogStructuredStore::Truncate(uint64_t address) {
   return PunchBelowHead();
 }
 
+uint64_t LogStructuredStore::AppendedEnd() const {
+  return ring_ != nullptr ? std::max(ring_->SealedEnd(), HiStable())
+                          : recovery_.tail;
+}
+
 uint64_t LogStructuredStore::head() const {
   return head_.load(std::memory_order_acquire);
 }

@@ -243,6 +243,9 @@ class LogStructuredStore {
   absl::Status WaitStable(uint64_t address);
   // Every record that starts below HiStable() is durable.
   uint64_t HiStable() const;
+  // Where the log ends, give or take the open flush buffer: every record
+  // below it was appended. Never waits; for watching the log grow.
+  uint64_t AppendedEnd() const;
 
   // Moves the log's head up to the block that holds `address` (an address
   // Append returned, or HiStable()): the records of the blocks below it are

@@ -19,6 +19,9 @@ struct alignas(8) PageStore::Node {
   std::string bytes = {};     // kBase, kDelta
   uint64_t address = 0;       // kFlush: the newest piece holding `next`
   uint32_t pieces = 0;        // kFlush: its position in its chain (image: 1)
+  // kFlush: the chain's image, its lowest piece: the chain needs nothing
+  // of the log below it.
+  uint64_t image = 0;
   const Node* next = nullptr;  // older state; nullptr below a base
 };
 
@@ -415,6 +418,7 @@ absl::StatusOr<PageStore::Node*> PageStore::Load(uint64_t pid,
   return new Node{.kind = Node::Kind::kFlush,
                   .address = address,
                   .pieces = chain.front().pieces,
+                  .image = from,
                   .next = head};
 }
 
@@ -488,6 +492,7 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   Node* flush = new Node{.kind = Node::Kind::kFlush,
                          .address = address,
                          .pieces = pieces,
+                         .image = incremental ? below->image : address,
                          .next = head};
   if (table_->CompareAndSwap(pid, *s, PageState::InMemory(flush))) {
     std::memcpy(r->payload().data(), payload.data(), payload.size());
@@ -499,6 +504,10 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     }
     flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
                              std::memory_order_relaxed);
+    if (image) {
+      relocated_bytes_.fetch_add(RecordFootprint(payload.size()),
+                                 std::memory_order_relaxed);
+    }
     return address;
   }
   // Lost the race: the space must still hold a record, one that recovery
@@ -511,6 +520,18 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
                            std::memory_order_relaxed);
   return Changed(pid);
+}
+
+bool PageStore::ChainStartsAtOrAbove(uint64_t pid, uint64_t to) {
+  EpochGuard guard(epochs_);
+  absl::StatusOr<PageState> s = table_->Read(pid);
+  if (!s.ok() || !s->in_memory()) return false;  // evicted: relocate to know
+  // The newest flush node: deltas above it are not on the log yet, and a
+  // base without one was never flushed (its old pieces are dead).
+  const Node* n = Head(*s);
+  while (n != nullptr && n->kind == Node::Kind::kDelta) n = n->next;
+  if (n == nullptr || n->kind == Node::Kind::kFreeing) return true;
+  return n->kind != Node::Kind::kFlush || n->image >= to;
 }
 
 absl::StatusOr<uint64_t> PageStore::Relocate(uint64_t pid) {
@@ -542,6 +563,7 @@ absl::Status PageStore::Clean(uint64_t to) {
   // is written instead. A page freed meanwhile needs nothing.
   uint64_t last = 0;
   for (uint64_t pid : pids) {
+    if (ChainStartsAtOrAbove(pid, to)) continue;  // its pieces there are dead
     absl::StatusOr<uint64_t> a = Relocate(pid);
     if (a.ok()) {
       last = std::max(last, *a);
@@ -565,6 +587,7 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.failed = failed_flushes_.load(std::memory_order_relaxed);
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
   stats.relocated = relocated_.load(std::memory_order_relaxed);
+  stats.relocated_bytes = relocated_bytes_.load(std::memory_order_relaxed);
   return stats;
 }
 

@@ -171,6 +171,7 @@ class PageStore {
     uint64_t failed = 0;          // failed-flush markers (lost CAS races)
     uint64_t bytes = 0;           // of all of them
     uint64_t relocated = 0;       // images Clean wrote (also in `images`)
+    uint64_t relocated_bytes = 0; // their bytes (also in `bytes`)
   };
   FlushStats flush_stats() const;
 
@@ -206,6 +207,8 @@ class PageStore {
   absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
   // FlushPiece(pid, true) until it sticks.
   absl::StatusOr<uint64_t> Relocate(uint64_t pid);
+  // Whether the page in memory needs nothing of the log below `to`.
+  bool ChainStartsAtOrAbove(uint64_t pid, uint64_t to);
   // Loads the chain of pieces whose newest is at `address` into memory
   // (with a flush node on top).
   absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);
@@ -223,6 +226,7 @@ class PageStore {
   std::atomic<uint64_t> consolidations_{0};
   std::atomic<uint64_t> failed_flushes_{0};
   std::atomic<uint64_t> relocated_{0};
+  std::atomic<uint64_t> relocated_bytes_{0};
   std::atomic<uint64_t> flushed_bytes_{0};
 };
 
