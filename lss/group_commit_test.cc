@@ -29,16 +29,12 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 // A self-describing payload: thread `stream`, its record `index`.
 std::string Payload(uint64_t stream, uint64_t index) {

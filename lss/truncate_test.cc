@@ -26,18 +26,14 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 std::string Payload(uint64_t index, size_t bytes) {
   std::string s(bytes, '\0');
