@@ -38,10 +38,8 @@ using ::lss::testing::TempPath;
 
 // A self-describing payload: thread `stream`, its record `index`.
 std::string Payload(uint64_t stream, uint64_t index) {
-  std::string p(16 + (stream * 131 + index * 17) % 200, '\0');
-  testing::FillPayload(stream, index,
-                       {reinterpret_cast<std::byte*>(p.data()), p.size()});
-  return p;
+  return testing::Payload(stream, index,
+                          16 + (stream * 131 + index * 17) % 200);
 }
 
 // Forwards to a real I/O ring, but Reap blocks while the gate is closed, so

@@ -26,21 +26,8 @@ namespace {
 
 using ::lss::testing::TempPath;
 
-std::string Payload(uint64_t stream, uint64_t index, size_t bytes) {
-  std::string s(bytes, '\0');
-  testing::FillPayload(stream, index,
-                       {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
-}
-
-// True if `payload` is record `index` of `stream`.
-bool IsPayload(uint64_t stream, uint64_t index, absl::string_view payload) {
-  return !testing::FirstPayloadMismatch(
-              stream, index,
-              {reinterpret_cast<const std::byte*>(payload.data()),
-               payload.size()})
-              .has_value();
-}
+using ::lss::testing::IsPayload;
+using ::lss::testing::Payload;
 
 // Sizes from 1 byte to past several blocks, so that blocks of every length
 // meet reads of every length.

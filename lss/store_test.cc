@@ -26,7 +26,8 @@ namespace lss {
 namespace {
 
 using ::lss::testing::FillPayload;
-using ::lss::testing::FirstPayloadMismatch;
+using ::lss::testing::IsPayload;
+using ::lss::testing::Payload;
 using ::testing::HasSubstr;
 
 constexpr size_t kBuffer = 64 << 10;
@@ -42,19 +43,6 @@ StoreOptions SmallOptions() {
   return o;
 }
 
-std::string Payload(uint64_t stream, uint64_t index, size_t len) {
-  std::string s(len, '\0');
-  FillPayload(stream, index,
-              {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
-}
-
-bool IsPayload(uint64_t stream, uint64_t index, const std::string& s) {
-  return !FirstPayloadMismatch(
-              stream, index,
-              {reinterpret_cast<const std::byte*>(s.data()), s.size()})
-              .has_value();
-}
 
 std::vector<LogRecord> ReadAll(LogStructuredStore& store) {
   std::vector<LogRecord> out;

@@ -27,19 +27,13 @@ namespace {
 
 using ::lss::testing::TempPath;
 
+// Record `index` of stream 0.
 std::string Payload(uint64_t index, size_t bytes) {
-  std::string s(bytes, '\0');
-  testing::FillPayload(0, index,
-                       {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
+  return testing::Payload(0, index, bytes);
 }
 
 bool IsPayload(uint64_t index, absl::string_view payload) {
-  return !testing::FirstPayloadMismatch(
-              0, index,
-              {reinterpret_cast<const std::byte*>(payload.data()),
-               payload.size()})
-              .has_value();
+  return testing::IsPayload(0, index, payload);
 }
 
 StoreOptions SmallOptions() {

@@ -35,19 +35,13 @@ using ::testing::HasSubstr;
 
 using ::lss::testing::TempPath;
 
+// Record `index` of stream 0.
 std::string Payload(uint64_t index, size_t bytes) {
-  std::string s(bytes, '\0');
-  lss::testing::FillPayload(0, index,
-                            {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
+  return lss::testing::Payload(0, index, bytes);
 }
 
 bool IsPayload(uint64_t index, absl::string_view payload) {
-  return !lss::testing::FirstPayloadMismatch(
-              0, index,
-              {reinterpret_cast<const std::byte*>(payload.data()),
-               payload.size()})
-              .has_value();
+  return lss::testing::IsPayload(0, index, payload);
 }
 
 // `count` records of `bytes` from index `first`, a block every 20 at most.
