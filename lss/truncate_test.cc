@@ -26,6 +26,7 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
 #include "testing/temp_path.h"
 
 namespace lss {
@@ -292,23 +293,7 @@ TEST(CapacityTest, ABoundTooSmallIsRefused) {
 }
 
 StoreOptions SimOptions(lss::testing::SimDisk& disk) {
-  StoreOptions o;
-  o.block_bytes = 512;
-  o.buffer_bytes = 8192;
-  o.ring_size = 2;
-  o.queue_depth = 16;
-  o.preallocate_bytes = 64 << 10;
-  o.lock_wait = std::chrono::milliseconds(0);
-  o.file_opener = disk.opener();
-  o.io_ring_factory =
-      [&disk](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
-    lss::testing::FakeIoRingOptions ring;
-    ring.capacity = depth;
-    ring.direct_io_alignment = 512;
-    ring.disk = &disk;
-    return std::make_unique<lss::testing::FakeIoRing>(ring);
-  };
-  return o;
+  return lss::testing::SimStoreOptions(disk, lss::testing::SimStoreKnobs());
 }
 
 // The power goes at every step of a Truncate (superblock write, its
