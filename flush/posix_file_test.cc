@@ -14,16 +14,12 @@
 #include "absl/status/statusor.h"
 #include "flush/file.h"
 #include "gtest/gtest.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 // How many of this process's descriptors are open on the file `st`.
 int DescriptorsOn(const struct stat& st) {

@@ -29,23 +29,18 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 // A self-describing payload: thread `stream`, its record `index`.
 std::string Payload(uint64_t stream, uint64_t index) {
-  std::string p(16 + (stream * 131 + index * 17) % 200, '\0');
-  testing::FillPayload(stream, index,
-                       {reinterpret_cast<std::byte*>(p.data()), p.size()});
-  return p;
+  return testing::Payload(stream, index,
+                          16 + (stream * 131 + index * 17) % 200);
 }
 
 // Forwards to a real I/O ring, but Reap blocks while the gate is closed, so
@@ -238,26 +233,12 @@ TEST(GroupCommitTest, DurableSmallAppendsKeepFillingOneBuffer) {
 }
 
 StoreOptions SimOptions(testing::SimDisk& disk, uint64_t seed) {
-  StoreOptions o;
-  o.block_bytes = 512;
-  o.buffer_bytes = 8192;
-  o.ring_size = 2;
-  o.queue_depth = 16;
-  o.preallocate_bytes = 64 << 10;
-  o.lock_wait = std::chrono::milliseconds(0);
+  testing::SimStoreKnobs knobs;
+  knobs.ring.seed = seed;
+  knobs.ring.reorder = true;
+  knobs.ring.max_delay_reaps = 2;
+  StoreOptions o = testing::SimStoreOptions(disk, knobs);
   o.durability = seed % 3 == 0 ? Durability::kSync : Durability::kOnWait;
-  o.file_opener = disk.opener();
-  o.io_ring_factory =
-      [&disk, seed](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
-    testing::FakeIoRingOptions ring;
-    ring.seed = seed;
-    ring.capacity = depth;
-    ring.direct_io_alignment = 512;
-    ring.reorder = true;
-    ring.max_delay_reaps = 2;
-    ring.disk = &disk;
-    return std::make_unique<testing::FakeIoRing>(ring);
-  };
   return o;
 }
 

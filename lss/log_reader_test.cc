@@ -19,32 +19,16 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
-std::string Payload(uint64_t stream, uint64_t index, size_t bytes) {
-  std::string s(bytes, '\0');
-  testing::FillPayload(stream, index,
-                       {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
-}
-
-// True if `payload` is record `index` of `stream`.
-bool IsPayload(uint64_t stream, uint64_t index, absl::string_view payload) {
-  return !testing::FirstPayloadMismatch(
-              stream, index,
-              {reinterpret_cast<const std::byte*>(payload.data()),
-               payload.size()})
-              .has_value();
-}
+using ::lss::testing::IsPayload;
+using ::lss::testing::Payload;
 
 // Sizes from 1 byte to past several blocks, so that blocks of every length
 // meet reads of every length.
@@ -238,23 +222,11 @@ TEST(LogReaderTest, OpenVisitsEveryKeptRecordOnceInOrder) {
 
 StoreOptions SimOptions(testing::SimDisk& disk,
                         const testing::FakeIoRingOptions& faults) {
-  StoreOptions o;
-  o.block_bytes = 512;
-  o.buffer_bytes = 32768;
-  o.ring_size = 2;
-  o.queue_depth = 16;
-  o.preallocate_bytes = 256 << 10;
-  o.lock_wait = std::chrono::milliseconds(0);
-  o.file_opener = disk.opener();
-  o.io_ring_factory = [&disk, faults](unsigned depth)
-      -> absl::StatusOr<std::unique_ptr<IoRing>> {
-    testing::FakeIoRingOptions ring = faults;
-    ring.capacity = depth;
-    ring.direct_io_alignment = 512;
-    ring.disk = &disk;
-    return std::make_unique<testing::FakeIoRing>(ring);
-  };
-  return o;
+  testing::SimStoreKnobs knobs;
+  knobs.buffer_bytes = 32768;
+  knobs.preallocate_bytes = 256 << 10;
+  knobs.ring = faults;
+  return testing::SimStoreOptions(disk, knobs);
 }
 
 TEST(LogReaderTest, ShortReadsRetriesAndReorderingLoseNothing) {

@@ -18,6 +18,7 @@
 #include "lss/log_structured_store.h"
 #include "testing/fake_io_ring.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
 
 namespace lss {
 namespace {
@@ -34,23 +35,9 @@ testing::SimDiskOptions DiskOptions() {
 }
 
 StoreOptions Options(testing::SimDisk& disk) {
-  StoreOptions o;
-  o.block_bytes = 512;
-  o.buffer_bytes = 8192;
-  o.ring_size = 2;
-  o.queue_depth = 8;
-  o.preallocate_bytes = 64 << 10;
-  o.lock_wait = std::chrono::milliseconds(0);
-  o.file_opener = disk.opener();
-  o.io_ring_factory =
-      [&disk](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
-    testing::FakeIoRingOptions ring;
-    ring.capacity = depth;
-    ring.direct_io_alignment = 512;
-    ring.disk = &disk;
-    return std::make_unique<testing::FakeIoRing>(ring);
-  };
-  return o;
+  testing::SimStoreKnobs knobs;
+  knobs.queue_depth = 8;
+  return testing::SimStoreOptions(disk, knobs);
 }
 
 std::string Payload(int i) {

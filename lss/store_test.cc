@@ -20,22 +20,19 @@
 #include "lss/log_structured_store.h"
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
 using ::lss::testing::FillPayload;
-using ::lss::testing::FirstPayloadMismatch;
+using ::lss::testing::IsPayload;
+using ::lss::testing::Payload;
 using ::testing::HasSubstr;
 
 constexpr size_t kBuffer = 64 << 10;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 StoreOptions SmallOptions() {
   StoreOptions o;
@@ -46,19 +43,6 @@ StoreOptions SmallOptions() {
   return o;
 }
 
-std::string Payload(uint64_t stream, uint64_t index, size_t len) {
-  std::string s(len, '\0');
-  FillPayload(stream, index,
-              {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
-}
-
-bool IsPayload(uint64_t stream, uint64_t index, const std::string& s) {
-  return !FirstPayloadMismatch(
-              stream, index,
-              {reinterpret_cast<const std::byte*>(s.data()), s.size()})
-              .has_value();
-}
 
 std::vector<LogRecord> ReadAll(LogStructuredStore& store) {
   std::vector<LogRecord> out;

@@ -20,30 +20,21 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
+// Record `index` of stream 0.
 std::string Payload(uint64_t index, size_t bytes) {
-  std::string s(bytes, '\0');
-  testing::FillPayload(0, index,
-                       {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
+  return testing::Payload(0, index, bytes);
 }
 
 bool IsPayload(uint64_t index, absl::string_view payload) {
-  return !testing::FirstPayloadMismatch(
-              0, index,
-              {reinterpret_cast<const std::byte*>(payload.data()),
-               payload.size()})
-              .has_value();
+  return testing::IsPayload(0, index, payload);
 }
 
 StoreOptions SmallOptions() {
@@ -161,25 +152,13 @@ TEST(StreamingReviewTest, ShortReadsAlignedForTheDeviceAreNotTheEndOfFile) {
   disk_options.direct_io_alignment = 512;
   testing::SimDisk disk(disk_options);
   auto options = [&](int short_read_one_in) {
-    StoreOptions o;
-    o.block_bytes = 4096;
-    o.buffer_bytes = 32768;
-    o.ring_size = 2;
-    o.queue_depth = 16;
-    o.preallocate_bytes = 256 << 10;
-    o.lock_wait = std::chrono::milliseconds(0);
-    o.file_opener = disk.opener();
-    o.io_ring_factory = [&disk, short_read_one_in](unsigned depth)
-        -> absl::StatusOr<std::unique_ptr<IoRing>> {
-      testing::FakeIoRingOptions ring;
-      ring.seed = 3;
-      ring.capacity = depth;
-      ring.direct_io_alignment = 512;
-      ring.short_read_one_in = short_read_one_in;
-      ring.disk = &disk;
-      return std::make_unique<testing::FakeIoRing>(ring);
-    };
-    return o;
+    testing::SimStoreKnobs knobs;
+    knobs.block_bytes = 4096;
+    knobs.buffer_bytes = 32768;
+    knobs.preallocate_bytes = 256 << 10;
+    knobs.ring.seed = 3;
+    knobs.ring.short_read_one_in = short_read_one_in;
+    return testing::SimStoreOptions(disk, knobs);
   };
   std::vector<uint64_t> addresses;
   {

@@ -26,32 +26,23 @@
 #include "testing/fake_io_ring.h"
 #include "testing/payload.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
+// Record `index` of stream 0.
 std::string Payload(uint64_t index, size_t bytes) {
-  std::string s(bytes, '\0');
-  lss::testing::FillPayload(0, index,
-                            {reinterpret_cast<std::byte*>(s.data()), s.size()});
-  return s;
+  return lss::testing::Payload(0, index, bytes);
 }
 
 bool IsPayload(uint64_t index, absl::string_view payload) {
-  return !lss::testing::FirstPayloadMismatch(
-              0, index,
-              {reinterpret_cast<const std::byte*>(payload.data()),
-               payload.size()})
-              .has_value();
+  return lss::testing::IsPayload(0, index, payload);
 }
 
 // `count` records of `bytes` from index `first`, a block every 20 at most.
@@ -302,23 +293,7 @@ TEST(CapacityTest, ABoundTooSmallIsRefused) {
 }
 
 StoreOptions SimOptions(lss::testing::SimDisk& disk) {
-  StoreOptions o;
-  o.block_bytes = 512;
-  o.buffer_bytes = 8192;
-  o.ring_size = 2;
-  o.queue_depth = 16;
-  o.preallocate_bytes = 64 << 10;
-  o.lock_wait = std::chrono::milliseconds(0);
-  o.file_opener = disk.opener();
-  o.io_ring_factory =
-      [&disk](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
-    lss::testing::FakeIoRingOptions ring;
-    ring.capacity = depth;
-    ring.direct_io_alignment = 512;
-    ring.disk = &disk;
-    return std::make_unique<lss::testing::FakeIoRing>(ring);
-  };
-  return o;
+  return lss::testing::SimStoreOptions(disk, lss::testing::SimStoreKnobs());
 }
 
 // The power goes at every step of a Truncate (superblock write, its

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "lss/log_structured_store.h"
 #include "testing/fake_io_ring.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
@@ -29,12 +30,7 @@ using ::testing::HasSubstr;
 
 constexpr size_t kBuffer = 64 << 10;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 StoreOptions SmallOptions() {
   StoreOptions o;

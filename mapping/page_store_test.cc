@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lss/format.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
@@ -30,12 +31,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-  unlink(path.c_str());
-  return path;
-}
+using ::lss::testing::TempPath;
 
 PageStoreOptions SmallOptions() {
   PageStoreOptions o;

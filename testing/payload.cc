@@ -51,4 +51,18 @@ std::optional<size_t> FirstPayloadMismatch(uint64_t stream, uint64_t index,
   return std::nullopt;
 }
 
+std::string Payload(uint64_t stream, uint64_t index, size_t bytes) {
+  std::string s(bytes, '\0');
+  FillPayload(stream, index,
+              {reinterpret_cast<std::byte*>(s.data()), s.size()});
+  return s;
+}
+
+bool IsPayload(uint64_t stream, uint64_t index, absl::string_view bytes) {
+  return !FirstPayloadMismatch(
+              stream, index,
+              {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()})
+              .has_value();
+}
+
 }  // namespace lss::testing

@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+
+#include "absl/strings/string_view.h"
 
 namespace lss::testing {
 
@@ -31,6 +34,14 @@ void FillPayload(uint64_t stream, uint64_t index, std::span<std::byte> out);
 // of record (stream, index), or nothing when all match.
 std::optional<size_t> FirstPayloadMismatch(uint64_t stream, uint64_t index,
                                            std::span<const std::byte> bytes);
+
+// The payload of record (stream, index), `bytes` long, as a string (for
+// APIs that take payloads as strings).
+std::string Payload(uint64_t stream, uint64_t index, size_t bytes);
+
+// True if `bytes` is all the payload of record (stream, index): the
+// absl::string_view form of !FirstPayloadMismatch(...).has_value().
+bool IsPayload(uint64_t stream, uint64_t index, absl::string_view bytes);
 
 }  // namespace lss::testing
 

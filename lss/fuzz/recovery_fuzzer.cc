@@ -15,6 +15,7 @@
 #include "ring/check.h"
 #include "testing/fake_io_ring.h"
 #include "testing/sim_disk.h"
+#include "testing/sim_store.h"
 
 namespace lss {
 namespace {
@@ -22,23 +23,12 @@ namespace {
 constexpr char kPath[] = "/fuzz/log";
 
 StoreOptions Options(testing::SimDisk& disk, RecoveryMode mode) {
-  StoreOptions o;
-  o.block_bytes = 512;
-  o.buffer_bytes = 4096;
-  o.ring_size = 2;
-  o.queue_depth = 8;
-  o.preallocate_bytes = 0;
-  o.lock_wait = std::chrono::milliseconds(0);
+  testing::SimStoreKnobs knobs;
+  knobs.buffer_bytes = 4096;
+  knobs.queue_depth = 8;
+  knobs.preallocate_bytes = 0;
+  StoreOptions o = testing::SimStoreOptions(disk, knobs);
   o.recovery = mode;
-  o.file_opener = disk.opener();
-  o.io_ring_factory =
-      [&disk](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
-    testing::FakeIoRingOptions ring;
-    ring.capacity = depth;
-    ring.direct_io_alignment = 512;
-    ring.disk = &disk;
-    return std::make_unique<testing::FakeIoRing>(ring);
-  };
   return o;
 }
 
