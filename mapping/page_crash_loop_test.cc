@@ -266,7 +266,7 @@ struct PidShared {
 struct WriterStats {
   std::atomic<uint64_t> updates_r, updates_d, flushes, mkstables, claims,
       evicts, frees, syncs, reads, aborted, meddler_ops, meddler_flushes,
-      meddler_lost, meddler_evicts, meddler_cleans;
+      meddler_lost, meddler_evicts;
   // The store's flush_stats(), as last seen.
   std::atomic<uint64_t> delta_pieces, consolidations;
 };
@@ -588,17 +588,9 @@ class Writer {
           Stable(a, absl::StrCat("of page ", pid, " version ", m.version));
           Publish(pid, VersionPos(m.version));
           absl::Status s = store_->Evict(pid);
-          // The cleaner may have written the page anew since (a whole image
-          // at the tail, not stable yet): then its flush is not ours.
-          const auto relocated = [&] {
-            absl::StatusOr<uint64_t> now = store_->Flush(pid);
-            return now.ok() && *now != a;
-          };
           if (s.ok()) {
             sh_->stats.evicts.fetch_add(1, std::memory_order_relaxed);
-          } else if (s.code() != absl::StatusCode::kAborted &&
-                     !(s.code() == absl::StatusCode::kFailedPrecondition &&
-                       relocated())) {
+          } else if (s.code() != absl::StatusCode::kAborted) {
             Fail(absl::StrCat("Evict(", pid,
                               ") after MkStable of its flush: ", s.ToString()));
           }
@@ -688,17 +680,6 @@ class Writer {
         } else if (a.status().code() != absl::StatusCode::kFailedPrecondition) {
           Fail(absl::StrCat("meddler Flush(", pid,
                             "): ", a.status().ToString()));
-        }
-      } else if (rng() % 8 == 0) {
-        // Cleaning: pages at the head of the log are written whole at the
-        // tail and the log is truncated behind them, while the owners
-        // update, flush and free; a kill may land anywhere in it.
-        const uint64_t head = store_->log().head();
-        const uint64_t stable = store_->HiStable();
-        if (stable > head) {
-          absl::Status s = store_->Clean(head + (stable - head) / 2);
-          if (!s.ok()) Fail(absl::StrCat("meddler Clean: ", s.ToString()));
-          sh_->stats.meddler_cleans.fetch_add(1, std::memory_order_relaxed);
         }
       } else {
         absl::Status s = store_->Evict(pid);
@@ -870,7 +851,6 @@ struct Totals {
   uint64_t aborted = 0;
   uint64_t meddler_flushes = 0;
   uint64_t meddler_lost = 0;  // meddler flushes that lost their CAS
-  uint64_t cleans = 0;        // PageStore::Clean calls that returned
   uint64_t delta_pieces = 0;    // written by the writers' flushes
   uint64_t consolidations = 0;  // whole images that restarted a chain
   uint64_t pages_from_chains = 0;  // recovered from a delta piece down
@@ -1019,7 +999,6 @@ class PageCrashLoop {
     totals_.aborted += st.aborted.load();
     totals_.meddler_flushes += st.meddler_flushes.load();
     totals_.meddler_lost += st.meddler_lost.load();
-    totals_.cleans += st.meddler_cleans.load();
     totals_.delta_pieces += st.delta_pieces.load();
     totals_.consolidations += st.consolidations.load();
     absl::StrAppend(&context, "; writer: ", st.updates_r.load(), " UpdateR, ",
@@ -1125,15 +1104,14 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       " updates, %" PRIu64 " flushes, %" PRIu64 " MkStable, %" PRIu64
       " stable claims, %" PRIu64 " evictions, %" PRIu64 " frees, %" PRIu64
       " lost races, %" PRIu64 " meddler flushes (%" PRIu64
-      " lost), %" PRIu64 " cleanings, %" PRIu64 " delta pieces, %" PRIu64
+      " lost), %" PRIu64 " delta pieces, %" PRIu64
       " consolidations; longest log %.1f MiB; pages checked %" PRIu64
       ": %" PRIu64 " free, %" PRIu64 " at their stable version, %" PRIu64
       " newer, %" PRIu64 " recovered from a chain of pieces\n",
       PolicyName(GetParam()).c_str(), t.kills, t.kills_before_open, t.logs,
       (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers, t.updates,
       t.flushes, t.mkstables, t.claims, t.evicts, t.frees, t.aborted,
-      t.meddler_flushes, t.meddler_lost, t.cleans, t.delta_pieces,
-      t.consolidations,
+      t.meddler_flushes, t.meddler_lost, t.delta_pieces, t.consolidations,
       t.max_tail / 1048576.0, t.pages_checked, t.pages_free, t.pages_at_floor,
       t.pages_above_floor, t.pages_from_chains);
   std::fflush(stdout);
@@ -1150,8 +1128,6 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
   EXPECT_GT(t.delta_pieces, 0u);
   EXPECT_GT(t.consolidations, 0u);
   EXPECT_GT(t.pages_from_chains, 0u);
-  // And cleaning ran, with kills landing around it.
-  EXPECT_GT(t.cleans, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, PageCrashLoopTest,

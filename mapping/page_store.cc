@@ -526,12 +526,13 @@ bool PageStore::ChainStartsAtOrAbove(uint64_t pid, uint64_t to) {
   EpochGuard guard(epochs_);
   absl::StatusOr<PageState> s = table_->Read(pid);
   if (!s.ok() || !s->in_memory()) return false;  // evicted: relocate to know
-  // The newest flush node: deltas above it are not on the log yet, and a
-  // base without one was never flushed (its old pieces are dead).
+  // The newest flush node: deltas above it are not on the log yet. A base
+  // with none above it (UpdateR since the last flush) still has its last
+  // flushed chain as its durable state, somewhere below: relocate it.
   const Node* n = Head(*s);
-  while (n != nullptr && n->kind == Node::Kind::kDelta) n = n->next;
-  if (n == nullptr || n->kind == Node::Kind::kFreeing) return true;
-  return n->kind != Node::Kind::kFlush || n->image >= to;
+  while (n->kind == Node::Kind::kDelta) n = n->next;
+  if (n->kind == Node::Kind::kFreeing) return true;
+  return n->kind == Node::Kind::kFlush && n->image >= to;
 }
 
 absl::StatusOr<uint64_t> PageStore::Relocate(uint64_t pid) {
@@ -561,21 +562,19 @@ absl::Status PageStore::Clean(uint64_t to) {
   // Each live one is written whole at the tail, so no chain reaches below
   // `to` any more; a lost race means the page changed, and the new state
   // is written instead. A page freed meanwhile needs nothing.
-  uint64_t last = 0;
   for (uint64_t pid : pids) {
     if (ChainStartsAtOrAbove(pid, to)) continue;  // its pieces there are dead
     absl::StatusOr<uint64_t> a = Relocate(pid);
     if (a.ok()) {
-      last = std::max(last, *a);
       relocated_.fetch_add(1, std::memory_order_relaxed);
     } else if (a.status().code() != absl::StatusCode::kFailedPrecondition) {
       return a.status();
     }
   }
-  // Durable before the head passes the pieces they replace.
-  if (last != 0) {
-    if (absl::Status s = log_->WaitStable(last); !s.ok()) return s;
-  }
+  // Durable before the head passes the pieces they replace: the relocated
+  // images, and the chains of the pages skipped above (their newest pieces
+  // may not be durable yet).
+  if (absl::Status s = log_->Sync(); !s.ok()) return s;
   return log_->Truncate(to);
 }
 
