@@ -74,7 +74,10 @@ def _finish(fig, data, out, name):
   if data.source:
     fig.text(0.01, 0.005, data.source, fontsize=7, color="0.4",
              va="bottom", wrap=True)
-  fig.tight_layout(rect=(0, 0.05 if data.source else 0, 1, 1))
+  # Room for the footnote: about 0.035 of the figure per line of it.
+  lines = sum(1 + len(l) // 160 for l in data.source.splitlines()) \
+      if data.source else 0
+  fig.tight_layout(rect=(0, min(0.4, 0.035 * lines), 1, 1))
   path = os.path.join(out, name)
   # No timestamp or version in the file: the same data makes the same file.
   fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -221,14 +224,18 @@ def plot_read_back(data, out):
 
 def plot_write_amplification(data, out):
   """Write amplification against utilization, from pagebench."""
-  runs = (data.pagebench or {}).get("runs", [])
-  points = sorted((r["utilization"], r["write_amplification"]) for r in runs
-                  if "utilization" in r and "write_amplification" in r)
-  if not points:
+  runs = [r for r in (data.pagebench or {}).get("runs", [])
+          if "utilization" in r and "write_amplification" in r and
+          r.get("cleaning", "on") == "on"]
+  if not runs:
     return None, "no pagebench data (pagebench.json)"
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-          color=COLOURS["ours"])
+  for dist in sorted({r.get("distribution", "uniform") for r in runs}):
+    points = sorted((r["utilization"], r["write_amplification"]) for r in runs
+                    if r.get("distribution", "uniform") == dist)
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+            label=dist)
+  ax.legend(fontsize=8)
   ax.set_xlabel("utilization")
   ax.set_ylabel("write amplification")
   ax.set_title("write amplification against utilization")
