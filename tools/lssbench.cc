@@ -36,6 +36,7 @@
 #include "testing/payload.h"
 #include "tools/bench_support.h"
 #include "tools/fio_job.h"
+#include "tools/progress.h"
 
 DEFINE_string(dir, "", "directory for the log (default: $TMPDIR or /var/tmp)");
 DEFINE_uint64(record_bytes, 4096, "payload bytes per record");
@@ -63,19 +64,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Prints progress on stderr once a second until stopped.
+// Draws a progress line on stderr (only when it is a terminal) twice a
+// second until stopped, from a counter the appending threads bump.
 class Progress {
  public:
   Progress(const char* what, const std::atomic<uint64_t>& done, uint64_t total)
-      : thread_([this, what, &done, total] {
-          const auto start = Clock::now();
+      : line_(absl::StrCat("lssbench: ", what), total),
+        thread_([this, &done] {
           std::unique_lock<std::mutex> lock(mu_);
-          while (!cv_.wait_for(lock, std::chrono::seconds(1),
+          while (!cv_.wait_for(lock, std::chrono::milliseconds(500),
                                [this] { return stop_; })) {
-            const double mb = done.load() / 1e6;
-            std::fprintf(stderr, "  %s: %.0f / %.0f MB, %.0f MB/s\n", what, mb,
-                         total / 1e6, mb / Seconds(start, Clock::now()));
+            line_.Update(done.load(std::memory_order_relaxed));
           }
+          line_.Done();
         }) {}
   ~Progress() {
     {
@@ -87,6 +88,7 @@ class Progress {
   }
 
  private:
+  ProgressLine line_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -208,17 +208,38 @@ def plot_read_back(data, out):
     fio, fio_label = data.fio_mb_per_s("read")
   if fio is not None:
     bars.append((fio_label, fio, COLOURS["fio"]))
-  fig, ax = plt.subplots(figsize=(13, 5))
-  ax.bar(range(len(bars)), [b[1] for b in bars],
-         color=[b[2] for b in bars])
-  ax.set_xticks(range(len(bars)))
-  ax.set_xticklabels([b[0] for b in bars], fontsize=7)
-  for i, b in enumerate(bars):
-    ax.annotate(f"{b[1]:,.0f}", (i, b[1]), ha="center", va="bottom",
-                fontsize=8)
-  ax.set_ylabel("MB/s")
-  ax.set_title("reading the log back")
-  ax.grid(axis="y", alpha=0.3)
+  # Random reads by address, next to fio's 4 KiB random reads at the same
+  # depth on the same log, when the runs have them.
+  random = [r for r in cold if "read_1_per_s" in r and "read_many_per_s" in r]
+  panels = [("reading the log back", "MB/s", bars)]
+  if random:
+    med = lambda key: statistics.median(r[key] for r in random)
+    depth = int(med("read_outstanding")) if "read_outstanding" in random[0] \
+        else 32
+    panels.append(("random reads by address", "reads/s", [
+        ("Read, one at a time", med("read_1_per_s"), COLOURS["ours"]),
+        ("fio randread\ndepth 1", med("fio_randread_1_iops"), COLOURS["fio"]),
+        (f"ReadMany,\n{depth} outstanding at most", med("read_many_per_s"),
+         COLOURS["ours"]),
+        (f"fio randread\ndepth {depth}",
+         med("fio_randread_outstanding_iops"), COLOURS["fio"]),
+    ]))
+  fig, axes = plt.subplots(
+      1, len(panels), figsize=(13 + 5 * (len(panels) - 1), 5),
+      gridspec_kw={"width_ratios": [len(p[2]) for p in panels]})
+  if len(panels) == 1:
+    axes = [axes]
+  for ax, (title, unit, items) in zip(axes, panels):
+    ax.bar(range(len(items)), [b[1] for b in items],
+           color=[b[2] for b in items])
+    ax.set_xticks(range(len(items)))
+    ax.set_xticklabels([b[0] for b in items], fontsize=7)
+    for i, b in enumerate(items):
+      ax.annotate(f"{b[1]:,.0f}", (i, b[1]), ha="center", va="bottom",
+                  fontsize=8)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
   return _finish(fig, data, out, "read_back.png"), None
 
 
