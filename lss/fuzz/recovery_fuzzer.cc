@@ -59,16 +59,20 @@ void OneMode(const uint8_t* data, size_t size, RecoveryMode mode) {
     CheckNamesFile(store.status());
     return;
   }
-  absl::StatusOr<std::unique_ptr<LogReader>> reader = (*store)->NewLogReader();
-  LSS_CHECK(reader.ok(), "NewLogReader failed on an open store");
-  for (;;) {
-    absl::StatusOr<bool> next = (*reader)->Next();
-    LSS_CHECK(next.ok(), "replay failed on a block recovery kept");
-    if (!*next) break;
-    const RecordView& r = (*reader)->record();
-    absl::StatusOr<LogRecord> again = (*store)->Read(r.address);
-    LSS_CHECK(again.ok() && again->payload == r.payload,
-              "Read disagrees with the replay");
+  {
+    // The reader must not outlive the store, which is replaced below.
+    absl::StatusOr<std::unique_ptr<LogReader>> reader =
+        (*store)->NewLogReader();
+    LSS_CHECK(reader.ok(), "NewLogReader failed on an open store");
+    for (;;) {
+      absl::StatusOr<bool> next = (*reader)->Next();
+      LSS_CHECK(next.ok(), "replay failed on a block recovery kept");
+      if (!*next) break;
+      const RecordView& r = (*reader)->record();
+      absl::StatusOr<LogRecord> again = (*store)->Read(r.address);
+      LSS_CHECK(again.ok() && again->payload == r.payload,
+                "Read disagrees with the replay");
+    }
   }
   if (mode == RecoveryMode::kSkipCorrupted) return;
   absl::StatusOr<uint64_t> a = (*store)->Append("fuzz");
