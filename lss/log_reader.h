@@ -30,6 +30,9 @@ struct LogReaderOptions {
   size_t read_bytes = size_t{1} << 20;
   // Reads kept in flight: 1 to 1024.
   size_t reads_in_flight = 8;
+  // Reads no block that starts at or past this address (0: no bound), so
+  // a reader of part of the log reads little more than that part.
+  uint64_t to = 0;
 };
 
 class LogReader {

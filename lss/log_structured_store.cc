@@ -569,8 +569,15 @@ absl::StatusOr<StoreReservation> LogStructuredStore::Reserve(
 }
 
 uint64_t LogStructuredStore::SpaceEnd() const {
-  // The superblocks count as disk used: they sit below the data start.
-  return head() + options_.capacity_bytes - sb_.data_start;
+  // The superblocks count as disk used: they sit below the data start. A
+  // punched hole gives back whole file-system blocks only (4 KiB on ext4
+  // and XFS), so the block that holds the head counts as used too, and so
+  // does one block of the file system's own: ext4 counts a block of extent
+  // tree in the file's size on disk once holes split it into extents.
+  constexpr uint64_t kFsBlock = 4096;
+  const uint64_t used_from =
+      std::max(head() / kFsBlock * kFsBlock, uint64_t{sb_.data_start});
+  return used_from + options_.capacity_bytes - sb_.data_start - kFsBlock;
 }
 
 uint64_t LogStructuredStore::Commit(StoreReservation&& reservation) {
@@ -970,8 +977,8 @@ absl::StatusOr<std::unique_ptr<LogReader>> LogStructuredStore::NewLogReader(
   }
   // Read-only, everything recovery kept is on disk, including records
   // kSkipCorrupted salvaged past the last valid block.
-  const uint64_t limit =
-      appender_ != nullptr ? HiStable() : ~uint64_t{0};
+  uint64_t limit = appender_ != nullptr ? HiStable() : ~uint64_t{0};
+  if (options.to != 0) limit = std::min(limit, options.to);
   return std::unique_ptr<LogReader>(
       new LogReader(this, index_->Blocks(from, limit), from, options));
 }

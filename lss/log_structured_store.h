@@ -310,7 +310,8 @@ class LogStructuredStore {
   absl::Status WriteCloseMarker();
   // Punches out [data_start, head) (what is not punched yet).
   absl::Status PunchBelowHead();
-  // Where capacity_bytes ends the log: head + capacity - data_start.
+  // Where capacity_bytes ends the log: from the file-system block of the
+  // head, capacity - data_start on.
   uint64_t SpaceEnd() const;
   // Reads [address, address + out.size()) of the file.
   absl::Status ReadRange(uint64_t address, std::span<std::byte> out);

@@ -144,6 +144,14 @@ Page Materialize(const Node* head, PageState state) {
   return page;
 }
 
+// A block is at most a flush buffer, and the head moves by whole blocks:
+// a region of two buffers always gets past the head's block.
+uint64_t RegionBytes(const PageStoreOptions& o) {
+  if (o.cleaner.region_bytes != 0) return o.cleaner.region_bytes;
+  return std::max<uint64_t>(o.store.capacity_bytes / 64,
+                            2 * uint64_t{o.store.buffer_bytes});
+}
+
 absl::Status Changed(uint64_t pid) {
   return absl::AbortedError(
       absl::StrCat("page ", pid, " changed since it was read; read it again"));
@@ -157,12 +165,29 @@ absl::Status IsFree(uint64_t pid) {
 
 PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
                      std::unique_ptr<MappingTable> table,
-                     uint32_t max_flushed_pieces)
+                     const PageStoreOptions& o)
     : log_(std::move(log)),
       table_(std::move(table)),
-      max_flushed_pieces_(max_flushed_pieces) {}
+      max_flushed_pieces_(o.max_flushed_pieces) {
+  if (!o.cleaner.background) return;
+  capacity_bytes_ = o.store.capacity_bytes;
+  region_bytes_ = RegionBytes(o);
+  free_bytes_low_ = o.cleaner.free_bytes_low != 0
+                        ? o.cleaner.free_bytes_low
+                        : 2 * region_bytes_ +
+                              o.store.ring_size * o.store.buffer_bytes;
+  reserve_bytes_ = std::min(region_bytes_ + o.store.buffer_bytes,
+                            free_bytes_low_ / 2);
+}
 
 PageStore::~PageStore() {
+  {
+    std::lock_guard<std::mutex> lock(clean_mu_);
+    stopping_ = true;
+  }
+  clean_cv_.notify_all();
+  room_cv_.notify_all();
+  if (cleaner_.joinable()) cleaner_.join();
   // No thread is inside an operation any more: free every resident chain
   // (the EpochManager frees what was retired).
   for (uint64_t pid = 0; pid < table_->high_water(); ++pid) {
@@ -177,6 +202,20 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": max_flushed_pieces is ", options.max_flushed_pieces,
         ", at least 1 (1: every flush writes a whole image)"));
+  }
+  const CleanerOptions& cleaner = options.cleaner;
+  if (cleaner.background) {
+    const uint64_t capacity = options.store.capacity_bytes;
+    const uint64_t region = RegionBytes(options);
+    const uint64_t buffer = options.store.buffer_bytes;
+    if (capacity == 0 || region < 2 * buffer || region >= capacity / 2 ||
+        cleaner.free_bytes_low >= capacity) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": the background cleaner needs store.capacity_bytes (it is ",
+          capacity, "), a region_bytes (", region, ") of at least two "
+          "buffers (", 2 * buffer, ") and below half of the capacity, and a "
+          "free_bytes_low (", cleaner.free_bytes_low, ") below it"));
+    }
   }
   absl::StatusOr<std::unique_ptr<MappingTable>> table =
       MappingTable::Create(options.table);
@@ -198,9 +237,12 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
       LogStructuredStore::Open(path, store_options);
   if (!log.ok()) return log.status();
   std::unique_ptr<PageStore> store(
-      new PageStore(*std::move(log), *std::move(table),
-                    options.max_flushed_pieces));
+      new PageStore(*std::move(log), *std::move(table), options));
   if (absl::Status s = store->Restore(replay); !s.ok()) return s;
+  if (cleaner.background && !options.store.read_only) {
+    store->cleaner_ = std::thread([s = store.get()] { s->CleanerLoop(); });
+    store->MaybeWakeCleaner();
+  }
   return store;
 }
 
@@ -443,7 +485,125 @@ absl::StatusOr<Page> PageStore::Read(uint64_t pid) {
 }
 
 absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
-  return FlushPiece(pid, /*image=*/false);
+  // With a background cleaner, the last reserve_bytes_ of the capacity are
+  // the cleaner's, so that relocating a region always finds room: a flush
+  // that would dig into them (or finds the log full) waits for a cleaning
+  // pass, a few at most: if they leave no room, the live pages do not fit.
+  for (int waits = 0;; ++waits) {
+    uint64_t passes = 0;
+    if (cleaner_.joinable()) {
+      std::lock_guard<std::mutex> lock(clean_mu_);
+      passes = passes_;
+    }
+    const bool short_of_room =
+        cleaner_.joinable() && FreeBytes() < reserve_bytes_;
+    absl::StatusOr<uint64_t> a =
+        short_of_room ? absl::ResourceExhaustedError(absl::StrCat(
+                            log_->path(), ": fewer than ", reserve_bytes_,
+                            " bytes of capacity_bytes ", capacity_bytes_,
+                            " are free, and those are the cleaner's"))
+                      : FlushPiece(pid, /*image=*/false);
+    if (a.ok()) {
+      MaybeWakeCleaner();
+      return a;
+    }
+    if (a.status().code() != absl::StatusCode::kResourceExhausted ||
+        !cleaner_.joinable() || waits == 8 || !WaitForCleaning(passes)) {
+      return a;
+    }
+  }
+}
+
+uint64_t PageStore::FreeBytes() const {
+  const uint64_t used =
+      log_->AppendedEnd() - log_->head() + log_->data_start();
+  const uint64_t capacity = capacity_bytes_;
+  return used < capacity ? capacity - used : 0;
+}
+
+void PageStore::MaybeWakeCleaner() {
+  if (!cleaner_.joinable() || FreeBytes() >= free_bytes_low_ ||
+      clean_wanted_.exchange(true, std::memory_order_acq_rel)) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(clean_mu_);
+  clean_cv_.notify_one();
+}
+
+bool PageStore::WaitForCleaning(uint64_t passes) {
+  std::unique_lock<std::mutex> lock(clean_mu_);
+  clean_wanted_.store(true, std::memory_order_release);
+  clean_cv_.notify_one();
+  room_cv_.wait(lock, [&] {
+    return passes_ != passes || stopping_ ||
+           (!cleaner_status_.ok() &&
+            cleaner_status_.code() != absl::StatusCode::kResourceExhausted);
+  });
+  return !stopping_ && cleaner_status_.ok();
+}
+
+void PageStore::CleanerLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(clean_mu_);
+      clean_cv_.wait(lock, [&] {
+        return stopping_ ||
+               clean_wanted_.load(std::memory_order_acquire);
+      });
+      if (stopping_) return;
+      clean_wanted_.store(false, std::memory_order_release);
+    }
+    // Clean region by region until the low mark is cleared. Clean's `to`
+    // must be durable: a Sync makes the region so when it is not yet.
+    absl::Status status;
+    while (status.ok() && FreeBytes() < free_bytes_low_) {
+      {
+        std::lock_guard<std::mutex> lock(clean_mu_);
+        if (stopping_) break;
+      }
+      const uint64_t head = log_->head();
+      if (log_->HiStable() < head + region_bytes_) status = log_->Sync();
+      const uint64_t to = std::min(head + region_bytes_, log_->HiStable());
+      if (!status.ok() || to <= head) break;
+      const uint64_t free_before = FreeBytes();
+      status = Clean(to);
+      // A full log stops a cleaning part way; the head moved if it got
+      // anywhere, and the next round goes on from there. A round that
+      // freed nothing (the region was all live) ends the pass rather than
+      // move live pages round and round; the flushes waiting decide.
+      if (log_->head() == head || FreeBytes() <= free_before) break;
+      if (status.code() == absl::StatusCode::kResourceExhausted) {
+        status = absl::OkStatus();
+      }
+    }
+    // A full log may get room again (pages freed, or replaced by smaller
+    // ones): only other errors stop the cleaner.
+    const bool fatal =
+        !status.ok() && status.code() != absl::StatusCode::kResourceExhausted;
+    {
+      std::lock_guard<std::mutex> lock(clean_mu_);
+      ++passes_;
+      if (!stopping_) cleaner_status_ = status;
+    }
+    room_cv_.notify_all();
+    if (fatal) return;
+  }
+}
+
+absl::Status PageStore::cleaner_status() const {
+  std::lock_guard<std::mutex> lock(clean_mu_);
+  return cleaner_status_;
+}
+
+absl::Status PageStore::Close() {
+  {
+    std::lock_guard<std::mutex> lock(clean_mu_);
+    stopping_ = true;
+  }
+  clean_cv_.notify_all();
+  room_cv_.notify_all();
+  if (cleaner_.joinable()) cleaner_.join();
+  return log_->Close();
 }
 
 absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
@@ -535,47 +695,72 @@ bool PageStore::ChainStartsAtOrAbove(uint64_t pid, uint64_t to) {
   return n->kind == Node::Kind::kFlush && n->image >= to;
 }
 
-absl::StatusOr<uint64_t> PageStore::Relocate(uint64_t pid) {
+absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t to) {
   for (;;) {
+    if (ChainStartsAtOrAbove(pid, to)) return false;
     absl::StatusOr<uint64_t> a = FlushPiece(pid, /*image=*/true);
-    if (a.ok() || a.status().code() != absl::StatusCode::kAborted) return a;
-    // Evicted and now loaded, or changed meanwhile: an image of what is
-    // there now.
+    if (a.ok()) return true;
+    if (a.status().code() != absl::StatusCode::kAborted) return a.status();
+    // Evicted and now loaded, or changed meanwhile: look again.
   }
 }
 
 absl::Status PageStore::Clean(uint64_t to) {
-  // The pages with pieces in [head, to): every record there is read once.
-  std::set<uint64_t> pids;
-  absl::StatusOr<std::unique_ptr<LogReader>> reader =
-      log_->NewLogReader(log_->head());
-  if (!reader.ok()) return reader.status();
-  for (;;) {
-    absl::StatusOr<bool> more = (*reader)->Next();
-    if (!more.ok()) return more.status();
-    if (!*more || (*reader)->record().address >= to) break;
-    const RecordTag tag = (*reader)->record().tag;
-    if (tag.type == kPageImageRecord || tag.type == kPageDeltaRecord) {
-      pids.insert(tag.key);
+  // The pages with pieces in [head, to), in the order of their first piece
+  // there: every record of the region is read once.
+  std::vector<std::pair<uint64_t, uint64_t>> first;  // (address, pid)
+  {
+    std::set<uint64_t> seen;
+    // Reads sized to the region: a small one must not read megabytes.
+    const uint64_t head = log_->head();
+    const size_t read_bytes = static_cast<size_t>(std::clamp<uint64_t>(
+        to > head ? to - head : 0, 64 << 10, 1 << 20));
+    absl::StatusOr<std::unique_ptr<LogReader>> reader = log_->NewLogReader(
+        head, {.read_bytes = read_bytes, .reads_in_flight = 4, .to = to});
+    if (!reader.ok()) return reader.status();
+    for (;;) {
+      absl::StatusOr<bool> more = (*reader)->Next();
+      if (!more.ok()) return more.status();
+      const RecordView& r = (*reader)->record();
+      if (!*more || r.address >= to) break;
+      if ((r.tag.type == kPageImageRecord ||
+           r.tag.type == kPageDeltaRecord) &&
+          seen.insert(r.tag.key).second) {
+        first.emplace_back(r.address, r.tag.key);
+      }
     }
   }
-  // Each live one is written whole at the tail, so no chain reaches below
-  // `to` any more; a lost race means the page changed, and the new state
-  // is written instead. A page freed meanwhile needs nothing.
-  for (uint64_t pid : pids) {
-    if (ChainStartsAtOrAbove(pid, to)) continue;  // its pieces there are dead
-    absl::StatusOr<uint64_t> a = Relocate(pid);
-    if (a.ok()) {
-      relocated_.fetch_add(1, std::memory_order_relaxed);
-    } else if (a.status().code() != absl::StatusCode::kFailedPrecondition) {
-      return a.status();
+  // Each one whose chain reaches below `to` is written whole at the tail;
+  // a lost race means the page changed, and the new state is written
+  // instead. A page freed meanwhile needs nothing. If the log fills up on
+  // the way, the head still moves up to the first page not relocated.
+  std::vector<uint64_t> evicted;
+  absl::Status status;
+  uint64_t done_to = to;
+  for (const auto& [address, pid] : first) {
+    absl::StatusOr<PageState> before = table_->Read(pid);
+    absl::StatusOr<bool> moved = Relocate(pid, to);
+    if (!moved.ok() &&
+        moved.status().code() != absl::StatusCode::kFailedPrecondition) {
+      status = moved.status();
+      done_to = address;
+      break;
     }
+    if (moved.ok() && *moved) relocated_.fetch_add(1, std::memory_order_relaxed);
+    if (before.ok() && before->on_log()) evicted.push_back(pid);
+  }
+  if (!status.ok() && status.code() != absl::StatusCode::kResourceExhausted) {
+    return status;
   }
   // Durable before the head passes the pieces they replace: the relocated
   // images, and the chains of the pages skipped above (their newest pieces
   // may not be durable yet).
   if (absl::Status s = log_->Sync(); !s.ok()) return s;
-  return log_->Truncate(to);
+  if (absl::Status s = log_->Truncate(done_to); !s.ok()) return s;
+  if (status.ok()) cleanings_.fetch_add(1, std::memory_order_relaxed);
+  // What was evicted stays so; one changed meanwhile stays in memory.
+  for (uint64_t pid : evicted) Evict(pid).IgnoreError();
+  return status;
 }
 
 PageStore::FlushStats PageStore::flush_stats() const {
@@ -587,6 +772,7 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
   stats.relocated = relocated_.load(std::memory_order_relaxed);
   stats.relocated_bytes = relocated_bytes_.load(std::memory_order_relaxed);
+  stats.cleanings = cleanings_.load(std::memory_order_relaxed);
   return stats;
 }
 

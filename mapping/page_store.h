@@ -58,10 +58,13 @@
 #define LSS_MAPPING_PAGE_STORE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -79,8 +82,30 @@ inline constexpr uint32_t kPageFreedRecord = kFirstUserRecordType + 1;
 inline constexpr uint32_t kFailedFlushRecord = kFirstUserRecordType + 2;
 inline constexpr uint32_t kPageDeltaRecord = kFirstUserRecordType + 3;
 
+// The background cleaner (PageStore::Clean, run by a thread of its own).
+struct CleanerOptions {
+  // Runs a thread that cleans the head of the log whenever less than
+  // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
+  // log full waits for it instead of failing (ResourceExhausted only if a
+  // few cleanings in a row leave no room). Flushes leave the last
+  // region_bytes + buffer_bytes (at most half of free_bytes_low) to the
+  // cleaner, so that it can always relocate a region's live pages. Needs
+  // store.capacity_bytes.
+  bool background = false;
+  // How much of the log one cleaning takes from the head, at least two
+  // flush buffers (the head moves by whole blocks, a block at most a
+  // buffer); 0: a 64th of store.capacity_bytes, or two buffers if more.
+  // Smaller regions keep the log fuller (less is held back for the
+  // cleaner), larger ones clean in fewer passes.
+  uint64_t region_bytes = 0;
+  // 0: 2 x region_bytes + ring_size x buffer_bytes: room for the
+  // relocated pages of a region, and for flushes while it is cleaned.
+  uint64_t free_bytes_low = 0;
+};
+
 struct PageStoreOptions {
   StoreOptions store;
+  CleanerOptions cleaner;
   MappingTableOptions table = {.max_pages = uint64_t{1} << 24};
   // The longest chain of flushed pieces a page gets (at least 1; 1 makes
   // every flush a whole image). Reading an evicted page takes one log read
@@ -142,16 +167,28 @@ class PageStore {
   // is stable after MkStable(address).
   absl::StatusOr<uint64_t> Flush(uint64_t pid);
 
-  // Cleaning, in the foreground: every page with a piece in [head, to) of
-  // the log (read once to find them) is written whole at the tail, those
-  // images are made durable, and the log is truncated at `to` (its space
-  // goes back; LogStructuredStore::Truncate). A page that changes meanwhile
-  // is written as it is then; a freed one needs nothing. `to` must be
-  // durable (at most HiStable()). After a crash at any point every page
-  // reads as its last durable flush or a later one: a relocated image is a
-  // flush of the page's current state, and the head moves only once they
-  // are durable. Relocated pages wake up in memory (Evict them to save it).
+  // Cleaning, in the foreground (the background cleaner runs the same):
+  // every page with a piece in [head, to) of the log (read once to find
+  // them) whose chain still needs that piece is written whole at the tail,
+  // those images are made durable, and the log is truncated at `to` (its
+  // space goes back; LogStructuredStore::Truncate). A page that changes
+  // meanwhile is written as it is then; a freed one needs nothing. `to`
+  // must be durable (at most HiStable()). After a crash at any point every
+  // page reads as its last durable flush or a later one: a relocated image
+  // is a flush of the page's current state, and the head moves only once
+  // they are durable. An evicted page is read in to learn where its chain
+  // starts, and evicted again afterwards. If the log fills up part way,
+  // the head moves up to the first page not relocated and the result is
+  // ResourceExhausted.
   absl::Status Clean(uint64_t to);
+
+  // Stops the background cleaner (waiting for a cleaning under way) and
+  // closes the log (LogStructuredStore::Close). Other calls fail after it.
+  absl::Status Close();
+  // How the background cleaner's last pass ended: ResourceExhausted if it
+  // could not make room (it tries again when a flush next waits), another
+  // error if it stopped for good (flushes that wait for room then fail).
+  absl::Status cleaner_status() const;
 
   // Drops the in-memory state of a page whose last flush is stable and
   // which has not changed since, so the table points at the log.
@@ -172,6 +209,7 @@ class PageStore {
     uint64_t bytes = 0;           // of all of them
     uint64_t relocated = 0;       // images Clean wrote (also in `images`)
     uint64_t relocated_bytes = 0; // their bytes (also in `bytes`)
+    uint64_t cleanings = 0;       // Clean calls that finished, either kind
   };
   FlushStats flush_stats() const;
 
@@ -185,7 +223,7 @@ class PageStore {
 
  private:
   PageStore(std::unique_ptr<LogStructuredStore> log,
-            std::unique_ptr<MappingTable> table, uint32_t max_flushed_pieces);
+            std::unique_ptr<MappingTable> table, const PageStoreOptions& o);
   // What recovery's scan of the log says: the newest piece of each PID,
   // unless a later record freed it.
   struct Replay {
@@ -205,8 +243,17 @@ class PageStore {
   // Flush, or with `image` a whole image of the page's current state even
   // if nothing changed (loading an evicted page first: Aborted, try again).
   absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
-  // FlushPiece(pid, true) until it sticks.
-  absl::StatusOr<uint64_t> Relocate(uint64_t pid);
+  // An image of the page at the tail unless its chain needs nothing below
+  // `to` (false then), loading an evicted page to find out.
+  absl::StatusOr<bool> Relocate(uint64_t pid, uint64_t to);
+  // Bytes of capacity the log does not use yet (give or take a buffer).
+  uint64_t FreeBytes() const;
+  // Wakes the background cleaner if the log is short of free space.
+  void MaybeWakeCleaner();
+  // Has the cleaner run a pass after `passes`; false if it cannot (it
+  // failed or is stopping).
+  bool WaitForCleaning(uint64_t passes);
+  void CleanerLoop();
   // Whether the page in memory needs nothing of the log below `to`.
   bool ChainStartsAtOrAbove(uint64_t pid, uint64_t to);
   // Loads the chain of pieces whose newest is at `address` into memory
@@ -221,6 +268,20 @@ class PageStore {
   EpochManager epochs_;
   const uint32_t max_flushed_pieces_;
   uint64_t recovered_pages_ = 0;
+  // The background cleaner: clean_mu_ guards the fields below it.
+  uint64_t capacity_bytes_ = 0;
+  uint64_t region_bytes_ = 0;
+  uint64_t free_bytes_low_ = 0;
+  uint64_t reserve_bytes_ = 0;  // kept free for the cleaner's relocations
+  std::thread cleaner_;
+  std::atomic<bool> clean_wanted_{false};  // a wake-up is pending
+  mutable std::mutex clean_mu_;
+  std::condition_variable clean_cv_;  // the cleaner waits for work
+  std::condition_variable room_cv_;   // flushes wait for a pass
+  bool stopping_ = false;
+  uint64_t passes_ = 0;
+  absl::Status cleaner_status_;
+  std::atomic<uint64_t> cleanings_{0};
   std::atomic<uint64_t> flushed_images_{0};
   std::atomic<uint64_t> flushed_pieces_{0};
   std::atomic<uint64_t> consolidations_{0};

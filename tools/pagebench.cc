@@ -1,22 +1,26 @@
 // pagebench: pages on a bounded log. Loads pages up to a utilization of the
-// capacity, then updates them (64-byte deltas by default, uniform or zipf),
-// flushing each page every --flush_every of its updates, while the log is
-// cleaned (PageStore::Clean of its oldest eighth whenever it is 75% full)
-// so that it stays within --capacity_bytes. Then closes, reopens (recovery)
-// and checks every page byte for byte.
+// capacity, then updates them from --threads threads (64-byte deltas by
+// default, uniform or zipf), flushing each page every --flush_every of its
+// updates, while PageStore's background cleaner keeps the log within
+// --capacity_bytes (it cleans a 32nd of the capacity from the head
+// whenever less than two such regions and two rings of buffers are free).
+// Then closes, reopens (recovery) and checks every page byte for byte.
 //
 //   ./bazelw run -c opt //tools:pagebench -- --utilization=0.5 --json
 //
-// write_amplification = bytes written to the log (block headers and padding
-// included) / bytes of page state the user's flushes wrote (the load's
-// images, delta pieces, consolidations). The cleaner relocates the oldest
-// eighth's live pages as whole images (oldest first; no hot/cold split or
-// cost-benefit choice yet), so the figure is what that policy costs.
+// Utilization = live page state (each page's base and deltas) / capacity:
+// the page count is chosen for the target, and the run reports the mean it
+// measured. write_amplification = bytes written to the log (block headers
+// and padding included) / bytes of page state the user's flushes wrote
+// (the load's images, delta pieces, consolidations). The cleaner is FIFO,
+// as LLAMA's: it relocates the live pages of the log's oldest region as
+// whole images (no hot/cold split or cost-benefit choice).
 
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
@@ -25,6 +29,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -43,7 +48,11 @@ DEFINE_uint64(flush_every, 16, "a page is flushed every this many updates");
 DEFINE_uint64(deltas_per_base, 32,
               "a page whose chain reaches this many deltas gets a new base "
               "(UpdateR), as an in-memory consolidation would");
+DEFINE_uint32(max_flushed_pieces, 8,
+              "PageStoreOptions::max_flushed_pieces (1: every flush writes "
+              "the whole page, as in the textbook cleaning model)");
 DEFINE_double(seconds, 10, "seconds of updates");
+DEFINE_int32(threads, 1, "updating threads, each owning a share of the pages");
 DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
 DEFINE_bool(json, false, "print one JSON object as the last line of stdout");
 
@@ -98,6 +107,19 @@ class Zipf {
   std::vector<double> cdf_;
 };
 
+// A flush that loses its CAS to the cleaner's relocation goes again.
+void Flush(PageStore& store, uint64_t pid) {
+  for (;;) {
+    absl::StatusOr<uint64_t> a = store.Flush(pid);
+    if (a.ok()) return;
+    if (a.status().code() == absl::StatusCode::kAborted) continue;
+    if (absl::Status c = store.cleaner_status(); !c.ok()) {
+      Die(absl::Status(c.code(), absl::StrCat("the cleaner: ", c.message())));
+    }
+    Die(a.status());
+  }
+}
+
 int Main() {
   const bool cleaning = FLAGS_cleaning == "on";
   if (!cleaning && FLAGS_cleaning != "off") {
@@ -105,10 +127,11 @@ int Main() {
   }
   if (FLAGS_utilization < 0.05 || FLAGS_utilization > 0.9 ||
       FLAGS_page_bytes == 0 || FLAGS_update_bytes == 0 ||
-      FLAGS_flush_every == 0 || FLAGS_deltas_per_base == 0) {
+      FLAGS_flush_every == 0 || FLAGS_deltas_per_base == 0 ||
+      FLAGS_threads < 1 || FLAGS_threads > 64) {
     Die(absl::InvalidArgumentError(
         "--utilization must be 0.05 to 0.9; --page_bytes, --update_bytes, "
-        "--flush_every and --deltas_per_base must be > 0"));
+        "--flush_every and --deltas_per_base must be > 0; --threads 1 to 64"));
   }
   if (FLAGS_distribution != "uniform" && FLAGS_distribution != "zipf") {
     Die(absl::InvalidArgumentError("--distribution must be uniform or zipf"));
@@ -120,103 +143,125 @@ int Main() {
   }
   const std::string path = absl::StrCat(dir, "/pagebench.", getpid());
   unlink(path.c_str());
+  // Live bytes are page state: a base and its deltas, which number
+  // (deltas_per_base - 2) / 2 on average once every page is being updated.
+  const double mean_page_bytes =
+      FLAGS_page_bytes +
+      (FLAGS_deltas_per_base - 1) / 2.0 * FLAGS_update_bytes;
   const uint64_t pages = static_cast<uint64_t>(
-      FLAGS_utilization * FLAGS_capacity_bytes / FLAGS_page_bytes);
+      FLAGS_utilization * FLAGS_capacity_bytes / mean_page_bytes);
   PageStoreOptions options;
   options.store.allow_buffered_fallback = true;
   options.store.buffer_bytes = 1 << 20;
   options.store.preallocate_bytes = 16 << 20;
   options.store.capacity_bytes = cleaning ? FLAGS_capacity_bytes : 0;
+  options.cleaner.background = cleaning;
+  options.max_flushed_pieces = FLAGS_max_flushed_pieces;
   options.table.max_pages = pages + 1;
   std::unique_ptr<PageStore> store = Check(PageStore::Open(path, options));
 
   std::fprintf(stderr, "pagebench: loading %" PRIu64 " pages of %" PRIu64
                        " bytes\n", pages, FLAGS_page_bytes);
   std::vector<Expected> expected(pages);
-  uint64_t disk_max = 0;
-  // Cleans the oldest eighth of the log once it is 75% full (or now): the
-  // relocated pages need room at the tail while the old space is in use.
-  const auto clean = [&](bool now) {
-    if (!cleaning) return;
-    LogStructuredStore& log = store->log();
-    const uint64_t head = log.head();
-    const uint64_t used = log.AppendedEnd() - head + log.data_start();
-    if (!now && used < FLAGS_capacity_bytes / 4 * 3) return;
-    Check(log.Sync());
-    Check(store->Clean(head + (log.HiStable() - head) / 8));
-    disk_max = std::max(disk_max, FileBytes(path));
-  };
-  // A flush that finds the log full cleans and tries again.
-  const auto flush = [&](uint64_t pid) {
-    for (int tries = 0;; ++tries) {
-      absl::StatusOr<uint64_t> a = store->Flush(pid);
-      if (a.ok()) return;
-      if (!cleaning || tries == 8 ||
-          a.status().code() != absl::StatusCode::kResourceExhausted) {
-        Die(a.status());
-      }
-      clean(/*now=*/true);
-    }
-  };
   for (uint64_t i = 0; i < pages; ++i) {
     const uint64_t pid = Check(store->Allocate());
     Check(store->UpdateR(pid, PageState::Free(), Base(pid, 0)));
-    flush(pid);
-    clean(/*now=*/false);
+    Flush(*store, pid);
   }
   Check(store->log().Sync());
   const PageStore::FlushStats loaded = store->flush_stats();
+  const uint64_t loaded_end = store->log().HiStable();
 
-  std::fprintf(stderr, "pagebench: updating for %.0f s (%s, cleaning %s)\n",
-               FLAGS_seconds, FLAGS_distribution.c_str(),
-               FLAGS_cleaning.c_str());
-  std::mt19937_64 rng(1);
+  std::fprintf(stderr, "pagebench: updating for %.0f s from %d threads (%s, "
+               "cleaning %s)\n", FLAGS_seconds, FLAGS_threads,
+               FLAGS_distribution.c_str(), FLAGS_cleaning.c_str());
   const Zipf zipf(FLAGS_distribution == "zipf" ? pages : 1);
-  uint64_t updates = 0, flushes = 0;
+  std::atomic<uint64_t> updates{0}, flushes{0};
+  // Live page bytes: each thread counts those of its own pages; thread 0
+  // samples the sum (and the file's size) after each batch.
+  std::vector<std::atomic<uint64_t>> live(FLAGS_threads);
+  double live_sum = 0;
+  uint64_t live_samples = 0;
+  uint64_t disk_max = 0;
   std::vector<uint32_t> since_flush(pages, 0);
   ProgressLine progress("pagebench", 0);
   const auto start = Clock::now();
-  while (Seconds(start, Clock::now()) < FLAGS_seconds) {
-    for (int batch = 0; batch < 256; ++batch) {
-      // Zipf ranks are scattered over the PIDs, so hot pages are not
-      // neighbours in the log's load order.
-      const uint64_t pid =
-          FLAGS_distribution == "zipf"
-              ? (zipf(rng) * 0x9E3779B97F4A7C15ULL) % pages
-              : rng() % pages;
-      Expected& e = expected[pid];
-      const Page page = Check(store->Read(pid));
-      if (e.deltas + 1 >= FLAGS_deltas_per_base) {
-        ++e.generation;
-        e.deltas = 0;
-        Check(store->UpdateR(pid, page.state, Base(pid, e.generation)));
-      } else {
-        Check(store->UpdateD(pid, page.state,
-                             Delta(pid, e.generation, e.deltas)));
-        ++e.deltas;
-      }
-      ++updates;
-      if (++since_flush[pid] >= FLAGS_flush_every) {
-        since_flush[pid] = 0;
-        flush(pid);
-        ++flushes;
-      }
+  // Thread t owns the PIDs with pid % threads == t: one writer per page, so
+  // each page's expected state is known exactly.
+  const auto run = [&](int t) {
+    std::mt19937_64 rng(1 + t);
+    uint64_t mine = 0;
+    for (uint64_t pid = t; pid < pages; pid += FLAGS_threads) {
+      mine += FLAGS_page_bytes;
     }
-    clean(/*now=*/false);
-    progress.Update(store->log().AppendedEnd());
-  }
+    while (Seconds(start, Clock::now()) < FLAGS_seconds) {
+      for (int batch = 0; batch < 256; ++batch) {
+        // Zipf ranks are scattered over the PIDs, so hot pages are not
+        // neighbours in the log's load order.
+        uint64_t pid = FLAGS_distribution == "zipf"
+                           ? (zipf(rng) * 0x9E3779B97F4A7C15ULL) % pages
+                           : rng() % pages;
+        pid -= pid % FLAGS_threads;
+        pid += t;
+        if (pid >= pages) continue;
+        Expected& e = expected[pid];
+        // The cleaner may relocate the page between the Read and the
+        // update (its CAS wins): then read it again.
+        const bool rebase = e.deltas + 1 >= FLAGS_deltas_per_base;
+        for (;;) {
+          const Page page = Check(store->Read(pid));
+          absl::StatusOr<PageState> s =
+              rebase ? store->UpdateR(pid, page.state,
+                                      Base(pid, e.generation + 1))
+                     : store->UpdateD(pid, page.state,
+                                      Delta(pid, e.generation, e.deltas));
+          if (s.ok()) break;
+          if (s.status().code() != absl::StatusCode::kAborted) Die(s.status());
+        }
+        if (rebase) {
+          mine -= e.deltas * FLAGS_update_bytes;
+          ++e.generation;
+          e.deltas = 0;
+        } else {
+          ++e.deltas;
+          mine += FLAGS_update_bytes;
+        }
+        updates.fetch_add(1, std::memory_order_relaxed);
+        if (++since_flush[pid] >= FLAGS_flush_every) {
+          since_flush[pid] = 0;
+          Flush(*store, pid);
+          flushes.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      live[t].store(mine, std::memory_order_relaxed);
+      if (t != 0) continue;
+      uint64_t all = 0;
+      for (const auto& l : live) all += l.load(std::memory_order_relaxed);
+      live_sum += double(all) / FLAGS_capacity_bytes;
+      ++live_samples;
+      disk_max = std::max(disk_max, FileBytes(path));
+      progress.Update(store->log().AppendedEnd());
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < FLAGS_threads; ++t) threads.emplace_back(run, t);
+  for (std::thread& th : threads) th.join();
   const double run_s = Seconds(start, Clock::now());
   progress.Done();
-  for (uint64_t pid = 0; pid < pages; ++pid) flush(pid);
+  for (uint64_t pid = 0; pid < pages; ++pid) Flush(*store, pid);
   Check(store->log().Sync());
   disk_max = std::max(disk_max, FileBytes(path));
   const PageStore::FlushStats stats = store->flush_stats();
   const uint64_t written = store->log().HiStable() - store->log().data_start();
   const uint64_t user_bytes = stats.bytes - stats.relocated_bytes;
-  const double wa = user_bytes > 0 ? double(written) / user_bytes : 0;
-  // Only the update phase: the load is written once whatever the policy.
+  // The update phase's alone: the load is written once whatever the
+  // policy, and counting it would flatter a short run.
+  const uint64_t run_written = store->log().HiStable() - loaded_end;
   const uint64_t run_user = user_bytes - (loaded.bytes - loaded.relocated_bytes);
-  Check(store->log().Close());
+  const double wa = run_user > 0 ? double(run_written) / run_user : 0;
+  const double utilization = live_samples > 0 ? live_sum / live_samples : 0;
+  Check(store->cleaner_status());
+  Check(store->Close());
   store.reset();
 
   std::fprintf(stderr, "pagebench: reopening and checking every page\n");
@@ -245,11 +290,18 @@ int Main() {
               pages, FLAGS_page_bytes, FLAGS_utilization,
               FLAGS_capacity_bytes >> 20, FLAGS_distribution.c_str(),
               FLAGS_cleaning.c_str());
-  std::printf("  updates             %10.0f /s\n", updates / run_s);
-  std::printf("  flushes             %10.0f /s\n", flushes / run_s);
-  std::printf("  write amplification %10.2f (%" PRIu64 " B to the log for %"
-              PRIu64 " B of flushed page state; %" PRIu64 " pages relocated)\n",
-              wa, written, user_bytes, stats.relocated);
+  const double updates_per_s = updates.load() / run_s;
+  const double flushes_per_s = flushes.load() / run_s;
+  std::printf("  utilization         %10.2f measured (live page state / "
+              "capacity, mean over the run)\n", utilization);
+  std::printf("  updates             %10.0f /s\n", updates_per_s);
+  std::printf("  flushes             %10.0f /s\n", flushes_per_s);
+  std::printf("  write amplification %10.2f (updates: %" PRIu64 " B to the log "
+              "for %" PRIu64 " B of flushed page state; %" PRIu64
+              " pages relocated in %" PRIu64 " cleanings)\n",
+              wa, run_written, run_user, stats.relocated, stats.cleanings);
+  std::printf("  written             %10.1f x the capacity, load included\n",
+              double(written) / FLAGS_capacity_bytes);
   std::printf("  largest disk use    %10.1f MB of %.1f MB\n", disk_max / 1e6,
               FLAGS_capacity_bytes / 1e6);
   std::printf("  recovery            %10.3f s\n", recovery_s);
@@ -261,12 +313,16 @@ int Main() {
         "\"flushes_per_s\": %.0f, \"disk_bytes_max\": %" PRIu64
         ", \"capacity_bytes\": %" PRIu64 ", \"recovery_s\": %.3f, "
         "\"bytes_written_total\": %" PRIu64 ", \"user_flush_bytes\": %" PRIu64
+        ", \"update_phase_bytes_written\": %" PRIu64
         ", \"update_phase_user_flush_bytes\": %" PRIu64
-        ", \"relocated_pages\": %" PRIu64 ", \"utilization\": %.2f, "
-        "\"distribution\": \"%s\", \"cleaning\": \"%s\", \"verified\": %s}\n",
-        wa, updates / run_s, flushes / run_s, disk_max, FLAGS_capacity_bytes,
-        recovery_s, written, user_bytes, run_user, stats.relocated,
-        FLAGS_utilization, FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
+        ", \"relocated_pages\": %" PRIu64 ", \"cleanings\": %" PRIu64
+        ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
+        ", \"threads\": %d, \"distribution\": \"%s\", \"cleaning\": \"%s\""
+        ", \"verified\": %s}\n",
+        wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
+        recovery_s, written, user_bytes, run_written, run_user,
+        stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
+        FLAGS_threads, FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
         verified ? "true" : "false");
   }
   return verified ? 0 : 1;

@@ -1,0 +1,191 @@
+// The background cleaner (CleanerOptions): it keeps a page log within
+// capacity_bytes while threads update, flush and evict pages, every page
+// reads as its last state before and after a reopen, and a log whose live
+// pages do not fit fails flushes with ResourceExhausted instead of hanging.
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "mapping/page_store.h"
+#include "testing/temp_path.h"
+
+namespace lss {
+namespace {
+
+using ::lss::testing::TempPath;
+
+constexpr uint64_t kCapacity = uint64_t{2} << 20;
+
+PageStoreOptions Options() {
+  PageStoreOptions o;
+  o.store.buffer_bytes = 64 << 10;
+  o.store.ring_size = 2;
+  o.store.allow_buffered_fallback = true;
+  o.store.preallocate_bytes = 256 << 10;
+  o.store.capacity_bytes = kCapacity;
+  o.table.max_pages = 1 << 12;
+  o.max_flushed_pieces = 4;
+  o.cleaner.background = true;
+  return o;
+}
+
+uint64_t DiskBytes(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? uint64_t(st.st_blocks) * 512 : 0;
+}
+
+std::string Base(uint64_t pid, int generation) {
+  std::string s = absl::StrCat("page ", pid, " generation ", generation, " ");
+  s.resize(1500 + pid % 500, static_cast<char>('a' + generation % 26));
+  return s;
+}
+
+TEST(CleanerTest, KeepsTheLogWithinCapacityOverTenTimesItsSize) {
+  const std::string path = TempPath("cleaner.log");
+  auto opened = PageStore::Open(path, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  PageStore& store = **opened;
+  // 240 pages of about 1.7 KiB: a fifth of the capacity is live.
+  constexpr int kThreads = 2;
+  constexpr uint64_t kPages = 240;
+  std::vector<uint64_t> pids;
+  for (uint64_t i = 0; i < kPages; ++i) {
+    const uint64_t pid = *store.Allocate();
+    ASSERT_TRUE(store.UpdateR(pid, PageState::Free(), Base(pid, 0)).ok());
+    ASSERT_TRUE(store.Flush(pid).ok());
+    pids.push_back(pid);
+  }
+  // What each page must read as: its generation and its deltas since.
+  std::vector<int> generation(kPages, 0);
+  std::vector<int> deltas(kPages, 0);
+  std::atomic<uint64_t> disk_max{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t + 1);
+      // Thread t owns the pages i with i % kThreads == t.
+      while (store.HiStable() < 10 * kCapacity) {
+        const uint64_t i = rng() % (kPages / kThreads) * kThreads + t;
+        const uint64_t pid = pids[i];
+        const bool rebase = rng() % 4 == 0;
+        for (;;) {  // the cleaner's relocation may win the CAS
+          absl::StatusOr<Page> page = store.Read(pid);
+          ASSERT_TRUE(page.ok()) << page.status();
+          absl::StatusOr<PageState> s =
+              rebase ? store.UpdateR(pid, page->state,
+                                     Base(pid, generation[i] + 1))
+                     : store.UpdateD(pid, page->state,
+                                     absl::StrCat("d", deltas[i]));
+          if (s.ok()) break;
+          ASSERT_EQ(s.status().code(), absl::StatusCode::kAborted)
+              << s.status();
+        }
+        if (rebase) {
+          ++generation[i];
+          deltas[i] = 0;
+        } else {
+          ++deltas[i];
+        }
+        absl::StatusOr<uint64_t> a = store.Flush(pid);
+        ASSERT_TRUE(a.ok() || a.status().code() == absl::StatusCode::kAborted)
+            << a.status();
+        if (a.ok() && rng() % 8 == 0) {
+          ASSERT_TRUE(store.MkStable(*a).ok());
+          const absl::Status e = store.Evict(pid);
+          ASSERT_TRUE(e.ok() || e.code() == absl::StatusCode::kAborted ||
+                      e.code() == absl::StatusCode::kFailedPrecondition)
+              << e;
+        }
+        if (t == 0) {
+          disk_max.store(std::max(disk_max.load(), DiskBytes(path)));
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (uint64_t i = 0; i < kPages; ++i) {
+    for (;;) {
+      absl::StatusOr<uint64_t> a = store.Flush(pids[i]);
+      if (a.ok()) break;
+      ASSERT_EQ(a.status().code(), absl::StatusCode::kAborted) << a.status();
+    }
+  }
+  ASSERT_TRUE(store.log().Sync().ok());
+  ASSERT_TRUE(store.cleaner_status().ok()) << store.cleaner_status();
+  EXPECT_GT(store.flush_stats().cleanings, 10u);
+  EXPECT_LE(disk_max.load(), kCapacity);
+  EXPECT_LE(DiskBytes(path), kCapacity);
+  ASSERT_TRUE(store.Close().ok());
+  opened->reset();
+
+  // Reopened (with its own cleaner), every page reads as left.
+  opened = PageStore::Open(path, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  for (uint64_t i = 0; i < kPages; ++i) {
+    absl::StatusOr<Page> page = (*opened)->Read(pids[i]);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->base, Base(pids[i], generation[i])) << "page " << pids[i];
+    ASSERT_EQ(page->deltas.size(), static_cast<size_t>(deltas[i]));
+    for (int d = 0; d < deltas[i]; ++d) {
+      ASSERT_EQ(page->deltas[d], absl::StrCat("d", d));
+    }
+  }
+}
+
+// Pages that are never replaced fill the log: once the cleaner cannot make
+// room, a flush fails with ResourceExhausted (and everything flushed before
+// stays readable) rather than waiting for ever.
+TEST(CleanerTest, AFlushFailsWhenTheLivePagesDoNotFit) {
+  const std::string path = TempPath("cleaner_full.log");
+  auto opened = PageStore::Open(path, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  PageStore& store = **opened;
+  std::vector<uint64_t> flushed;
+  absl::Status full;
+  while (full.ok()) {
+    ASSERT_LT(flushed.size(), 4000u) << "2 MiB held 4000 pages of 1.5 KiB";
+    const uint64_t pid = *store.Allocate();
+    ASSERT_TRUE(store.UpdateR(pid, PageState::Free(), Base(pid, 1)).ok());
+    absl::StatusOr<uint64_t> a = store.Flush(pid);
+    if (a.ok()) {
+      flushed.push_back(pid);
+    } else {
+      full = a.status();
+    }
+  }
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_GT(flushed.size(), 400u) << "most of the capacity is usable";
+  for (uint64_t pid : flushed) {
+    absl::StatusOr<Page> page = store.Read(pid);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->base, Base(pid, 1));
+  }
+}
+
+TEST(CleanerTest, OptionsAreChecked) {
+  PageStoreOptions o = Options();
+  o.store.capacity_bytes = 0;
+  EXPECT_EQ(PageStore::Open(TempPath("no_capacity.log"), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o = Options();
+  o.cleaner.region_bytes = kCapacity / 2;
+  EXPECT_EQ(PageStore::Open(TempPath("big_region.log"), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o = Options();
+  o.cleaner.free_bytes_low = kCapacity;
+  EXPECT_EQ(PageStore::Open(TempPath("big_low.log"), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lss
