@@ -359,9 +359,12 @@ void Appender::OnCompletion(const IoCompletion& c) {
     return;
   }
   if (op.kind == Op::Kind::kSync) {
-    if (op.linked && c.result == -ECANCELED) {
-      // Its write failed or was short; the sync goes again once the write
-      // is complete, never before.
+    // A linked sync that did not run: ECANCELED, its write failed or was
+    // short; EFAULT, io_uring issues it from the task_work of the thread
+    // that submitted the pair and fails it unrun if that thread has exited
+    // (an fdatasync reads no user memory: EFAULT means nothing else). It
+    // goes again once the write is complete, never before.
+    if (op.linked && (c.result == -ECANCELED || c.result == -EFAULT)) {
       sync_in_flight_ = false;
       ops_.erase(it);
       MaybeSync();

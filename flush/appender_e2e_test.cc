@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -23,6 +24,7 @@
 #include "flush/sync_io_ring.h"
 #include "flush/uring_io_ring.h"
 #include "gtest/gtest.h"
+#include "ring/aligned_buffer.h"
 #include "ring/flush_buffer_ring.h"
 #include "testing/payload.h"
 
@@ -129,6 +131,72 @@ TEST_P(AppenderEndToEndTest, EveryRecordIsInTheFileAtItsAddress) {
     }
   }
   close(reader);
+  close(fd);
+  unlink(path.c_str());
+}
+
+// Buffers are sealed, and their writes submitted, by whichever thread
+// happens to fill or seal them, and that thread may exit at once. io_uring
+// issues the fdatasync linked behind a write from the task_work of the
+// thread that submitted the pair, and completes it with EFAULT, unrun, if
+// that thread has exited: a sync that never ran must be issued again, not
+// fail the appender. O_DIRECT overwrites, so each write is issued at once
+// and completes after its thread is gone.
+TEST(AppenderThreadExitTest, ALinkedSyncOutlivesTheThreadThatSubmittedIt) {
+  const std::string path =
+      absl::StrCat(std::getenv("TEST_TMPDIR"), "/thread_exit.log");
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT,
+                      0644);
+  if (fd < 0 && errno == EINVAL) {
+    GTEST_SKIP() << "O_DIRECT unsupported on " << path;
+  }
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  constexpr size_t kBuffer = size_t{1} << 20;
+  constexpr int kRounds = 8;
+  {
+    absl::StatusOr<AlignedBuffer> zeros = AlignedBuffer::Allocate(
+        kBuffer, 4096, AlignedBuffer::Pages::kOrdinary);
+    ASSERT_TRUE(zeros.ok()) << zeros.status();
+    for (int i = 0; i < kRounds; ++i) {
+      ASSERT_EQ(pwrite(fd, zeros->data(), kBuffer, off_t{i} * kBuffer),
+                static_cast<ssize_t>(kBuffer));
+    }
+    ASSERT_EQ(fdatasync(fd), 0);
+  }
+  auto uring = UringIoRing::Create(32);
+  ASSERT_TRUE(uring.ok()) << uring.status();
+  const absl::StatusOr<size_t> alignment = (*uring)->DirectIoAlignment(fd);
+  ASSERT_TRUE(alignment.ok()) << alignment.status();
+  AppenderOptions options;
+  options.fd = fd;
+  options.path = path;
+  options.durability = Durability::kSync;  // every write gets a linked sync
+  options.alignment = *alignment;
+  auto appender = std::make_unique<Appender>(uring->get(), options);
+  FlushBufferRingOptions ring_options;
+  ring_options.buffer_bytes = kBuffer;
+  ring_options.ring_size = 2;
+  auto ring = FlushBufferRing::Create(ring_options, appender.get());
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  appender->set_ring(ring->get());
+
+  for (int i = 0; i < kRounds; ++i) {
+    uint64_t end = 0;
+    std::thread([&] {
+      absl::StatusOr<Reservation> r = (*ring)->Reserve(kBuffer - 4096);
+      ASSERT_TRUE(r.ok()) << r.status();
+      FillPayload(0, i, r->data());
+      (*ring)->Commit(*std::move(r));
+      absl::StatusOr<uint64_t> sealed = (*ring)->SealCurrent();
+      ASSERT_TRUE(sealed.ok()) << sealed.status();
+      end = *sealed;
+    }).join();
+    ASSERT_GT(end, 0u);
+    const absl::Status s = appender->WaitStable(end);
+    ASSERT_TRUE(s.ok()) << "round " << i << ": " << s;
+  }
+  appender.reset();
+  ring->reset();
   close(fd);
   unlink(path.c_str());
 }

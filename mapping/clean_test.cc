@@ -5,16 +5,23 @@
 
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "flush/io_ring.h"
+#include "flush/io_ring_factory.h"
 #include "gtest/gtest.h"
 #include "mapping/page_store.h"
 
@@ -200,6 +207,159 @@ TEST(CleanTest, CleaningRacesUpdates) {
       ASSERT_EQ(page->deltas[d], absl::StrCat("d", d));
     }
   }
+}
+
+// An IoRing that, once armed, holds back the completion of the first read
+// covering `address` until released: a Read is stopped inside its load of
+// a page's chain for as long as the test wants.
+class HoldingRing final : public IoRing {
+ public:
+  explicit HoldingRing(std::unique_ptr<IoRing> inner)
+      : inner_(std::move(inner)) {}
+
+  void Arm(uint64_t address) {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_ = address;
+  }
+  void WaitHeld() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return held_tag_.has_value(); });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+  bool PrepareWrite(int fd, std::span<const std::byte> data, uint64_t offset,
+                    uint64_t tag, bool link_next) override {
+    return inner_->PrepareWrite(fd, data, offset, tag, link_next);
+  }
+  bool PrepareRead(int fd, std::span<std::byte> data, uint64_t offset,
+                   uint64_t tag, bool link_next) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (armed_.has_value() && offset <= *armed_ &&
+          *armed_ < offset + data.size()) {
+        held_tag_ = tag;
+        armed_.reset();
+        cv_.notify_all();
+      }
+    }
+    return inner_->PrepareRead(fd, data, offset, tag, link_next);
+  }
+  bool PrepareDataSync(int fd, uint64_t tag, bool link_next) override {
+    return inner_->PrepareDataSync(fd, tag, link_next);
+  }
+  absl::Status Submit() override {
+    absl::Status s = inner_->Submit();
+    std::lock_guard<std::mutex> lock(mu_);
+    ++submits_;
+    cv_.notify_all();
+    return s;
+  }
+  // Passes every other completion on; blocks in the inner ring only while
+  // something is in flight there, else until a Submit or the release.
+  absl::StatusOr<size_t> Reap(size_t min_complete, size_t max,
+                              std::vector<IoCompletion>& out) override {
+    size_t n = 0;
+    for (;;) {
+      uint64_t seen;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        seen = submits_;
+      }
+      const size_t in_flight = inner_->pending();
+      std::vector<IoCompletion> got;
+      absl::StatusOr<size_t> reaped = inner_->Reap(
+          n < min_complete && in_flight > 0 ? 1 : 0, max - n, got);
+      if (!reaped.ok()) return reaped.status();
+      std::unique_lock<std::mutex> lock(mu_);
+      for (const IoCompletion& c : got) {
+        if (!released_ && held_tag_ == c.tag) {
+          held_ = c;
+        } else {
+          out.push_back(c);
+          ++n;
+        }
+      }
+      if (released_ && held_.has_value() && n < max) {
+        out.push_back(*std::exchange(held_, std::nullopt));
+        ++n;
+      }
+      if (n >= min_complete || n == max) return n;
+      if (in_flight == 0) {
+        cv_.wait(lock, [&] {
+          return submits_ != seen || (released_ && held_.has_value());
+        });
+      }
+    }
+  }
+  size_t pending() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return inner_->pending() + (held_.has_value() ? 1 : 0);
+  }
+  size_t capacity() const override { return inner_->capacity(); }
+  absl::StatusOr<size_t> DirectIoAlignment(int fd) const override {
+    return inner_->DirectIoAlignment(fd);
+  }
+
+ private:
+  const std::unique_ptr<IoRing> inner_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<uint64_t> armed_;
+  std::optional<uint64_t> held_tag_;
+  std::optional<IoCompletion> held_;
+  bool released_ = false;
+  uint64_t submits_ = 0;
+};
+
+// A Read of an evicted page has read the chain's newest piece when the
+// cleaner relocates the page and truncates the log under the rest of the
+// chain. The page moved, so the Read must load it from where it is now,
+// not report the truncated piece as damage.
+TEST(CleanTest, ReadLoadingAChainThatCleanTruncates) {
+  const std::string path = TempPath("clean_read_race.log");
+  HoldingRing* ring = nullptr;
+  PageStoreOptions options = Options();
+  options.store.io_ring_factory =
+      [&](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
+    absl::StatusOr<std::unique_ptr<IoRing>> inner = CreateIoRing(depth);
+    if (!inner.ok()) return inner.status();
+    auto holding = std::make_unique<HoldingRing>(*std::move(inner));
+    ring = holding.get();
+    return holding;
+  };
+  auto store = PageStore::Open(path, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  PageStore& s = **store;
+  // A chain of two pieces in two blocks: an image, then a delta piece.
+  const uint64_t pid = *s.Allocate();
+  const std::string base(3000, 'b');
+  ASSERT_TRUE(s.UpdateR(pid, PageState::Free(), base).ok());
+  ASSERT_TRUE(s.Flush(pid).ok());
+  ASSERT_TRUE(s.log().Sync().ok());
+  absl::StatusOr<Page> page = s.Read(pid);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_TRUE(s.UpdateD(pid, page->state, "delta").ok());
+  absl::StatusOr<uint64_t> newest = s.Flush(pid);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  ASSERT_TRUE(s.log().Sync().ok());
+  ASSERT_TRUE(s.Evict(pid).ok());
+
+  ring->Arm(*newest);
+  absl::StatusOr<Page> read = absl::UnknownError("not read");
+  std::thread reader([&] { read = s.Read(pid); });
+  ring->WaitHeld();  // the reader is inside its load, at the newest piece
+  const uint64_t to = s.HiStable();
+  ASSERT_TRUE(s.Clean(to).ok());
+  ASSERT_GT(s.log().head(), *newest);  // the whole old chain is gone
+  ring->Release();
+  reader.join();
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->base, base);
+  EXPECT_EQ(read->deltas, std::vector<std::string>{"delta"});
 }
 
 }  // namespace

@@ -17,6 +17,12 @@
 // changes a page and its versions are unambiguous) and, in half the
 // writers, a meddler thread that Reads, Flushes and Evicts any page, so
 // owners lose CASes and the failed-flush path writes its records too.
+// Half the writers (and every clean run) also run a cleaner thread that, at
+// random times, calls Clean(to) with `to` an eighth of the way from head()
+// to HiStable(): it relocates live pages as whole images at the tail,
+// Syncs, writes the new head to the superblock and punches a hole below
+// it, so kills land in every step of cleaning, and recovery starts from
+// moved heads.
 // Owners UpdateR / UpdateD (always against the state a Read returned, whose
 // content they check against their model), Flush, MkStable, Evict, and Free
 // and re-Allocate pages.
@@ -46,8 +52,9 @@
 //   - shows a chain that matches, byte for byte, versions the writer wrote,
 //     of this page, of this log file, at most the highest attempted and at
 //     most the highest flushed (by an owner; any version a writer with a
-//     meddler attempted); and at least the page's floor (the stable
-//     position, and what every earlier recovery of this log showed);
+//     meddler or a cleaner attempted: both flush any version); and at
+//     least the page's floor (the stable position, and what every earlier
+//     recovery of this log showed);
 //   - or is free, allowed only if nothing is stable for it yet or a Free was
 //     called at or after its floor.
 // Then it restarts the writer on the recovered log, which must read the
@@ -71,6 +78,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
@@ -267,6 +275,9 @@ struct WriterStats {
   std::atomic<uint64_t> updates_r, updates_d, flushes, mkstables, claims,
       evicts, frees, syncs, reads, aborted, meddler_ops, meddler_flushes,
       meddler_lost, meddler_evicts;
+  // Clean calls begun and returned, and the pages relocated (the store's
+  // count as last seen, so Cleans cut short by the kill count too).
+  std::atomic<uint64_t> cleans, cleans_done, relocated;
   // The store's flush_stats(), as last seen.
   std::atomic<uint64_t> delta_pieces, consolidations;
 };
@@ -310,6 +321,7 @@ struct WriterConfig {
   PageStoreOptions options;
   uint64_t seed = 0;
   bool meddler = false;
+  bool cleaner = false;
   bool clean = false;  // run kCleanOpsPerThread ops per owner, close, exit 0
   // Per PID: every version any earlier writer attempted is <= this; and
   // what the last recovery showed (0: free), which Open must show again.
@@ -349,10 +361,13 @@ class Writer {
     }
     std::thread meddler;
     if (cfg_.meddler) meddler = std::thread([this] { MeddlerThread(); });
+    std::thread cleaner;
+    if (cfg_.cleaner) cleaner = std::thread([this] { CleanerThread(); });
     for (std::thread& t : owners) t.join();
     // Only a clean run gets here.
     stop_meddler_.store(true);
     if (meddler.joinable()) meddler.join();
+    if (cleaner.joinable()) cleaner.join();
     // Every page's last state was flushed by its owner; a Sync makes the
     // frees stable too. Then everything is exact.
     if (absl::Status s = store_->log().Sync(); !s.ok()) {
@@ -521,6 +536,7 @@ class Writer {
     const PageStore::FlushStats f = store_->flush_stats();
     FetchMax(sh_->stats.delta_pieces, f.delta_pieces);
     FetchMax(sh_->stats.consolidations, f.consolidations);
+    FetchMax(sh_->stats.relocated, f.relocated);
   }
 
   void Stable(uint64_t address, const std::string& what) {
@@ -587,10 +603,14 @@ class Writer {
         if (a != 0) {
           Stable(a, absl::StrCat("of page ", pid, " version ", m.version));
           Publish(pid, VersionPos(m.version));
+          // With a cleaner, a relocation since the MkStable may have put a
+          // flush on top that is not stable yet: FailedPrecondition.
           absl::Status s = store_->Evict(pid);
           if (s.ok()) {
             sh_->stats.evicts.fetch_add(1, std::memory_order_relaxed);
-          } else if (s.code() != absl::StatusCode::kAborted) {
+          } else if (s.code() != absl::StatusCode::kAborted &&
+                     !(cfg_.cleaner &&
+                       s.code() == absl::StatusCode::kFailedPrecondition)) {
             Fail(absl::StrCat("Evict(", pid,
                               ") after MkStable of its flush: ", s.ToString()));
           }
@@ -690,6 +710,28 @@ class Writer {
           Fail(absl::StrCat("meddler Evict(", pid, "): ", s.ToString()));
         }
       }
+    }
+  }
+
+  // Cleans an eighth of the live log at random times, while owners and the
+  // meddler go on: pages it relocates lose their owners' CASes, and are
+  // flushed at whatever version they have.
+  void CleanerThread() {
+    std::mt19937_64 rng(Mix(cfg_.seed ^ 0xc1ea));
+    while (!stop_meddler_.load(std::memory_order_relaxed)) {
+      // Pacing only: the Cleans come at random points of the owners' work.
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 500));
+      const uint64_t head = store_->log().head();
+      const uint64_t stable = store_->HiStable();
+      if (stable <= head) continue;
+      const uint64_t to = head + (stable - head) / 8;
+      sh_->stats.cleans.fetch_add(1, std::memory_order_relaxed);
+      if (absl::Status s = store_->Clean(to); !s.ok()) {
+        Fail(absl::StrCat("Clean(", to, ") with head ", head, ", HiStable ",
+                          stable, ": ", s.ToString()));
+      }
+      sh_->stats.cleans_done.fetch_add(1, std::memory_order_relaxed);
+      NoteFlushStats();
     }
   }
 
@@ -841,6 +883,7 @@ struct Totals {
   uint64_t kills_before_open = 0;
   uint64_t logs = 0;
   uint64_t meddler_writers = 0;
+  uint64_t cleaner_writers = 0;
   uint64_t sync_writers = 0;
   uint64_t updates = 0;
   uint64_t flushes = 0;
@@ -851,6 +894,9 @@ struct Totals {
   uint64_t aborted = 0;
   uint64_t meddler_flushes = 0;
   uint64_t meddler_lost = 0;  // meddler flushes that lost their CAS
+  uint64_t cleans = 0;          // Clean calls begun
+  uint64_t cleans_done = 0;     // of them, returned (not cut by the kill)
+  uint64_t relocated = 0;       // pages they relocated
   uint64_t delta_pieces = 0;    // written by the writers' flushes
   uint64_t consolidations = 0;  // whole images that restarted a chain
   uint64_t pages_from_chains = 0;  // recovered from a delta piece down
@@ -940,10 +986,14 @@ class PageCrashLoop {
     cfg->options = Options(/*writer=*/true);
     cfg->seed = Mix(seed_ + k);
     cfg->meddler = rng_() % 2 == 0;
+    // The clean run always cleans, so every loop has Cleans that finish and
+    // relocate, and the exact check after the clean close covers them.
+    cfg->cleaner = rng_() % 2 == 0 || clean;
     cfg->clean = clean;
     std::copy(attempted_, attempted_ + kPids, cfg->attempted_before);
     std::copy(recovered_, recovered_ + kPids, cfg->recovered);
     totals_.meddler_writers += cfg->meddler;
+    totals_.cleaner_writers += cfg->cleaner;
     totals_.sync_writers += cfg->options.store.durability == Durability::kSync;
 
     // 1 in 8 kills comes 0-3 ms after the fork, so it can land in Open
@@ -957,7 +1007,8 @@ class PageCrashLoop {
         "seed=", seed_, " (CRASH_LOOP_SEED) ", clean ? "clean run" : "kill",
         " #", k, " log ", path_, " ", Describe(cfg->options.store),
         " max_flushed_pieces=", cfg->options.max_flushed_pieces,
-        " meddler=", cfg->meddler, " kill after ", delay_us, " us from ",
+        " meddler=", cfg->meddler, " cleaner=", cfg->cleaner, " kill after ",
+        delay_us, " us from ",
         from_fork ? "fork" : "open");
 
     KillPlan plan;
@@ -979,11 +1030,13 @@ class PageCrashLoop {
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
           shared->clean_close.load() != 1) {
         return absl::StrCat(context, ": clean writer ended with ",
-                            WaitStatusString(status), ": ", shared->message);
+                            WaitStatusString(status), ": ", shared->message,
+                            "; ", SaveLog(k));
       }
     } else if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
       return absl::StrCat(context, ": writer exited before it was killed, ",
-                          WaitStatusString(status), ": ", shared->message);
+                          WaitStatusString(status), ": ", shared->message,
+                          "; ", SaveLog(k));
     }
     if (!clean) {
       ++totals_.kills;
@@ -999,6 +1052,9 @@ class PageCrashLoop {
     totals_.aborted += st.aborted.load();
     totals_.meddler_flushes += st.meddler_flushes.load();
     totals_.meddler_lost += st.meddler_lost.load();
+    totals_.cleans += st.cleans.load();
+    totals_.cleans_done += st.cleans_done.load();
+    totals_.relocated += st.relocated.load();
     totals_.delta_pieces += st.delta_pieces.load();
     totals_.consolidations += st.consolidations.load();
     absl::StrAppend(&context, "; writer: ", st.updates_r.load(), " UpdateR, ",
@@ -1006,7 +1062,9 @@ class PageCrashLoop {
                     " flushes, ", st.mkstables.load(), " MkStable, ",
                     st.frees.load(), " frees, ", st.evicts.load(),
                     " evictions, ", st.aborted.load(), " lost races, ",
-                    st.meddler_ops.load(), " meddler ops");
+                    st.meddler_ops.load(), " meddler ops, ", st.cleans.load(),
+                    " Cleans (", st.cleans_done.load(), " returned) relocating ",
+                    st.relocated.load(), " pages");
 
     // Merge what the writer published.
     auto vcfg = std::make_unique<VerifyConfig>();
@@ -1015,7 +1073,8 @@ class PageCrashLoop {
       attempted_[p] = std::max(attempted_[p], w.attempted.load());
       last_free_[p] = std::max(last_free_[p], w.free_pos.load());
       flushable_[p] = std::max(
-          flushable_[p], cfg->meddler ? w.attempted.load() : w.flushed.load());
+          flushable_[p], cfg->meddler || cfg->cleaner ? w.attempted.load()
+                                                      : w.flushed.load());
       floor_[p] = std::max(floor_[p], w.stable.load());
       vcfg->floor[p] = floor_[p];
       vcfg->last_free[p] = last_free_[p];
@@ -1100,18 +1159,21 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       "page crash loop %s: %" PRIu64 " kills (%" PRIu64
       " before the store was open) over %" PRIu64
       " log files in %.1f s; "
-      "%" PRIu64 " writers with kSync, %" PRIu64 " with a meddler; %" PRIu64
+      "%" PRIu64 " writers with kSync, %" PRIu64 " with a meddler, %" PRIu64
+      " with a cleaner; %" PRIu64
       " updates, %" PRIu64 " flushes, %" PRIu64 " MkStable, %" PRIu64
       " stable claims, %" PRIu64 " evictions, %" PRIu64 " frees, %" PRIu64
       " lost races, %" PRIu64 " meddler flushes (%" PRIu64
-      " lost), %" PRIu64 " delta pieces, %" PRIu64
+      " lost), %" PRIu64 " Cleans (%" PRIu64 " returned) relocating %" PRIu64
+      " pages, %" PRIu64 " delta pieces, %" PRIu64
       " consolidations; longest log %.1f MiB; pages checked %" PRIu64
       ": %" PRIu64 " free, %" PRIu64 " at their stable version, %" PRIu64
       " newer, %" PRIu64 " recovered from a chain of pieces\n",
       PolicyName(GetParam()).c_str(), t.kills, t.kills_before_open, t.logs,
-      (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers, t.updates,
-      t.flushes, t.mkstables, t.claims, t.evicts, t.frees, t.aborted,
-      t.meddler_flushes, t.meddler_lost, t.delta_pieces, t.consolidations,
+      (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers,
+      t.cleaner_writers, t.updates, t.flushes, t.mkstables, t.claims, t.evicts,
+      t.frees, t.aborted, t.meddler_flushes, t.meddler_lost, t.cleans,
+      t.cleans_done, t.relocated, t.delta_pieces, t.consolidations,
       t.max_tail / 1048576.0, t.pages_checked, t.pages_free, t.pages_at_floor,
       t.pages_above_floor, t.pages_from_chains);
   std::fflush(stdout);
@@ -1128,6 +1190,10 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
   EXPECT_GT(t.delta_pieces, 0u);
   EXPECT_GT(t.consolidations, 0u);
   EXPECT_GT(t.pages_from_chains, 0u);
+  // Nor one where cleaning never ran or never moved a page (most Cleans
+  // are cut short by the kill: that is the point).
+  EXPECT_GT(t.cleans, 0u);
+  EXPECT_GT(t.relocated, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, PageCrashLoopTest,

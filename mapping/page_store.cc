@@ -475,7 +475,15 @@ absl::StatusOr<Page> PageStore::Read(uint64_t pid) {
       return Materialize(Head(*s), *s);
     }
     absl::StatusOr<Node*> loaded = Load(pid, s->address());
-    if (!loaded.ok()) return loaded.status();
+    if (!loaded.ok()) {
+      // Clean may have relocated the page and truncated the log under the
+      // chain being loaded: then the entry no longer points at it (Clean
+      // moves every such entry before it truncates, and addresses are never
+      // reused), and the page is read from where it is now.
+      absl::StatusOr<PageState> now = table_->Read(pid);
+      if (now.ok() && *now != *s) continue;
+      return loaded.status();
+    }
     const PageState desired = PageState::InMemory(*loaded);
     if (table_->CompareAndSwap(pid, *s, desired)) {
       return Materialize(*loaded, desired);

@@ -30,7 +30,10 @@
 //
 // PowerLoss.Pages runs the same cycles over mapping/PageStore: every page
 // reads as its last acknowledged flush or a later one, a page whose free was
-// acknowledged stays free, a page never flushed is free.
+// acknowledged stays free, a page never flushed is free. Its workload also
+// cleans (PageStore::Clean of a random durable part of the log), so cuts
+// land in the relocation, its Sync, the superblock write and the hole
+// punch, and later cycles recover from a moved head.
 // PowerLoss.ALyingDiskIsCaught checks the checks: on a disk whose fdatasync
 // does nothing, both harnesses must report a failure.
 //
@@ -69,6 +72,7 @@
 #include "gflags/gflags.h"
 #include "gtest/gtest.h"
 #include "lss/format.h"
+#include "lss/log_reader.h"
 #include "lss/log_structured_store.h"
 #include "mapping/page_store.h"
 #include "testing/fake_io_ring.h"
@@ -219,6 +223,8 @@ struct Totals {
            acked_checked = 0, replayed = 0, verified_blocks = 0,
            verified_past_tail = 0, cuts_in_workload = 0,
            acked_by_hi_stable = 0, cut_reopens_seen = 0;
+  // Pages: Clean calls, those the power cut, pages relocated by the rest.
+  uint64_t cleans = 0, cleans_cut = 0, relocated = 0;
 };
 
 class PowerLossRun {
@@ -714,6 +720,10 @@ class PagePowerLossRun {
       for (const auto& [pid, page] : pages_) {
         if (page.live) live.push_back(pid);
       }
+      if (rng_() % 60 == 0) {
+        if (absl::Status s = Clean(store); !s.ok()) return s;
+        continue;
+      }
       const int op = static_cast<int>(rng_() % 100);
       if (op < 15 || live.empty()) {
         absl::StatusOr<uint64_t> pid = store.Allocate();
@@ -782,6 +792,51 @@ class PagePowerLossRun {
           return Stop("Evict", st);
         }
       }
+    }
+    return absl::OkStatus();
+  }
+
+  // Cleans up to a random durable address. Clean Syncs before it truncates,
+  // so once it returns OK every earlier flush and free is acknowledged, and
+  // each page it relocated holds, acknowledged, the state it had (the
+  // images it wrote are the only records past the end sealed before it).
+  // If the power goes meanwhile, any live page may have been relocated.
+  absl::Status Clean(PageStore& store) {
+    ++totals_.cleans;
+    const uint64_t head = store.log().head();
+    const uint64_t stable = store.HiStable();
+    const uint64_t to = head + rng_() % (std::max(stable, head) - head + 1);
+    absl::StatusOr<uint64_t> before = store.log().Flush();
+    absl::Status s = before.ok() ? store.Clean(to) : before.status();
+    if (!s.ok()) {
+      totals_.cleans_cut += disk_.failing();
+      for (auto& [pid, page] : pages_) {
+        if (page.live) page.events.push_back(Event{.content = page.current});
+      }
+      return Stop(absl::StrCat("Clean(", to, ")"), s);
+    }
+    for (auto& [pid, page] : pages_) {
+      for (Event& e : page.events) e.acked = true;
+    }
+    // Small reads: the log past `before` is a few blocks.
+    absl::StatusOr<std::unique_ptr<LogReader>> reader =
+        store.log().NewLogReader(
+            *before, LogReaderOptions{.read_bytes = 4096, .reads_in_flight = 1});
+    if (!reader.ok()) return Stop("NewLogReader", reader.status());
+    for (;;) {
+      absl::StatusOr<bool> more = (*reader)->Next();
+      if (!more.ok()) return Stop("reading what Clean wrote", more.status());
+      if (!*more) break;
+      const RecordView& r = (*reader)->record();
+      PageModel& page = pages_[r.tag.key];
+      if (r.tag.type != kPageImageRecord || !page.live) {
+        return absl::InternalError(absl::StrCat(
+            "Clean wrote a record of type ", r.tag.type, " for page ",
+            r.tag.key, " at ", r.address, ", live: ", page.live));
+      }
+      page.events.push_back(
+          Event{.content = page.current, .address = r.address, .acked = true});
+      ++totals_.relocated;
     }
     return absl::OkStatus();
   }
@@ -867,7 +922,7 @@ class PagePowerLossRun {
 // failure, with its configuration and how to rerun it, and returns it.
 template <typename Run>
 absl::Status RunSeeds(absl::string_view test, uint64_t default_crashes,
-                      bool lying_disk = false) {
+                      bool lying_disk = false, Totals* totals_out = nullptr) {
   const uint64_t only = EnvOr("LSS_SEED", FLAGS_seed, 0);
   const uint64_t crashes =
       EnvOr("LSS_CRASHES", FLAGS_crashes, default_crashes);
@@ -896,12 +951,19 @@ absl::Status RunSeeds(absl::string_view test, uint64_t default_crashes,
       " workloads cut, %" PRIu64 " reopens cut a tail; checked %" PRIu64
       " acknowledged records or pages (%" PRIu64
       " acknowledged by HiStable alone), %" PRIu64 " replayed, %" PRIu64
-      " verified blocks kept (%" PRIu64 " of them past the tail)\n",
+      " verified blocks kept (%" PRIu64 " of them past the tail)%s\n",
       std::string(test).c_str(), totals.seeds, totals.crashes,
       totals.cut_recoveries, totals.cut_opens_ok, totals.cuts_in_workload,
       totals.cut_reopens_seen, totals.acked_checked,
       totals.acked_by_hi_stable, totals.replayed,
-      totals.verified_blocks, totals.verified_past_tail);
+      totals.verified_blocks, totals.verified_past_tail,
+      totals.cleans == 0
+          ? ""
+          : absl::StrCat("; ", totals.cleans, " Cleans (", totals.cleans_cut,
+                         " cut by the power) relocated ", totals.relocated,
+                         " pages")
+                .c_str());
+  if (totals_out != nullptr) *totals_out = totals;
   return failure;
 }
 
@@ -911,8 +973,15 @@ TEST(PowerLoss, Records) {
 }
 
 TEST(PowerLoss, Pages) {
-  const absl::Status s = RunSeeds<PagePowerLossRun>("Pages", 8000);
+  Totals totals;
+  const absl::Status s = RunSeeds<PagePowerLossRun>(
+      "Pages", 8000, /*lying_disk=*/false, &totals);
   EXPECT_TRUE(s.ok()) << s.message();
+  // Cleaning ran, moved pages, and the power went in the middle of it.
+  if (EnvOr("LSS_SEED", FLAGS_seed, 0) == 0) {
+    EXPECT_GT(totals.relocated, 0u);
+    EXPECT_GT(totals.cleans_cut, 0u);
+  }
 }
 
 // A log closed cleanly must reopen without a cut and open under
