@@ -174,9 +174,12 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
   region_bytes_ = RegionBytes(o);
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
-                        : 2 * region_bytes_ +
+                        : 4 * region_bytes_ +
                               o.store.ring_size * o.store.buffer_bytes;
-  reserve_bytes_ = std::min(region_bytes_ + o.store.buffer_bytes,
+  // A relocated page is written whole, its current state, while only its
+  // pieces in the region are freed: cleaning borrows space for a while
+  // (the rest of its old chain dies later), hence two regions.
+  reserve_bytes_ = std::min(2 * region_bytes_ + o.store.buffer_bytes,
                             free_bytes_low_ / 2);
 }
 
@@ -564,6 +567,7 @@ void PageStore::CleanerLoop() {
     // Clean region by region until the low mark is cleared. Clean's `to`
     // must be durable: a Sync makes the region so when it is not yet.
     absl::Status status;
+    const uint64_t pass_head = log_->head();
     while (status.ok() && FreeBytes() < free_bytes_low_) {
       {
         std::lock_guard<std::mutex> lock(clean_mu_);
@@ -573,13 +577,15 @@ void PageStore::CleanerLoop() {
       if (log_->HiStable() < head + region_bytes_) status = log_->Sync();
       const uint64_t to = std::min(head + region_bytes_, log_->HiStable());
       if (!status.ok() || to <= head) break;
-      const uint64_t free_before = FreeBytes();
       status = Clean(to);
       // A full log stops a cleaning part way; the head moved if it got
-      // anywhere, and the next round goes on from there. A round that
-      // freed nothing (the region was all live) ends the pass rather than
-      // move live pages round and round; the flushes waiting decide.
-      if (log_->head() == head || FreeBytes() <= free_before) break;
+      // anywhere, and the next round goes on from there. A region that is
+      // all live frees nothing, but the next may: the pass ends once the
+      // head has gone round the whole capacity (then the live pages do
+      // not fit, and the flushes waiting fail) or did not move.
+      if (log_->head() == head || log_->head() - pass_head > capacity_bytes_) {
+        break;
+      }
       if (status.code() == absl::StatusCode::kResourceExhausted) {
         status = absl::OkStatus();
       }

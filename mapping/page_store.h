@@ -86,11 +86,12 @@ inline constexpr uint32_t kPageDeltaRecord = kFirstUserRecordType + 3;
 struct CleanerOptions {
   // Runs a thread that cleans the head of the log whenever less than
   // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
-  // log full waits for it instead of failing (ResourceExhausted only if a
-  // few cleanings in a row leave no room). Flushes leave the last
-  // region_bytes + buffer_bytes (at most half of free_bytes_low) to the
-  // cleaner, so that it can always relocate a region's live pages. Needs
-  // store.capacity_bytes.
+  // log full waits for it instead of failing (ResourceExhausted once a few
+  // passes, each at most once round the log, leave no room). Flushes leave
+  // the last
+  // 2 x region_bytes + buffer_bytes (at most half of free_bytes_low) to
+  // the cleaner, which writes each page it relocates whole while freeing
+  // only its pieces in the region. Needs store.capacity_bytes.
   bool background = false;
   // How much of the log one cleaning takes from the head, at least two
   // flush buffers (the head moves by whole blocks, a block at most a
@@ -98,8 +99,8 @@ struct CleanerOptions {
   // Smaller regions keep the log fuller (less is held back for the
   // cleaner), larger ones clean in fewer passes.
   uint64_t region_bytes = 0;
-  // 0: 2 x region_bytes + ring_size x buffer_bytes: room for the
-  // relocated pages of a region, and for flushes while it is cleaned.
+  // 0: 4 x region_bytes + ring_size x buffer_bytes: the cleaner's reserve,
+  // and room for flushes while a region is cleaned.
   uint64_t free_bytes_low = 0;
 };
 

@@ -317,12 +317,15 @@ int Main() {
         ", \"update_phase_user_flush_bytes\": %" PRIu64
         ", \"relocated_pages\": %" PRIu64 ", \"cleanings\": %" PRIu64
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
-        ", \"threads\": %d, \"distribution\": \"%s\", \"cleaning\": \"%s\""
+        ", \"threads\": %d, \"flush_every\": %" PRIu64
+        ", \"max_flushed_pieces\": %u"
+        ", \"distribution\": \"%s\", \"cleaning\": \"%s\""
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
         recovery_s, written, user_bytes, run_written, run_user,
         stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
-        FLAGS_threads, FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
+        FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
+        FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
         verified ? "true" : "false");
   }
   return verified ? 0 : 1;

@@ -17,6 +17,7 @@ skipped and why. Relative paths are taken from the workspace under
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -251,17 +252,37 @@ def plot_write_amplification(data, out):
   if not runs:
     return None, "no pagebench data (pagebench.json)"
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for dist in sorted({r.get("distribution", "uniform") for r in runs}):
+  for label in sorted({_workload(r) for r in runs}):
     points = sorted((r["utilization"], r["write_amplification"]) for r in runs
-                    if r.get("distribution", "uniform") == dist)
+                    if _workload(r) == label)
     ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-            label=dist)
+            label=label)
+  model = [u / 100 for u in range(30, 91, 5)]
+  ax.plot(model, [_fifo_model(u) for u in model], linestyle="--",
+          color="gray", label="FIFO cleaning model (memoryless updates)")
   ax.legend(fontsize=8)
   ax.set_xlabel("utilization")
   ax.set_ylabel("write amplification")
   ax.set_title("write amplification against utilization")
   ax.grid(alpha=0.3)
   return _finish(fig, data, out, "write_amplification.png"), None
+
+
+def _workload(run):
+  dist = run.get("distribution", "uniform")
+  if run.get("flush_every") == 1 and run.get("max_flushed_pieces") == 1:
+    return f"{dist}, every update a whole-page flush"
+  return dist
+
+
+def _fifo_model(u):
+  """Write amplification of a FIFO cleaner at utilization u when each write
+  replaces a random page: the live fraction s of the head region solves
+  s = exp(-(1 - s) / u), and each byte written costs 1 / (1 - s)."""
+  s = 0.0
+  for _ in range(200):
+    s = math.exp(-(1 - s) / u)
+  return 1 / (1 - s)
 
 
 PLOTS = [plot_append, plot_durable, plot_read_back, plot_write_amplification]
