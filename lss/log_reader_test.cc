@@ -108,6 +108,33 @@ TEST(LogReaderTest, StreamsEveryRecordWhateverTheReadSizeAndDepth) {
   ExpectStream(**store, w, 301, {.read_bytes = 8192, .reads_in_flight = 2});
 }
 
+// With `to`, a reader reads the blocks that start below it: every record
+// below `to` in order, then at most the rest of the block that holds it.
+TEST(LogReaderTest, AReaderWithAnEndStopsAtItsBlock) {
+  const std::string path = TempPath("to.log");
+  auto store = LogStructuredStore::Open(path, SmallOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  const Written w = Fill(**store, 400, 7);
+  for (size_t end_index : {size_t{1}, size_t{150}, size_t{399}}) {
+    const uint64_t to = w.addresses[end_index];
+    absl::StatusOr<std::unique_ptr<LogReader>> reader = (*store)->NewLogReader(
+        w.addresses[0], {.read_bytes = 8192, .reads_in_flight = 2, .to = to});
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    size_t i = 0;
+    for (;;) {
+      absl::StatusOr<bool> more = (*reader)->Next();
+      ASSERT_TRUE(more.ok()) << more.status();
+      if (!*more) break;
+      ASSERT_EQ((*reader)->record().address, w.addresses[i]);
+      ++i;
+    }
+    // Records past `to` come only from its block: at most the records of
+    // one flush (a Flush every 7 records ends a block).
+    EXPECT_GE(i, end_index) << "to = " << to;
+    EXPECT_LE(i, end_index + 8) << "to = " << to;
+  }
+}
+
 TEST(LogReaderTest, ReadOnlyStoresStreamToo) {
   const std::string path = TempPath("read_only.log");
   Written w;
