@@ -990,6 +990,9 @@ class PageCrashLoop {
     // relocate, and the exact check after the clean close covers them.
     cfg->cleaner = rng_() % 2 == 0 || clean;
     cfg->clean = clean;
+    // And chains of 3, so that it writes delta pieces and consolidates
+    // however few the kills (the checks at the end want both).
+    if (clean) cfg->options.max_flushed_pieces = 3;
     std::copy(attempted_, attempted_ + kPids, cfg->attempted_before);
     std::copy(recovered_, recovered_ + kPids, cfg->recovered);
     totals_.meddler_writers += cfg->meddler;
