@@ -133,6 +133,13 @@ TEST(LogReaderTest, AReaderWithAnEndStopsAtItsBlock) {
     EXPECT_GE(i, end_index) << "to = " << to;
     EXPECT_LE(i, end_index + 8) << "to = " << to;
   }
+  // An end below the start reads nothing.
+  absl::StatusOr<std::unique_ptr<LogReader>> reader = (*store)->NewLogReader(
+      w.addresses[300], {.to = w.addresses[100]});
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  absl::StatusOr<bool> more = (*reader)->Next();
+  ASSERT_TRUE(more.ok()) << more.status();
+  EXPECT_FALSE(*more);
 }
 
 TEST(LogReaderTest, ReadOnlyStoresStreamToo) {

@@ -182,6 +182,10 @@ TEST(CleanerTest, OptionsAreChecked) {
   EXPECT_EQ(PageStore::Open(TempPath("big_region.log"), o).status().code(),
             absl::StatusCode::kInvalidArgument);
   o = Options();
+  o.cleaner.region_bytes = o.store.buffer_bytes;  // the head moves by blocks
+  EXPECT_EQ(PageStore::Open(TempPath("small_region.log"), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o = Options();
   o.cleaner.free_bytes_low = kCapacity;
   EXPECT_EQ(PageStore::Open(TempPath("big_low.log"), o).status().code(),
             absl::StatusCode::kInvalidArgument);

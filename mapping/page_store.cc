@@ -168,8 +168,9 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
                      const PageStoreOptions& o)
     : log_(std::move(log)),
       table_(std::move(table)),
-      max_flushed_pieces_(o.max_flushed_pieces) {
-  if (!o.cleaner.background) return;
+      max_flushed_pieces_(o.max_flushed_pieces),
+      background_(o.cleaner.background && !o.store.read_only) {
+  if (!background_) return;
   capacity_bytes_ = o.store.capacity_bytes;
   region_bytes_ = RegionBytes(o);
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
@@ -184,13 +185,7 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
 }
 
 PageStore::~PageStore() {
-  {
-    std::lock_guard<std::mutex> lock(clean_mu_);
-    stopping_ = true;
-  }
-  clean_cv_.notify_all();
-  room_cv_.notify_all();
-  if (cleaner_.joinable()) cleaner_.join();
+  StopCleaner();
   // No thread is inside an operation any more: free every resident chain
   // (the EpochManager frees what was retired).
   for (uint64_t pid = 0; pid < table_->high_water(); ++pid) {
@@ -242,7 +237,7 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
   std::unique_ptr<PageStore> store(
       new PageStore(*std::move(log), *std::move(table), options));
   if (absl::Status s = store->Restore(replay); !s.ok()) return s;
-  if (cleaner.background && !options.store.read_only) {
+  if (store->background_) {
     store->cleaner_ = std::thread([s = store.get()] { s->CleanerLoop(); });
     store->MaybeWakeCleaner();
   }
@@ -501,13 +496,8 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   // that would dig into them (or finds the log full) waits for a cleaning
   // pass, a few at most: if they leave no room, the live pages do not fit.
   for (int waits = 0;; ++waits) {
-    uint64_t passes = 0;
-    if (cleaner_.joinable()) {
-      std::lock_guard<std::mutex> lock(clean_mu_);
-      passes = passes_;
-    }
-    const bool short_of_room =
-        cleaner_.joinable() && FreeBytes() < reserve_bytes_;
+    const uint64_t passes = passes_.load(std::memory_order_acquire);
+    const bool short_of_room = background_ && FreeBytes() < reserve_bytes_;
     absl::StatusOr<uint64_t> a =
         short_of_room ? absl::ResourceExhaustedError(absl::StrCat(
                             log_->path(), ": fewer than ", reserve_bytes_,
@@ -519,7 +509,7 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
       return a;
     }
     if (a.status().code() != absl::StatusCode::kResourceExhausted ||
-        !cleaner_.joinable() || waits == 8 || !WaitForCleaning(passes)) {
+        !background_ || waits == 8 || !WaitForCleaning(passes)) {
       return a;
     }
   }
@@ -533,7 +523,7 @@ uint64_t PageStore::FreeBytes() const {
 }
 
 void PageStore::MaybeWakeCleaner() {
-  if (!cleaner_.joinable() || FreeBytes() >= free_bytes_low_ ||
+  if (!background_ || FreeBytes() >= free_bytes_low_ ||
       clean_wanted_.exchange(true, std::memory_order_acq_rel)) {
     return;
   }
@@ -546,7 +536,7 @@ bool PageStore::WaitForCleaning(uint64_t passes) {
   clean_wanted_.store(true, std::memory_order_release);
   clean_cv_.notify_one();
   room_cv_.wait(lock, [&] {
-    return passes_ != passes || stopping_ ||
+    return passes_.load(std::memory_order_relaxed) != passes || stopping_ ||
            (!cleaner_status_.ok() &&
             cleaner_status_.code() != absl::StatusCode::kResourceExhausted);
   });
@@ -596,7 +586,7 @@ void PageStore::CleanerLoop() {
         !status.ok() && status.code() != absl::StatusCode::kResourceExhausted;
     {
       std::lock_guard<std::mutex> lock(clean_mu_);
-      ++passes_;
+      passes_.fetch_add(1, std::memory_order_release);
       if (!stopping_) cleaner_status_ = status;
     }
     room_cv_.notify_all();
@@ -609,7 +599,7 @@ absl::Status PageStore::cleaner_status() const {
   return cleaner_status_;
 }
 
-absl::Status PageStore::Close() {
+void PageStore::StopCleaner() {
   {
     std::lock_guard<std::mutex> lock(clean_mu_);
     stopping_ = true;
@@ -617,6 +607,10 @@ absl::Status PageStore::Close() {
   clean_cv_.notify_all();
   room_cv_.notify_all();
   if (cleaner_.joinable()) cleaner_.join();
+}
+
+absl::Status PageStore::Close() {
+  StopCleaner();
   return log_->Close();
 }
 

@@ -255,6 +255,8 @@ class PageStore {
   // failed or is stopping).
   bool WaitForCleaning(uint64_t passes);
   void CleanerLoop();
+  // Stops the cleaner and waits for it (idempotent).
+  void StopCleaner();
   // Whether the page in memory needs nothing of the log below `to`.
   bool ChainStartsAtOrAbove(uint64_t pid, uint64_t to);
   // Loads the chain of pieces whose newest is at `address` into memory
@@ -268,8 +270,12 @@ class PageStore {
   std::unique_ptr<MappingTable> table_;
   EpochManager epochs_;
   const uint32_t max_flushed_pieces_;
+  // A cleaner thread runs (not for read-only stores, which never flush):
+  // fixed at construction, so Flush reads it while Close joins the thread.
+  const bool background_;
   uint64_t recovered_pages_ = 0;
-  // The background cleaner: clean_mu_ guards the fields below it.
+  // The background cleaner. Its sizes are set at construction; clean_mu_
+  // guards stopping_ and cleaner_status_.
   uint64_t capacity_bytes_ = 0;
   uint64_t region_bytes_ = 0;
   uint64_t free_bytes_low_ = 0;
@@ -280,7 +286,9 @@ class PageStore {
   std::condition_variable clean_cv_;  // the cleaner waits for work
   std::condition_variable room_cv_;   // flushes wait for a pass
   bool stopping_ = false;
-  uint64_t passes_ = 0;
+  // Passes the cleaner finished: changed under clean_mu_, read without it
+  // by every Flush.
+  std::atomic<uint64_t> passes_{0};
   absl::Status cleaner_status_;
   std::atomic<uint64_t> cleanings_{0};
   std::atomic<uint64_t> flushed_images_{0};
