@@ -123,8 +123,10 @@ struct StoreOptions {
   uint64_t preallocate_bytes = uint64_t{256} << 20;
   // Bounds the disk the log uses: the superblocks and everything from the
   // head on, preallocation included (the space below the head was given
-  // back by Truncate). An append that could take the log past it fails with
-  // ResourceExhausted, naming the head and the end; Truncate makes room. At
+  // back by Truncate; the 4 KiB file-system block that holds the head, and
+  // one of the file system's extent tree, count as used too). An append
+  // that could take the log past it fails with ResourceExhausted, naming
+  // the head and the end; Truncate makes room. At
   // least the superblocks and 4 x buffer_bytes; 0 (the default): no bound.
   // Each append in flight keeps twice its record and a block in reserve, so
   // the bound is never passed, and the last few buffers' worth may go
