@@ -17,12 +17,6 @@ namespace {
 // Completions handled per reaping round.
 constexpr size_t kReapBatch = 64;
 
-bool Transient(int error) {
-  // The operation did not run: io_uring cancelled it (a broken link) or the
-  // kernel asked for it to be reissued. Safe to resubmit, even a datasync.
-  return error == EAGAIN || error == EINTR || error == ECANCELED;
-}
-
 std::string WriteWhat(const SealedBuffer& b, size_t done) {
   return absl::StrCat("write of ", b.padded - done, " bytes at offset ",
                       b.address + done);
@@ -422,7 +416,9 @@ void Appender::OnCompletion(const IoCompletion& c) {
 }
 
 bool Appender::Retry(uint64_t tag, Op& op, int error) {
-  if (!Transient(error) || op.retries >= options_.max_retries) return false;
+  if (!IsTransientIoError(error) || op.retries >= options_.max_retries) {
+    return false;
+  }
   ++op.retries;
   ++stats_.retries;
   backoff_level_ = std::max(backoff_level_, op.retries);

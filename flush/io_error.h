@@ -4,6 +4,8 @@
 #ifndef LSS_FLUSH_IO_ERROR_H_
 #define LSS_FLUSH_IO_ERROR_H_
 
+#include <cerrno>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -15,6 +17,12 @@ namespace lss {
 // (a misaligned or malformed request is our bug); the rest follow
 // absl::ErrnoToStatusCode.
 absl::Status IoErrorStatus(int error, absl::string_view what);
+
+// The operation did not run: io_uring cancelled it (a broken link) or the
+// kernel asked for it to be issued again. Safe to resubmit, even a datasync.
+inline bool IsTransientIoError(int error) {
+  return error == EAGAIN || error == EINTR || error == ECANCELED;
+}
 
 }  // namespace lss
 

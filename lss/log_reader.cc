@@ -178,14 +178,16 @@ absl::Status LogReader::LoadSalvaged(const Extent& extent) {
     return absl::InternalError(absl::StrCat(
         store_->path_, ": offset ", extent.base, ": LogReader lost a block"));
   }
-  // A salvaged range holds only the records that verified, one by one.
+  // A salvaged range holds only the records that verified, read by address.
+  std::vector<uint64_t> addresses;
   for (uint64_t address : block->salvaged()) {
-    if (address < from_) continue;
-    absl::StatusOr<LogRecord> r = store_->ReadIn(*block, address);
+    if (address >= from_) addresses.push_back(address);
+  }
+  for (absl::StatusOr<LogRecord>& r : store_->ReadMany(addresses)) {
     if (!r.ok()) return r.status();
     salvaged_.push_back(std::move(r->payload));
     records_.push_back(
-        RecordView{.address = address, .tag = r->tag, .payload = {}});
+        RecordView{.address = r->address, .tag = r->tag, .payload = {}});
   }
   for (size_t i = 0; i < records_.size(); ++i) {
     records_[i].payload = salvaged_[i];

@@ -460,6 +460,10 @@ absl::StatusOr<std::unique_ptr<Appender>> LogStructuredStore::StartIo() {
   if (!io.ok()) return io.status();
   io_ = *std::move(io);
   if (absl::Status s = FindReadAlignment(); !s.ok()) return s;
+  read_rings_ = std::make_unique<ReadRingPool>(
+      options_.io_ring_factory ? options_.io_ring_factory
+                               : ReadRingPool::Factory(CreateIoRing),
+      options_.queue_depth);
   return std::make_unique<Appender>(
       io_.get(), AppenderOptions{.fd = file_->fd(),
                                  .path = path_,
@@ -674,35 +678,6 @@ uint64_t LogStructuredStore::HiStable() const {
   return appender_ != nullptr ? appender_->HiStable() : recovery_.tail;
 }
 
-absl::Status LogStructuredStore::ReadRange(uint64_t address,
-                                           std::span<std::byte> out) {
-  const uint64_t align = read_align_;
-  const uint64_t start = RoundDown(address, align);
-  const size_t len = RoundUp(address + out.size(), align) - start;
-  AlignedBytes buf = AllocateAligned(align, len);
-  auto ends_inside = [&] {
-    return absl::DataLossError(absl::StrCat(
-        path_, ": offset ", start, ": the file ends inside a block"));
-  };
-  // Through the IoRing the writes use, so reads share its queue.
-  bool abandoned = false;
-  size_t got = 0;
-  absl::Status s = reads()->Read(start, {buf.get(), len}, abandoned, &got);
-  if (abandoned) {
-    // The kernel may still write into it: never let it be reused.
-    static_cast<void>(buf.release());
-    return s;
-  }
-  if (s.code() == absl::StatusCode::kOutOfRange) {
-    // Only the alignment padding past the wanted bytes may be missing.
-    if (start + got < address + out.size()) return ends_inside();
-  } else if (!s.ok()) {
-    return s;
-  }
-  std::memcpy(out.data(), buf.get() + (address - start), out.size());
-  return absl::OkStatus();
-}
-
 absl::Status LogStructuredStore::Truncate(uint64_t address) {
   if (absl::Status s = Usable(); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(head_mu_);
@@ -750,6 +725,11 @@ absl::Status LogStructuredStore::PunchBelowHead() {
 }
 
 absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
+  return std::move(ReadMany({&address, 1}).front());
+}
+
+absl::StatusOr<BlockIndex::Pinned> LogStructuredStore::Locate(
+    uint64_t address) {
   if (closed_) return Usable();
   if (const uint64_t head = head_.load(std::memory_order_acquire);
       address < head) {
@@ -764,7 +744,7 @@ absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
   }
   for (;;) {
     if (std::optional<BlockIndex::Pinned> block = index_->Find(address)) {
-      return ReadIn(*block, address);
+      return *std::move(block);
     }
     auto past_end = [&](uint64_t end) {
       return absl::NotFoundError(absl::StrCat(path_, ": offset ", address,
@@ -835,22 +815,48 @@ uint64_t LogStructuredStore::FirstReadEnd(const BlockIndex::Pinned& block,
                           read_align_));
 }
 
-absl::StatusOr<LogRecord> LogStructuredStore::FinishDiskRead(
-    const BlockIndex::Pinned& block, uint64_t address,
-    std::vector<std::byte>& bytes) {
-  // The first read brought the header; a record longer than it needs a
-  // second read for the rest.
-  const size_t left = block.base() + block.used() - address;
-  uint32_t length = 0;
-  if (bytes.size() >= 8) std::memcpy(&length, bytes.data() + 4, 4);
-  const size_t have = bytes.size();
-  const size_t want = std::min<uint64_t>(left, RecordFootprint(length));
-  if (want > have) {
-    bytes.resize(want);
-    if (absl::Status s =
-            ReadRange(address + have, std::span(bytes).subspan(have));
-        !s.ok()) {
-      return s;
+struct LogStructuredStore::DiskRead {
+  BlockIndex::Pinned block;
+  uint64_t start = 0;  // the aligned read [start, start + len)
+  size_t len = 0;
+  AlignedBytes buffer;
+  bool whole = false;  // the read covers the whole record
+};
+
+std::optional<absl::StatusOr<LogRecord>> LogStructuredStore::FinishDiskRead(
+    uint64_t address, DiskRead& read, const ReadBatch::Done& done,
+    ReadBatch& batch) {
+  if (done.abandoned) {
+    static_cast<void>(read.buffer.release());  // the kernel may still write
+    return done.status;
+  }
+  const uint64_t block_end = read.block.base() + read.block.used();
+  const uint64_t end = std::min(read.start + read.len, block_end);
+  if (done.status.code() == absl::StatusCode::kOutOfRange) {
+    // Only the padding past the block's records may be missing.
+    if (read.start + done.bytes_read < end) {
+      return absl::DataLossError(absl::StrCat(path_, ": offset ", read.start,
+                                              ": the file ends inside a "
+                                              "block"));
+    }
+  } else if (!done.status.ok()) {
+    return done.status;
+  }
+  const std::span<const std::byte> bytes(
+      read.buffer.get() + (address - read.start), end - address);
+  if (!read.whole) {
+    // The first read brought the header: a longer record is read again,
+    // whole.
+    uint32_t length = 0;
+    if (bytes.size() >= 8) std::memcpy(&length, bytes.data() + 4, 4);
+    const uint64_t want =
+        std::min<uint64_t>(block_end - address, RecordFootprint(length));
+    if (want > bytes.size()) {
+      read.whole = true;
+      read.len = RoundUp(address + want, read_align_) - read.start;
+      read.buffer = AllocateAligned(read_align_, read.len);
+      batch.Add(read.start, {read.buffer.get(), read.len}, done.tag);
+      return std::nullopt;
     }
   }
   absl::StatusOr<LogRecord> record = ParseAt(address, bytes);
@@ -860,109 +866,55 @@ absl::StatusOr<LogRecord> LogStructuredStore::FinishDiskRead(
   return record;
 }
 
-absl::StatusOr<LogRecord> LogStructuredStore::ReadIn(
-    const BlockIndex::Pinned& block, uint64_t address) {
-  if (absl::Status s = CheckInBlock(block, address); !s.ok()) return s;
-  const size_t left = block.base() + block.used() - address;
-  if (block.resident() != nullptr) {
-    return ParseAt(address,
-                   {block.resident() + (address - block.base()), left});
-  }
-  std::vector<std::byte> bytes(FirstReadEnd(block, address, 0) - address);
-  if (absl::Status s = ReadRange(address, bytes); !s.ok()) return s;
-  return FinishDiskRead(block, address, bytes);
-}
-
 std::vector<absl::StatusOr<LogRecord>> LogStructuredStore::ReadMany(
     std::span<const uint64_t> addresses, size_t expected_payload_bytes) {
   std::vector<absl::StatusOr<LogRecord>> out(
       addresses.size(), absl::InternalError("ReadMany: not read"));
-  // Records on disk: every first read in flight at once.
-  struct Pending {
-    size_t index;
-    BlockIndex::Pinned block;
-    uint64_t start;  // the aligned read [start, start + buffer size)
-    AlignedBytes buffer;
-    size_t len;
-    uint64_t ticket;
-  };
-  std::vector<Pending> pending;
-  pending.reserve(addresses.size());
+  std::vector<std::optional<DiskRead>> reads(addresses.size());
+  std::optional<ReadBatch> batch;
   for (size_t i = 0; i < addresses.size(); ++i) {
     const uint64_t a = addresses[i];
-    std::optional<BlockIndex::Pinned> block =
-        !closed_ && a >= sb_.data_start && a % kRecordAlignment == 0
-            ? index_->Find(a)
-            : std::nullopt;
-    if (!block || block->resident() != nullptr ||
-        !block->salvaged().empty()) {
-      out[i] = Read(a);  // in memory, past the end, or not a record at all
+    absl::StatusOr<BlockIndex::Pinned> block = Locate(a);
+    if (!block.ok()) {
+      out[i] = block.status();
       continue;
     }
     if (absl::Status s = CheckInBlock(*block, a); !s.ok()) {
       out[i] = s;
       continue;
     }
+    if (const std::byte* resident = block->resident()) {
+      out[i] = ParseAt(a, {resident + (a - block->base()),
+                           block->base() + block->used() - a});
+      continue;
+    }
+    // On disk: every first read in flight at once.
+    if (!batch) {
+      batch.emplace(*read_rings_,
+                    ReadTarget{.fd = file_->fd(),
+                               .path = path_,
+                               .direct_io = file_->direct_io(),
+                               .alignment = read_align_});
+    }
     const uint64_t start = RoundDown(a, read_align_);
     const size_t len = RoundUp(FirstReadEnd(*block, a, expected_payload_bytes),
                                read_align_) - start;
-    pending.push_back(Pending{.index = i,
-                              .block = *std::move(block),
-                              .start = start,
-                              .buffer = AllocateAligned(read_align_, len),
-                              .len = len,
-                              .ticket = 0});
+    DiskRead& read = reads[i].emplace(DiskRead{
+        .block = *std::move(block),
+        .start = start,
+        .len = len,
+        .buffer = AllocateAligned(read_align_, len),
+    });
+    batch->Add(start, {read.buffer.get(), len}, i);
   }
-  // Nothing on disk (after Close there is no appender to ask).
-  if (pending.empty()) return out;
-  std::vector<Appender::ReadRequest> requests;
-  requests.reserve(pending.size());
-  for (const Pending& p : pending) {
-    requests.push_back({.offset = p.start, .out = {p.buffer.get(), p.len}});
-  }
-  std::vector<uint64_t> tickets;
-  if (absl::Status s = reads()->StartReads(requests, tickets); !s.ok()) {
-    for (const Pending& p : pending) out[p.index] = s;
-    return out;
-  }
-  for (size_t k = 0; k < pending.size(); ++k) pending[k].ticket = tickets[k];
-  for (Pending& p : pending) {
-    const uint64_t a = addresses[p.index];
-    bool abandoned = false;
-    size_t got = 0;
-    absl::Status s = reads()->FinishRead(p.ticket, abandoned, &got);
-    if (abandoned) {
-      static_cast<void>(p.buffer.release());  // the kernel may still write
-      out[p.index] = s;
-      continue;
-    }
-    const uint64_t end = std::min(p.start + p.len,
-                                  p.block.base() + p.block.used());
-    if (s.code() == absl::StatusCode::kOutOfRange && p.start + got < end) {
-      s = absl::DataLossError(absl::StrCat(path_, ": offset ", p.start,
-                                           ": the file ends inside a block"));
-    } else if (s.code() == absl::StatusCode::kOutOfRange) {
-      s = absl::OkStatus();
-    }
-    if (!s.ok()) {
-      out[p.index] = s;
-      continue;
-    }
-    std::vector<std::byte> bytes(p.buffer.get() + (a - p.start),
-                                 p.buffer.get() + (end - p.start));
-    out[p.index] = FinishDiskRead(p.block, a, bytes);
+  while (batch) {
+    std::optional<ReadBatch::Done> done = batch->Next();
+    if (!done) break;
+    std::optional<absl::StatusOr<LogRecord>> record = FinishDiskRead(
+        addresses[done->tag], *reads[done->tag], *done, *batch);
+    if (record) out[done->tag] = *std::move(record);
   }
   return out;
-}
-
-absl::Status LogStructuredStore::ReadBlock(const BlockIndex::Pinned& block,
-                                           std::vector<std::byte>& out) {
-  out.resize(block.used());
-  if (block.resident() != nullptr) {
-    std::memcpy(out.data(), block.resident(), block.used());
-    return absl::OkStatus();
-  }
-  return ReadRange(block.base(), out);
 }
 
 absl::StatusOr<std::unique_ptr<LogReader>> LogStructuredStore::NewLogReader(
@@ -997,6 +949,7 @@ absl::Status LogStructuredStore::Close() {
   // torn down before any memory it targets goes.
   appender_.reset();
   reads_.reset();
+  read_rings_.reset();
   io_.reset();
   ring_.reset();
   sink_.reset();

@@ -51,6 +51,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,6 +61,7 @@
 #include "absl/strings/string_view.h"
 #include "flush/appender.h"
 #include "flush/file.h"
+#include "flush/read_batch.h"
 #include "lss/block_index.h"
 #include "lss/format.h"
 #include "lss/log_reader.h"
@@ -220,8 +222,11 @@ class LogStructuredStore {
   // with every first read in flight together, each one aligned read that
   // covers a payload of `expected_payload_bytes`, or of the last record
   // read from disk if that was longer (as Read guesses; never past the
-  // record's block); a longer record takes a second read. Records still in
-  // a flush buffer are copied from memory.
+  // record's block); a longer record is read again, whole, as soon as its
+  // first read shows its length. Records still in a flush buffer are
+  // copied from memory. Reads by address (this and Read) go through I/O
+  // rings of their own (flush/read_batch.h), one per call in progress,
+  // never through the appender's: they wait for no write or fdatasync.
   std::vector<absl::StatusOr<LogRecord>> ReadMany(
       std::span<const uint64_t> addresses, size_t expected_payload_bytes = 0);
 
@@ -315,12 +320,11 @@ class LogStructuredStore {
   // Where capacity_bytes ends the log: from the file-system block of the
   // head, capacity - data_start on.
   uint64_t SpaceEnd() const;
-  // Reads [address, address + out.size()) of the file.
-  absl::Status ReadRange(uint64_t address, std::span<std::byte> out);
-  // The record at `address` in the block `block`.
-  absl::StatusOr<LogRecord> ReadIn(const BlockIndex::Pinned& block,
-                                   uint64_t address);
-  // ReadIn's steps. NotFound unless `address` may start a record of `block`.
+  // The block that holds `address`, pinned, sealing and helping the buffer
+  // that holds it to the index if need be; NotFound if no record can be
+  // there (below the head, past the end, not a record boundary).
+  absl::StatusOr<BlockIndex::Pinned> Locate(uint64_t address);
+  // NotFound unless `address` may start a record of `block`.
   absl::Status CheckInBlock(const BlockIndex::Pinned& block,
                             uint64_t address) const;
   absl::Status NoRecord(uint64_t address, absl::string_view why) const;
@@ -330,14 +334,13 @@ class LogStructuredStore {
   // payload of `expected_payload` bytes, whichever comes first.
   uint64_t FirstReadEnd(const BlockIndex::Pinned& block, uint64_t address,
                         size_t expected_payload) const;
-  // `bytes` holds the first read from `address`: reads the rest, if any,
-  // and parses the record.
-  absl::StatusOr<LogRecord> FinishDiskRead(const BlockIndex::Pinned& block,
-                                           uint64_t address,
-                                           std::vector<std::byte>& bytes);
-  // Copies the used bytes of the block at `base` into `out` (resized).
-  absl::Status ReadBlock(const BlockIndex::Pinned& block,
-                         std::vector<std::byte>& out);
+  // A record being read from disk by ReadMany.
+  struct DiskRead;
+  // `read` finished as `done`: the record, or nothing once it asked `batch`
+  // for the rest of a record longer than its first read.
+  std::optional<absl::StatusOr<LogRecord>> FinishDiskRead(
+      uint64_t address, DiskRead& read, const ReadBatch::Done& done,
+      ReadBatch& batch);
 
   const std::string path_;
   const StoreOptions options_;
@@ -373,6 +376,8 @@ class LogStructuredStore {
   std::unique_ptr<Appender> appender_;
   // A read-only store's reads: an appender that is never handed a buffer.
   std::unique_ptr<Appender> reads_;
+  // Rings for reads by address (Read, ReadMany), apart from the appender's.
+  std::unique_ptr<ReadRingPool> read_rings_;
 };
 
 }  // namespace lss

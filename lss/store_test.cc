@@ -344,6 +344,8 @@ void StabilityUnderReordering(Durability durability, uint64_t seed) {
   StoreOptions options = SmallOptions();
   options.ring_size = 4;
   options.durability = durability;
+  // The first ring is the appender's; reads by address get rings of their
+  // own, which read what it wrote.
   ::lss::testing::FakeIoRing* fake = nullptr;
   options.io_ring_factory = [&](unsigned)
       -> absl::StatusOr<std::unique_ptr<IoRing>> {
@@ -351,8 +353,9 @@ void StabilityUnderReordering(Durability durability, uint64_t seed) {
         ::lss::testing::FakeIoRingOptions{.seed = seed,
                                           .direct_io_alignment = 4096,
                                           .reorder = true,
-                                          .max_delay_reaps = 6});
-    fake = ring.get();
+                                          .max_delay_reaps = 6,
+                                          .reads_images_of = fake});
+    if (fake == nullptr) fake = ring.get();
     return ring;
   };
   auto store = LogStructuredStore::Open(path, options);
@@ -425,7 +428,7 @@ void StabilityUnderReordering(Durability durability, uint64_t seed) {
     last = std::max(last, e.offset);
   }
   EXPECT_TRUE(reordered);
-  // Reads go through the same fake ring.
+  // Reads go through fake rings too, reordered and delayed.
   for (size_t k = 0; k < appended.size(); k += 97) {
     auto r = (*store)->Read(appended[k].address);
     ASSERT_TRUE(r.ok()) << r.status();

@@ -209,27 +209,36 @@ TEST(CleanTest, CleaningRacesUpdates) {
   }
 }
 
-// An IoRing that, once armed, holds back the completion of the first read
-// covering `address` until released: a Read is stopped inside its load of
-// a page's chain for as long as the test wants.
-class HoldingRing final : public IoRing {
- public:
-  explicit HoldingRing(std::unique_ptr<IoRing> inner)
-      : inner_(std::move(inner)) {}
-
+// Shared by every ring of one store: once armed, the first read covering
+// `address` is held back, with everything else on its ring, until
+// released. Reads by address have a ring of their own, so a Read is
+// stopped inside its load of a page's chain for as long as the test wants.
+struct ReadHold {
   void Arm(uint64_t address) {
-    std::lock_guard<std::mutex> lock(mu_);
-    armed_ = address;
+    std::lock_guard<std::mutex> lock(mu);
+    armed = address;
   }
   void WaitHeld() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return held_tag_.has_value(); });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return held; });
   }
   void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    released_ = true;
-    cv_.notify_all();
+    std::lock_guard<std::mutex> lock(mu);
+    released = true;
+    cv.notify_all();
   }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<uint64_t> armed;
+  bool held = false;
+  bool released = false;
+};
+
+class HoldingRing final : public IoRing {
+ public:
+  HoldingRing(std::unique_ptr<IoRing> inner, ReadHold& hold)
+      : inner_(std::move(inner)), hold_(hold) {}
 
   bool PrepareWrite(int fd, std::span<const std::byte> data, uint64_t offset,
                     uint64_t tag, bool link_next) override {
@@ -238,12 +247,13 @@ class HoldingRing final : public IoRing {
   bool PrepareRead(int fd, std::span<std::byte> data, uint64_t offset,
                    uint64_t tag, bool link_next) override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (armed_.has_value() && offset <= *armed_ &&
-          *armed_ < offset + data.size()) {
-        held_tag_ = tag;
-        armed_.reset();
-        cv_.notify_all();
+      std::lock_guard<std::mutex> lock(hold_.mu);
+      if (hold_.armed.has_value() && offset <= *hold_.armed &&
+          *hold_.armed < offset + data.size()) {
+        hold_.armed.reset();
+        hold_.held = true;
+        holding_ = true;
+        hold_.cv.notify_all();
       }
     }
     return inner_->PrepareRead(fd, data, offset, tag, link_next);
@@ -251,54 +261,17 @@ class HoldingRing final : public IoRing {
   bool PrepareDataSync(int fd, uint64_t tag, bool link_next) override {
     return inner_->PrepareDataSync(fd, tag, link_next);
   }
-  absl::Status Submit() override {
-    absl::Status s = inner_->Submit();
-    std::lock_guard<std::mutex> lock(mu_);
-    ++submits_;
-    cv_.notify_all();
-    return s;
-  }
-  // Passes every other completion on; blocks in the inner ring only while
-  // something is in flight there, else until a Submit or the release.
+  absl::Status Submit() override { return inner_->Submit(); }
   absl::StatusOr<size_t> Reap(size_t min_complete, size_t max,
                               std::vector<IoCompletion>& out) override {
-    size_t n = 0;
-    for (;;) {
-      uint64_t seen;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        seen = submits_;
-      }
-      const size_t in_flight = inner_->pending();
-      std::vector<IoCompletion> got;
-      absl::StatusOr<size_t> reaped = inner_->Reap(
-          n < min_complete && in_flight > 0 ? 1 : 0, max - n, got);
-      if (!reaped.ok()) return reaped.status();
-      std::unique_lock<std::mutex> lock(mu_);
-      for (const IoCompletion& c : got) {
-        if (!released_ && held_tag_ == c.tag) {
-          held_ = c;
-        } else {
-          out.push_back(c);
-          ++n;
-        }
-      }
-      if (released_ && held_.has_value() && n < max) {
-        out.push_back(*std::exchange(held_, std::nullopt));
-        ++n;
-      }
-      if (n >= min_complete || n == max) return n;
-      if (in_flight == 0) {
-        cv_.wait(lock, [&] {
-          return submits_ != seen || (released_ && held_.has_value());
-        });
-      }
+    if (holding_) {
+      std::unique_lock<std::mutex> lock(hold_.mu);
+      hold_.cv.wait(lock, [&] { return hold_.released; });
+      holding_ = false;
     }
+    return inner_->Reap(min_complete, max, out);
   }
-  size_t pending() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return inner_->pending() + (held_.has_value() ? 1 : 0);
-  }
+  size_t pending() const override { return inner_->pending(); }
   size_t capacity() const override { return inner_->capacity(); }
   absl::StatusOr<size_t> DirectIoAlignment(int fd) const override {
     return inner_->DirectIoAlignment(fd);
@@ -306,13 +279,8 @@ class HoldingRing final : public IoRing {
 
  private:
   const std::unique_ptr<IoRing> inner_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::optional<uint64_t> armed_;
-  std::optional<uint64_t> held_tag_;
-  std::optional<IoCompletion> held_;
-  bool released_ = false;
-  uint64_t submits_ = 0;
+  ReadHold& hold_;
+  bool holding_ = false;  // only the thread that prepared the read reaps
 };
 
 // A Read of an evicted page has read the chain's newest piece when the
@@ -321,15 +289,13 @@ class HoldingRing final : public IoRing {
 // not report the truncated piece as damage.
 TEST(CleanTest, ReadLoadingAChainThatCleanTruncates) {
   const std::string path = TempPath("clean_read_race.log");
-  HoldingRing* ring = nullptr;
+  ReadHold hold;
   PageStoreOptions options = Options();
   options.store.io_ring_factory =
       [&](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
     absl::StatusOr<std::unique_ptr<IoRing>> inner = CreateIoRing(depth);
     if (!inner.ok()) return inner.status();
-    auto holding = std::make_unique<HoldingRing>(*std::move(inner));
-    ring = holding.get();
-    return holding;
+    return std::make_unique<HoldingRing>(*std::move(inner), hold);
   };
   auto store = PageStore::Open(path, options);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -348,14 +314,14 @@ TEST(CleanTest, ReadLoadingAChainThatCleanTruncates) {
   ASSERT_TRUE(s.log().Sync().ok());
   ASSERT_TRUE(s.Evict(pid).ok());
 
-  ring->Arm(*newest);
+  hold.Arm(*newest);
   absl::StatusOr<Page> read = absl::UnknownError("not read");
   std::thread reader([&] { read = s.Read(pid); });
-  ring->WaitHeld();  // the reader is inside its load, at the newest piece
+  hold.WaitHeld();  // the reader is inside its load, at the newest piece
   const uint64_t to = s.HiStable();
   ASSERT_TRUE(s.Clean(to).ok());
   ASSERT_GT(s.log().head(), *newest);  // the whole old chain is gone
-  ring->Release();
+  hold.Release();
   reader.join();
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->base, base);

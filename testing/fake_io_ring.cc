@@ -164,27 +164,40 @@ int32_t FakeIoRing::ExecuteRead(const Op& op) {
     ++injected_.read_eio;
     return -EIO;
   }
-  uint64_t size = 0;
-  if (options_.disk != nullptr) {
-    const int64_t s = options_.disk->SizeOf(op.fd);
-    if (s < 0) return static_cast<int32_t>(s);
-    size = static_cast<uint64_t>(s);
-  } else {
-    size = images_[op.fd].size();
-  }
-  size_t n = op.offset >= size ? 0 : std::min<size_t>(op.len, size - op.offset);
-  if (n == op.len && n / Alignment() > 1 &&
-      OneIn(options_.short_read_one_in)) {
+  size_t n = op.len;
+  if (n / Alignment() > 1 && OneIn(options_.short_read_one_in)) {
     n = Alignment() *
         std::uniform_int_distribution<size_t>(1, n / Alignment() - 1)(rng_);
     ++injected_.short_reads;
   }
   if (options_.disk != nullptr) {
+    const int64_t size = options_.disk->SizeOf(op.fd);
+    if (size < 0) return static_cast<int32_t>(size);
+    if (op.offset >= static_cast<uint64_t>(size)) return 0;
+    n = std::min<size_t>(n, size - op.offset);
     return static_cast<int32_t>(
         options_.disk->PRead(op.fd, op.offset, {op.data, n}));
   }
-  std::memcpy(op.data, images_[op.fd].data() + op.offset, n);
-  return static_cast<int32_t>(n);
+  if (options_.reads_images_of != nullptr) {
+    return static_cast<int32_t>(
+        options_.reads_images_of->ReadImage(op.fd, op.offset, {op.data, n}));
+  }
+  return static_cast<int32_t>(CopyImage(op.fd, op.offset, {op.data, n}));
+}
+
+size_t FakeIoRing::CopyImage(int fd, uint64_t offset,
+                             std::span<std::byte> out) const {
+  auto it = images_.find(fd);
+  if (it == images_.end() || offset >= it->second.size()) return 0;
+  const size_t n = std::min<size_t>(out.size(), it->second.size() - offset);
+  std::memcpy(out.data(), it->second.data() + offset, n);
+  return n;
+}
+
+size_t FakeIoRing::ReadImage(int fd, uint64_t offset,
+                             std::span<std::byte> out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return CopyImage(fd, offset, out);
 }
 
 int32_t FakeIoRing::ExecuteWrite(const Op& op) {

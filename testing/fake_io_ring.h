@@ -28,6 +28,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@
 
 namespace lss::testing {
 
+class FakeIoRing;
 class SimDisk;
 
 struct FakeIoRingOptions {
@@ -63,6 +65,10 @@ struct FakeIoRingOptions {
   // Where operations execute; nullptr: the ring's own in-memory images.
   // Must outlive the ring.
   SimDisk* disk = nullptr;
+  // Without a disk: reads see the images of this ring instead of this
+  // ring's own (several rings over one file, as a store's read rings are
+  // beside its appender's). Must outlive the ring.
+  const FakeIoRing* reads_images_of = nullptr;
 };
 
 class FakeIoRing final : public IoRing {
@@ -104,6 +110,9 @@ class FakeIoRing final : public IoRing {
   // as of the last successful fdatasync).
   std::string image(int fd) const;
   std::string durable_image(int fd) const;
+  // Copies what a reader of `fd` sees at `offset` into `out`, up to the
+  // image's end; returns how many bytes that was.
+  size_t ReadImage(int fd, uint64_t offset, std::span<std::byte> out) const;
   Injected injected() const;
   uint64_t injected_eagain() const { return injected().eagain; }
   uint64_t injected_eintr() const { return injected().eintr; }
@@ -130,6 +139,7 @@ class FakeIoRing final : public IoRing {
   int32_t Execute(const Op& op, bool in_chain);
   int32_t ExecuteWrite(const Op& op);
   int32_t ExecuteRead(const Op& op);
+  size_t CopyImage(int fd, uint64_t offset, std::span<std::byte> out) const;
   bool Misaligned(const Op& op) const;
   size_t Alignment() const;
 

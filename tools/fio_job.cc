@@ -122,7 +122,7 @@ absl::StatusOr<FioRandomReads> FioRandomReadJob(const std::string& path,
       path,
       {absl::StrCat("--size=", bytes), "--direct=1", "--ioengine=io_uring",
        "--rw=randread", "--bs=4k", absl::StrCat("--iodepth=", depth),
-       "--time_based",
+       "--lat_percentiles=1", "--time_based",
        absl::StrCat("--runtime=",
                     std::max<int64_t>(1, static_cast<int64_t>(seconds * 1000)),
                     "ms")});
@@ -130,8 +130,10 @@ absl::StatusOr<FioRandomReads> FioRandomReadJob(const std::string& path,
   FioRandomReads figures;
   for (auto [pointer, out] : {
            std::pair{"/read/iops", &figures.iops},
-           std::pair{"/read/clat_ns/percentile/50.000000", &figures.p50_us},
-           std::pair{"/read/clat_ns/percentile/99.000000", &figures.p99_us},
+           std::pair{"/read/lat_ns/percentile/50.000000", &figures.p50_us},
+           std::pair{"/read/lat_ns/percentile/99.000000", &figures.p99_us},
+           std::pair{"/read/clat_ns/percentile/50.000000",
+                     &figures.clat_p50_us},
        }) {
     absl::StatusOr<double> v = Number(*job, pointer);
     if (!v.ok()) return v.status();
@@ -139,6 +141,7 @@ absl::StatusOr<FioRandomReads> FioRandomReadJob(const std::string& path,
   }
   figures.p50_us /= 1000;
   figures.p99_us /= 1000;
+  figures.clat_p50_us /= 1000;
   return figures;
 }
 

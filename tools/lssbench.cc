@@ -537,10 +537,11 @@ int Main() {
   std::printf("  %-26s %9.1f MB/s %14s\n", "LogReader alone", reader_mb,
               ratio(reader_mb, fio_read_mb).c_str());
   if (one.reads_per_s > 0) {
-    std::printf("  %-26s %10.0f /s %14s  p50 %.0f us (fio %.0f), p99 %.0f us\n",
+    std::printf("  %-26s %10.0f /s %14s  p50 %.0f us (fio %.0f), p99 %.0f us "
+                "(fio %.0f)\n",
                 "Read, 1 at a time", one.reads_per_s,
                 ratio(one.reads_per_s, fio_one.iops).c_str(), one.p50_us,
-                fio_one.p50_us, one.p99_us);
+                fio_one.p50_us, one.p99_us, fio_one.p99_us);
     std::printf("  %-26s %10.0f /s %14s  p50 %.0f us per call\n",
                 absl::StrCat("ReadMany, ", FLAGS_read_threads, " x ",
                              FLAGS_read_batch)
@@ -551,9 +552,10 @@ int Main() {
   std::printf("  %-26s %9.1f MB/s write, %.1f MB/s read (store's ring)\n",
               "device (same run)", device.write_mb_per_s, device.read_mb_per_s);
   std::printf("  %-26s %9.1f MB/s seq read (1 MiB x 8), 4 KiB randread "
-              "%.0f /s at depth 1 (p50 %.0f us), %.0f /s at depth %d\n",
+              "%.0f /s at depth 1 (p50 %.0f us: %.0f us completion), %.0f /s "
+              "at depth %d\n",
               "fio (same run, the log)", fio_read_mb, fio_one.iops,
-              fio_one.p50_us, fio_many.iops,
+              fio_one.p50_us, fio_one.clat_p50_us, fio_many.iops,
               FLAGS_read_batch * FLAGS_read_threads);
   std::printf("  %-26s %s\n", "verify",
               verified ? "OK: every record, byte for byte"
@@ -567,7 +569,8 @@ int Main() {
         "\"read_1_per_s\": %.0f, \"read_1_p50_us\": %.1f, "
         "\"read_1_p99_us\": %.1f, \"read_many_per_s\": %.0f, "
         "\"read_outstanding\": %d, \"fio_randread_1_iops\": %.0f, "
-        "\"fio_randread_1_p50_us\": %.1f, "
+        "\"fio_randread_1_p50_us\": %.1f, \"fio_randread_1_p99_us\": %.1f, "
+        "\"fio_randread_1_clat_p50_us\": %.1f, "
         "\"fio_randread_outstanding_iops\": %.0f, "
         "\"verified\": %s, "
         "\"device_write_mb_per_s\": %.1f, \"device_read_mb_per_s\": %.1f, "
@@ -578,8 +581,8 @@ int Main() {
         reader_mb, fio_read_mb, one.reads_per_s, one.p50_us, one.p99_us,
         many.reads_per_s,
         static_cast<int>(FLAGS_read_batch) * FLAGS_read_threads, fio_one.iops,
-        fio_one.p50_us,
-        fio_many.iops, verified ? "true" : "false", device.write_mb_per_s,
+        fio_one.p50_us, fio_one.p99_us, fio_one.clat_p50_us, fio_many.iops,
+        verified ? "true" : "false", device.write_mb_per_s,
         device.read_mb_per_s, FLAGS_threads, FLAGS_record_bytes, payload_total,
         FLAGS_policy.c_str(), FLAGS_durability.c_str());
   }
