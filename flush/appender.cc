@@ -97,37 +97,18 @@ absl::Status Appender::WaitStable(uint64_t address) {
   }
 }
 
-absl::Status Appender::Read(uint64_t offset, std::span<std::byte> out,
-                            bool& abandoned, size_t* bytes_read) {
-  abandoned = false;
-  absl::StatusOr<uint64_t> ticket = StartRead(offset, out);
-  if (!ticket.ok()) return ticket.status();
-  return FinishRead(*ticket, abandoned, bytes_read);
-}
-
 absl::StatusOr<uint64_t> Appender::StartRead(uint64_t offset,
                                              std::span<std::byte> out) {
-  std::vector<uint64_t> tickets;
-  const ReadRequest read{.offset = offset, .out = out};
-  if (absl::Status s = StartReads({&read, 1}, tickets); !s.ok()) return s;
-  return tickets.front();
-}
-
-absl::Status Appender::StartReads(std::span<const ReadRequest> reads,
-                                  std::vector<uint64_t>& tickets) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!failure_.ok()) return failure_;
-  for (const ReadRequest& read : reads) {
-    const uint64_t tag = next_tag_++;
-    Op& op = ops_[tag];
-    op.kind = Op::Kind::kRead;
-    op.read_into = read.out;
-    op.read_offset = read.offset;
-    Enqueue(tag);
-    tickets.push_back(tag);
-  }
+  const uint64_t tag = next_tag_++;
+  Op& op = ops_[tag];
+  op.kind = Op::Kind::kRead;
+  op.read_into = out;
+  op.read_offset = offset;
+  Enqueue(tag);
   Submit();
-  return absl::OkStatus();
+  return tag;
 }
 
 absl::Status Appender::FinishRead(uint64_t tag, bool& abandoned,

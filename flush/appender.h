@@ -139,31 +139,22 @@ class Appender final : public SealedBufferSink {
   // before it forms the next group.
   uint64_t CommitInProgress() const;
   // Reads `out.size()` bytes at `offset` of the file through the same
-  // IoRing, helping to reap until done. With O_DIRECT, `out`'s address and
-  // size and `offset` must be aligned. Short reads continue; EAGAIN, EINTR
-  // and ECANCELED are retried. A read error is returned (naming the file,
-  // offset and errno) but does not fail the appender; reading past the end
-  // of the file is OutOfRange, with `*bytes_read` (if given) the bytes read
-  // before the end. After a failure, returns the sticky error.
-  // If the IoRing broke while the read was in the kernel, `abandoned` is set:
-  // the kernel may still write into `out`, so its memory must never be
-  // freed or reused (the caller leaks it).
-  absl::Status Read(uint64_t offset, std::span<std::byte> out,
-                    bool& abandoned, size_t* bytes_read = nullptr);
-  // Read in two halves, so that a caller can keep several reads in flight:
-  // StartRead queues and submits the read and returns its ticket (or the
-  // sticky error: then nothing was queued); FinishRead waits for it, as
-  // Read does. Every ticket must be finished, in any order, before `out`
-  // is freed and before the appender is destroyed.
+  // IoRing (LogReader's sequential reads; reads by address have rings of
+  // their own, flush/read_batch.h), in two halves so that a caller keeps
+  // several reads in flight: StartRead queues and submits the read and
+  // returns its ticket (or the sticky error: then nothing was queued);
+  // FinishRead waits for it, helping to reap. With O_DIRECT, `out`'s
+  // address and size and `offset` must be aligned. Short reads continue;
+  // EAGAIN, EINTR and ECANCELED are retried. A read error is returned
+  // (naming the file, offset and errno) but does not fail the appender;
+  // reading past the end of the file is OutOfRange, with `*bytes_read` (if
+  // given) the bytes read before the end. After a failure, returns the
+  // sticky error. If the IoRing broke while the read was in the kernel,
+  // `abandoned` is set: the kernel may still write into `out`, so its
+  // memory must never be freed or reused (the caller leaks it). Every
+  // ticket must be finished, in any order, before `out` is freed and
+  // before the appender is destroyed.
   absl::StatusOr<uint64_t> StartRead(uint64_t offset, std::span<std::byte> out);
-  // StartRead for many reads, handed to the kernel in one submission; their
-  // tickets are appended to `tickets`, in order.
-  struct ReadRequest {
-    uint64_t offset = 0;
-    std::span<std::byte> out;
-  };
-  absl::Status StartReads(std::span<const ReadRequest> reads,
-                          std::vector<uint64_t>& tickets);
   absl::Status FinishRead(uint64_t ticket, bool& abandoned,
                           size_t* bytes_read = nullptr);
 

@@ -26,11 +26,14 @@
 namespace lss {
 namespace {
 
-// Appender::Read on a working ring: the read is never abandoned.
+// Appender::StartRead and FinishRead on a working ring: the read is never
+// abandoned.
 absl::Status ReadAll(Appender& appender, uint64_t offset,
                      std::span<std::byte> out) {
+  absl::StatusOr<uint64_t> ticket = appender.StartRead(offset, out);
+  if (!ticket.ok()) return ticket.status();
   bool abandoned = true;
-  absl::Status s = appender.Read(offset, out, abandoned);
+  absl::Status s = appender.FinishRead(*ticket, abandoned);
   EXPECT_FALSE(abandoned);
   return s;
 }
