@@ -38,15 +38,7 @@ ReadBatch::ReadBatch(ReadRingPool& pool, ReadTarget target)
 }
 
 ReadBatch::~ReadBatch() {
-  while (broken_.ok() && in_flight_ > 0) {
-    completions_.clear();
-    absl::StatusOr<size_t> n = ring_->Reap(1, ring_->capacity(), completions_);
-    if (!n.ok()) {
-      Break(n.status());
-      break;
-    }
-    for (const IoCompletion& c : completions_) OnCompletion(c);
-  }
+  while (broken_.ok() && in_flight_ > 0) Reap();
   if (ring_ == nullptr) return;
   if (broken_.ok()) {
     pool_.Return(std::move(ring_));
@@ -104,15 +96,18 @@ std::optional<ReadBatch::Done> ReadBatch::Next() {
         continue;
       }
     }
-    if (in_flight_ == 0) continue;  // the ring took nothing: offer again
-    completions_.clear();
-    absl::StatusOr<size_t> n = ring_->Reap(1, ring_->capacity(), completions_);
-    if (!n.ok()) {
-      Break(n.status());
-      continue;
-    }
-    for (const IoCompletion& c : completions_) OnCompletion(c);
+    if (in_flight_ > 0) Reap();  // else the ring took nothing: offer again
   }
+}
+
+void ReadBatch::Reap() {
+  completions_.clear();
+  absl::StatusOr<size_t> n = ring_->Reap(1, ring_->capacity(), completions_);
+  if (!n.ok()) {
+    Break(n.status());
+    return;
+  }
+  for (const IoCompletion& c : completions_) OnCompletion(c);
 }
 
 void ReadBatch::OnCompletion(const IoCompletion& c) {

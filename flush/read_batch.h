@@ -105,6 +105,9 @@ class ReadBatch {
     bool in_flight = false;  // handed to the kernel, not reaped yet
   };
 
+  // Waits for one completion or more and handles them; breaks the batch
+  // if the ring fails. REQUIRES: a read in flight.
+  void Reap();
   void OnCompletion(const IoCompletion& c);
   void Finish(size_t slot, absl::Status status, bool abandoned = false);
   // The ring failed: reads in the kernel are abandoned, the rest fail.
