@@ -8,20 +8,44 @@
 namespace lss {
 
 absl::StatusOr<std::unique_ptr<IoRing>> ReadRingPool::Lease() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  bool refused = false;  // the kernel refused a ring while others are out
+  for (;;) {
+    changed_.wait(lock, [&] {
+      return !free_.empty() || (refused ? leased_ == 0 : rings_ < max_rings_);
+    });
     if (!free_.empty()) {
       std::unique_ptr<IoRing> ring = std::move(free_.back());
       free_.pop_back();
+      ++leased_;
       return ring;
     }
+    ++rings_;
+    ++leased_;
+    lock.unlock();
+    absl::StatusOr<std::unique_ptr<IoRing>> made = factory_(queue_depth_);
+    lock.lock();
+    if (made.ok()) return made;
+    --rings_;
+    --leased_;
+    if (leased_ == 0) return made.status();
+    refused = true;
   }
-  return factory_(queue_depth_);
 }
 
 void ReadRingPool::Return(std::unique_ptr<IoRing> ring) {
   std::lock_guard<std::mutex> lock(mu_);
   free_.push_back(std::move(ring));
+  --leased_;
+  changed_.notify_one();
+}
+
+void ReadRingPool::Leak(std::unique_ptr<IoRing> ring) {
+  static_cast<void>(ring.release());
+  std::lock_guard<std::mutex> lock(mu_);
+  --rings_;
+  --leased_;
+  changed_.notify_all();
 }
 
 ReadBatch::ReadBatch(ReadRingPool& pool, ReadTarget target)
@@ -43,7 +67,7 @@ ReadBatch::~ReadBatch() {
   if (broken_.ok()) {
     pool_.Return(std::move(ring_));
   } else {
-    static_cast<void>(ring_.release());  // the kernel may still use it
+    pool_.Leak(std::move(ring_));  // the kernel may still use it
   }
 }
 

@@ -5,8 +5,10 @@
 // with the writes, so a read never waits behind a dispatch or an fdatasync,
 // and the thread that waits for a read reaps it itself: no other thread's
 // reap has to wake it. The pool makes a ring when every ring it has is
-// leased (so it holds as many as batches were ever alive at once) and keeps
-// it for the next batch.
+// leased (so it holds as many as batches were ever alive at once, up to
+// max_rings) and keeps it for the next batch. Past max_rings, or when the
+// kernel refuses another ring (io_uring memory is limited) while some ring
+// is leased, a batch waits for a ring to come back instead of failing.
 //
 // Thread safety: ReadRingPool is safe for concurrent use; a ReadBatch
 // belongs to one thread at a time.
@@ -14,6 +16,7 @@
 #ifndef LSS_FLUSH_READ_BATCH_H_
 #define LSS_FLUSH_READ_BATCH_H_
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -35,21 +38,33 @@ class ReadRingPool {
  public:
   using Factory = std::function<absl::StatusOr<std::unique_ptr<IoRing>>(
       unsigned queue_depth)>;
-  ReadRingPool(Factory factory, unsigned queue_depth)
-      : factory_(std::move(factory)), queue_depth_(queue_depth) {}
-  // REQUIRES: every leased ring was returned (or leaked as broken).
+  static constexpr size_t kDefaultMaxRings = 64;
+  ReadRingPool(Factory factory, unsigned queue_depth,
+               size_t max_rings = kDefaultMaxRings)
+      : factory_(std::move(factory)),
+        queue_depth_(queue_depth),
+        max_rings_(max_rings) {}
+  // REQUIRES: every leased ring was returned or leaked.
   ~ReadRingPool() = default;
 
-  // A ring with nothing pending, for the caller alone until Return.
+  // A ring with nothing pending, for the caller alone until Return or
+  // Leak. An error only if no ring can be made and none is leased.
   absl::StatusOr<std::unique_ptr<IoRing>> Lease();
   // REQUIRES: `ring` has nothing pending.
   void Return(std::unique_ptr<IoRing> ring);
+  // `ring` broke with operations the kernel may still hold: it is never
+  // destroyed nor reused, and no longer counts against max_rings.
+  void Leak(std::unique_ptr<IoRing> ring);
 
  private:
   const Factory factory_;
   const unsigned queue_depth_;
+  const size_t max_rings_;
   std::mutex mu_;
+  std::condition_variable changed_;  // a ring came back or was leaked
   std::vector<std::unique_ptr<IoRing>> free_;
+  size_t rings_ = 0;   // made and not leaked
+  size_t leased_ = 0;
 };
 
 // What a ReadBatch reads: `fd`, named `path` in errors. With `direct_io`,

@@ -3,11 +3,13 @@
 
 #include "flush/read_batch.h"
 
+#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -198,6 +200,38 @@ TEST(ReadBatchTest, ThePoolMakesARingPerBatchAliveAtOnce) {
     ReadBatch third(pool, Target());
   }
   EXPECT_EQ(made, 3);
+}
+
+// The kernel refuses another ring while one is leased: the batch waits for
+// that ring to come back instead of failing its reads.
+TEST(ReadBatchTest, WhenNoRingCanBeMadeABatchWaitsForALeasedOne) {
+  const Image image(1 << 16);
+  std::atomic<int> calls{0};
+  ReadRingPool pool(
+      [&](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
+        if (calls.fetch_add(1) > 0) {
+          return absl::ResourceExhaustedError("io_uring_setup: ENOMEM");
+        }
+        return std::make_unique<FakeIoRing>(
+            FakeIoRingOptions{.capacity = depth,
+                              .direct_io_alignment = kAlign,
+                              .reads_images_of = &image.writer});
+      },
+      8);
+  auto first = std::make_unique<ReadBatch>(pool, Target());
+  Buffer b(4096);
+  absl::Status second_read = absl::UnknownError("not read");
+  std::thread second([&] {
+    ReadBatch batch(pool, Target());
+    batch.Add(4096, b.span(), 1);
+    second_read = batch.Next()->status;
+  });
+  while (calls.load() < 2) std::this_thread::yield();  // refused, waiting
+  first.reset();
+  second.join();
+  EXPECT_TRUE(second_read.ok()) << second_read;
+  EXPECT_EQ(b.str(4096), image.content.substr(4096, 4096));
+  EXPECT_EQ(calls.load(), 2);
 }
 
 // No ring to be had: every read fails with the reason, none abandoned.
