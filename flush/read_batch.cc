@@ -28,6 +28,8 @@ absl::StatusOr<std::unique_ptr<IoRing>> ReadRingPool::Lease() {
     if (made.ok()) return made;
     --rings_;
     --leased_;
+    changed_.notify_all();  // a waiter may wait for leased_ == 0 or a slot
+    if (!free_.empty()) continue;  // one came back while the kernel refused
     if (leased_ == 0) return made.status();
     refused = true;
   }

@@ -83,7 +83,9 @@ class ReadBatch {
   ReadBatch(ReadRingPool& pool, ReadTarget target);
   // Waits for the reads still in flight (their memory must outlive the
   // batch), then returns the ring to the pool; a broken ring is leaked
-  // instead, since the kernel may still hold its operations.
+  // instead, since the kernel may still hold its operations. A caller
+  // drains Next before destroying the batch: a read abandoned here (the
+  // ring broke while the destructor reaped) is seen by nobody.
   ~ReadBatch();
   ReadBatch(const ReadBatch&) = delete;
   ReadBatch& operator=(const ReadBatch&) = delete;

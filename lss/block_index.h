@@ -40,7 +40,8 @@ class BlockIndex {
           base_(other.base_),
           used_(other.used_),
           block_(other.block_),
-          resident_(other.resident_) {}
+          resident_(other.resident_),
+          is_salvaged_(other.is_salvaged_) {}
     Pinned& operator=(Pinned&&) = delete;
     ~Pinned();
 
@@ -48,8 +49,11 @@ class BlockIndex {
     uint64_t used() const { return used_; }
     // Valid while this Pinned lives.
     const std::byte* resident() const { return resident_; }
-    // Only read-only stores have salvaged blocks, and they never truncate:
-    // the block outlives this Pinned.
+    // Whether the block is a salvaged range, known from Find: a block on
+    // disk is not pinned, and a writable store's Truncate may erase it.
+    bool is_salvaged() const { return is_salvaged_; }
+    // REQUIRES: is_salvaged(). Only read-only stores have salvaged blocks,
+    // and they never truncate: the block outlives this Pinned.
     const std::vector<uint64_t>& salvaged() const { return block_->salvaged; }
 
    private:
@@ -59,7 +63,8 @@ class BlockIndex {
           base_(base),
           used_(block->used),
           block_(block),
-          resident_(block->resident) {}
+          resident_(block->resident),
+          is_salvaged_(!block->salvaged.empty()) {}
 
     BlockIndex* index_;
     uint64_t base_;
@@ -68,6 +73,7 @@ class BlockIndex {
     // erased by DropBelow, so only salvaged() reaches through this.
     const Block* block_;
     const std::byte* resident_ = nullptr;
+    bool is_salvaged_ = false;
   };
 
   explicit BlockIndex(uint64_t block_bytes) : block_bytes_(block_bytes) {}

@@ -764,7 +764,7 @@ absl::StatusOr<BlockIndex::Pinned> LogStructuredStore::Locate(
 absl::Status LogStructuredStore::CheckInBlock(const BlockIndex::Pinned& block,
                                               uint64_t address) const {
   const uint64_t base = block.base();
-  if (!block.salvaged().empty()) {
+  if (block.is_salvaged()) {
     if (!std::binary_search(block.salvaged().begin(), block.salvaged().end(),
                             address)) {
       return NoRecord(address, absl::StrCat("not a record that verifies in "

@@ -134,9 +134,13 @@ struct StoreOptions {
   // the bound is never passed, and the last few buffers' worth may go
   // unused when many threads append at once.
   uint64_t capacity_bytes = 0;
-  // Makes the IoRing the appender writes and reads through; default
-  // CreateIoRing (io_uring, or the pwrite fallback). Tests inject
-  // testing/FakeIoRing here.
+  // Makes the IoRings the store uses; default CreateIoRing (io_uring, or
+  // the pwrite fallback). Called by Open for the appender's ring (writes
+  // and LogReader's reads), then again, from any thread and concurrently,
+  // until Close, for the rings reads by address lease (Read, ReadMany: one
+  // per call in progress, at most 64, kept until Close). It must be
+  // thread-safe and outlive the store. Tests inject testing/FakeIoRing
+  // here.
   std::function<absl::StatusOr<std::unique_ptr<IoRing>>(unsigned queue_depth)>
       io_ring_factory;
   // Opens the file every other operation goes through; default

@@ -210,9 +210,10 @@ TEST(CleanTest, CleaningRacesUpdates) {
 }
 
 // Shared by every ring of one store: once armed, the first read covering
-// `address` is held back, with everything else on its ring, until
-// released. Reads by address have a ring of their own, so a Read is
-// stopped inside its load of a page's chain for as long as the test wants.
+// `address` is held once it has completed, before the reader sees it,
+// until released. Reads by address have a ring of their own, so a Read
+// that has read the newest piece of a page's chain stops there for as
+// long as the test wants.
 struct ReadHold {
   void Arm(uint64_t address) {
     std::lock_guard<std::mutex> lock(mu);
@@ -251,9 +252,7 @@ class HoldingRing final : public IoRing {
       if (hold_.armed.has_value() && offset <= *hold_.armed &&
           *hold_.armed < offset + data.size()) {
         hold_.armed.reset();
-        hold_.held = true;
-        holding_ = true;
-        hold_.cv.notify_all();
+        held_tag_ = tag;
       }
     }
     return inner_->PrepareRead(fd, data, offset, tag, link_next);
@@ -264,12 +263,17 @@ class HoldingRing final : public IoRing {
   absl::Status Submit() override { return inner_->Submit(); }
   absl::StatusOr<size_t> Reap(size_t min_complete, size_t max,
                               std::vector<IoCompletion>& out) override {
-    if (holding_) {
+    absl::StatusOr<size_t> n = inner_->Reap(min_complete, max, out);
+    if (!n.ok() || !held_tag_.has_value()) return n;
+    for (size_t i = out.size() - *n; i < out.size(); ++i) {
+      if (out[i].tag != *held_tag_) continue;
+      held_tag_.reset();
       std::unique_lock<std::mutex> lock(hold_.mu);
+      hold_.held = true;
+      hold_.cv.notify_all();
       hold_.cv.wait(lock, [&] { return hold_.released; });
-      holding_ = false;
     }
-    return inner_->Reap(min_complete, max, out);
+    return n;
   }
   size_t pending() const override { return inner_->pending(); }
   size_t capacity() const override { return inner_->capacity(); }
@@ -280,7 +284,8 @@ class HoldingRing final : public IoRing {
  private:
   const std::unique_ptr<IoRing> inner_;
   ReadHold& hold_;
-  bool holding_ = false;  // only the thread that prepared the read reaps
+  // The held read's tag; only the thread that prepared it reaps this ring.
+  std::optional<uint64_t> held_tag_;
 };
 
 // A Read of an evicted page has read the chain's newest piece when the
