@@ -16,9 +16,11 @@ skipped and why. Relative paths are taken from the workspace under
 """
 
 import argparse
+import collections
 import json
 import math
 import os
+import random
 import statistics
 import sys
 
@@ -260,6 +262,10 @@ def plot_write_amplification(data, out):
   model = [u / 100 for u in range(30, 91, 5)]
   ax.plot(model, [_fifo_model(u) for u in model], linestyle="--",
           color="gray", label="FIFO cleaning model (memoryless updates)")
+  greedy = [0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9]
+  ax.plot(greedy, [_greedy_model(u) for u in greedy], linestyle=":",
+          marker="x", color="black",
+          label="greedy cleaning, simulated (uniform updates)")
   ax.legend(fontsize=8)
   ax.set_xlabel("utilization")
   ax.set_ylabel("write amplification")
@@ -283,6 +289,54 @@ def _fifo_model(u):
   for _ in range(200):
     s = math.exp(-(1 - s) / u)
   return 1 / (1 - s)
+
+
+def _greedy_model(u, segments=128, per_segment=64, rounds=12, seed=1):
+  """Write amplification of greedy cleaning at utilization u, simulated:
+  u x segments x per_segment pages, each update rewrites a random page at
+  the tail; when fewer than two segments are free, the segment with the
+  fewest live pages is cleaned (its live pages rewritten at the tail).
+  Counted after two passes' worth of warm-up updates."""
+  rng = random.Random(seed)
+  pages = int(u * segments * per_segment)
+  members = [set() for _ in range(segments)]
+  where = {}
+  free = collections.deque(range(segments))
+  closed = set()
+  tail = {"segment": free.popleft(), "used": 0}
+
+  def write(page):
+    if tail["used"] == per_segment:
+      closed.add(tail["segment"])
+      tail["segment"] = free.popleft()
+      tail["used"] = 0
+    if page in where:
+      members[where[page]].discard(page)
+    members[tail["segment"]].add(page)
+    where[page] = tail["segment"]
+    tail["used"] += 1
+
+  def clean():
+    victim = min(closed, key=lambda seg: len(members[seg]))
+    closed.discard(victim)
+    moved = list(members[victim])
+    for page in moved:
+      write(page)
+    free.append(victim)
+    return len(moved)
+
+  for page in range(pages):
+    write(page)
+  updates = relocated = 0
+  for i in range(pages * rounds):
+    counted = i >= 2 * pages
+    if tail["used"] == per_segment:
+      while len(free) < 2:
+        moved = clean()
+        relocated += moved if counted else 0
+    write(rng.randrange(pages))
+    updates += 1 if counted else 0
+  return (updates + relocated) / updates
 
 
 PLOTS = [plot_append, plot_durable, plot_read_back, plot_write_amplification]
