@@ -63,6 +63,7 @@ void Appender::Dispatch(const SealedBuffer& sealed) {
     }
   }
   Submit();
+  WakeStableWaiters();
 }
 
 absl::Status Appender::HelpDrain() {
@@ -89,11 +90,37 @@ uint64_t Appender::CommitInProgress() const {
 absl::Status Appender::WaitStable(uint64_t address) {
   if (HiStable() >= address) return absl::OkStatus();
   RequestStable(address);
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (HiStable() >= address) return absl::OkStatus();
-    if (absl::Status s = status(); !s.ok()) return s;
-    // Nothing in flight: the buffer holding `address` still has a writer.
-    if (!ReapOnce(/*block=*/true)) std::this_thread::yield();
+    if (!failure_.ok()) return failure_;
+    Submit();
+    // Sleepers are woken when bytes become durable, on failure, when the
+    // reaper leaves and when a buffer is dispatched, not by each of the
+    // reaper's batches; and without mu_, which the many threads of a group
+    // commit would otherwise take in turn.
+    const uint32_t seen = stable_events_.load(std::memory_order_acquire);
+    const bool backlog_empty = backlog_.empty();
+    if (reaping_) {
+      lock.unlock();
+      stable_events_.wait(seen, std::memory_order_acquire);
+      if (HiStable() >= address) return absl::OkStatus();
+      lock.lock();
+    } else if (io_->pending() == 0) {
+      lock.unlock();
+      if (backlog_empty) {
+        // The buffer holding `address` still has a writer: wait for its
+        // Dispatch.
+        stable_events_.wait(seen, std::memory_order_acquire);
+      } else {
+        std::this_thread::yield();  // a retry backs off
+      }
+      lock.lock();
+    } else {
+      ReapBatch(lock, /*block=*/true);
+      // Leaving the reaper's place: a waiter takes it.
+      if (HiStable() >= address || !failure_.ok()) WakeStableWaiters();
+    }
   }
 }
 
@@ -190,6 +217,8 @@ void Appender::OnReadCompletion(uint64_t tag, Op& op, int32_t result) {
 }
 
 absl::Status Appender::status() const {
+  // Every append asks: no lock unless there is a failure to copy.
+  if (!failed_.load(std::memory_order_acquire)) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(mu_);
   return failure_;
 }
@@ -221,45 +250,50 @@ Appender::Stats Appender::stats() const {
 }
 
 bool Appender::ReapOnce(bool block) {
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    Submit();
-    if (reaping_) {
-      // Wait for that thread's batch instead of spinning.
-      const uint64_t seen = progress_;
-      progress_cv_.wait(lock,
-                        [&] { return progress_ != seen || !reaping_; });
-      return true;
-    }
-    if (io_broken_ || io_->pending() == 0) return false;
-    reaping_ = true;
+  std::unique_lock<std::mutex> lock(mu_);
+  Submit();
+  if (reaping_) {
+    // Wait for that thread's batch instead of spinning.
+    const uint64_t seen = progress_;
+    progress_cv_.wait(lock, [&] { return progress_ != seen || !reaping_; });
+    return true;
   }
+  if (io_broken_ || io_->pending() == 0) return false;
+  ReapBatch(lock, block);
+  WakeStableWaiters();  // they may need a new reaper
+  return true;
+}
+
+void Appender::ReapBatch(std::unique_lock<std::mutex>& lock, bool block) {
+  reaping_ = true;
+  lock.unlock();
   std::vector<IoCompletion> batch;
   const absl::StatusOr<size_t> reaped =
       io_->Reap(block ? 1 : 0, kReapBatch, batch);
-  int backoff_level;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    reaping_ = false;
-    if (!reaped.ok()) {
-      io_broken_ = true;
-      Fail(reaped.status());
-    }
-    for (const IoCompletion& c : batch) OnCompletion(c);
-    ++progress_;
-    progress_cv_.notify_all();
-    backoff_level = std::exchange(backoff_level_, 0);
-    if (backoff_level == 0) Submit();
+  lock.lock();
+  reaping_ = false;
+  if (!reaped.ok()) {
+    io_broken_ = true;
+    Fail(reaped.status());
   }
+  for (const IoCompletion& c : batch) OnCompletion(c);
+  ++progress_;
+  progress_cv_.notify_all();
+  const int backoff_level = std::exchange(backoff_level_, 0);
   if (backoff_level > 0) {
     // Retried operations wait a little (exponentially longer per retry) so
     // a transient condition can clear before they are resubmitted.
+    lock.unlock();
     std::this_thread::sleep_for(
         std::chrono::microseconds(1 << std::min(backoff_level, 10)));
-    std::lock_guard<std::mutex> lock(mu_);
-    Submit();
+    lock.lock();
   }
-  return true;
+  Submit();
+}
+
+void Appender::WakeStableWaiters() {
+  stable_events_.fetch_add(1, std::memory_order_release);
+  stable_events_.notify_all();
 }
 
 void Appender::Enqueue(uint64_t tag) { backlog_.push_back(tag); }
@@ -461,12 +495,19 @@ void Appender::SetStable(uint64_t end) {
   // Never past the written prefix: if a linked fdatasync's completion is
   // reaped before its write's, the next fdatasync covers that write.
   end = std::min(end, written_end_);
-  if (end > HiStable()) hi_stable_.store(end, std::memory_order_release);
+  if (end > HiStable()) {
+    hi_stable_.store(end, std::memory_order_release);
+    WakeStableWaiters();
+  }
 }
 
 void Appender::Fail(absl::Status status) {
-  if (failure_.ok()) failure_ = std::move(status);
+  if (failure_.ok()) {
+    failure_ = std::move(status);
+    failed_.store(true, std::memory_order_release);
+  }
   progress_cv_.notify_all();
+  WakeStableWaiters();
 }
 
 }  // namespace lss

@@ -200,6 +200,10 @@ class Appender final : public SealedBufferSink {
   // (blocking for at least one completion if `block`), or else waits for
   // that thread's batch. Returns false when there was nothing to reap.
   bool ReapOnce(bool block);
+  // Reaps one batch as the reaper and processes it. REQUIRES: `lock` holds
+  // mu_ and no thread is reaping; it holds mu_ again on return.
+  void ReapBatch(std::unique_lock<std::mutex>& lock, bool block);
+  void WakeStableWaiters();
 
   IoRing* const io_;
   const AppenderOptions options_;
@@ -212,8 +216,13 @@ class Appender final : public SealedBufferSink {
   // One reaper at a time, calling IoRing::Reap without holding mu_.
   bool reaping_ = false;
   uint64_t progress_ = 0;  // batches of completions processed
+  // What WaitStable's sleepers wait on: bumped (under mu_) when HiStable()
+  // moves, on failure, when a reaper leaves and when a buffer is
+  // dispatched.
+  std::atomic<uint32_t> stable_events_{0};
   bool io_broken_ = false;  // Submit or Reap failed: nothing more completes
   absl::Status failure_;
+  std::atomic<bool> failed_{false};  // failure_ is set
   uint64_t next_tag_ = 1;
   std::unordered_map<uint64_t, Op> ops_;  // by tag: not yet finished
   std::deque<uint64_t> backlog_;          // tags waiting to be submitted

@@ -5,6 +5,9 @@
 //     first group's completions back at the I/O ring).
 //   - Durable small appends keep filling one flush buffer block by block:
 //     the ring does not run dry.
+//   - A waiter sleeps without spinning and is woken by what it waits for:
+//     its block handed to the appender once the last copy into it ends, or
+//     a failed fdatasync (every waiter then fails).
 //   - Under simulated power loss (testing/sim_disk.h), every record whose
 //     WaitStable returned OK reads back after the crash, byte for byte.
 
@@ -15,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -181,6 +185,86 @@ TEST(GroupCommitTest, WaitersJoinTheNextGroupWhileOneIsInFlight) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->payload, Payload(t, 0));
   }
+}
+
+// A leader's cut block is written only once every copy into it has ended.
+// Its waiter, with nothing in flight meanwhile, sleeps until the block is
+// handed to the appender; that hand-off must wake it (or the test hangs).
+TEST(GroupCommitTest, AWaiterWhoseBlockStillHasAWriterWakesWhenItIsWritten) {
+  const std::string path = TempPath("copying.log");
+  auto store = LogStructuredStore::Open(path, RealFileOptions());
+  ASSERT_TRUE(store.ok()) << store.status();
+  LogStructuredStore& log = **store;
+  const uint64_t cuts_before = log.ring_stats().cuts;
+
+  const std::string held = Payload(1, 0);
+  absl::StatusOr<StoreReservation> copying = log.Reserve(held.size());
+  ASSERT_TRUE(copying.ok()) << copying.status();
+  absl::StatusOr<uint64_t> mine = log.Append(Payload(2, 0));
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  std::atomic<bool> stable{false};
+  std::thread waiter([&] {
+    EXPECT_TRUE(log.WaitStable(*mine).ok());
+    stable = true;
+  });
+  // The waiter leads: it cuts, below a copy that has not ended.
+  while (log.ring_stats().cuts == cuts_before) std::this_thread::yield();
+  EXPECT_FALSE(stable) << "durable before the block holding it was written";
+  std::memcpy(copying->payload().data(), held.data(), held.size());
+  const uint64_t held_at = log.Commit(*std::move(copying));
+  waiter.join();
+  EXPECT_TRUE(stable);
+  ASSERT_TRUE(log.Close().ok());
+
+  auto reopened = LogStructuredStore::Open(path, RealFileOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  absl::StatusOr<LogRecord> r = (*reopened)->Read(held_at);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->payload, held);
+  r = (*reopened)->Read(*mine);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->payload, Payload(2, 0));
+}
+
+// Every thread asleep in a group commit wakes when its fdatasync fails, and
+// none of them is told its record is durable.
+TEST(GroupCommitTest, AFailedFdatasyncWakesEveryWaiter) {
+  const std::string path = TempPath("eio.log");
+  GatedIoRing* gate = nullptr;
+  StoreOptions o = RealFileOptions();
+  o.io_ring_factory =
+      [&gate](unsigned depth) -> absl::StatusOr<std::unique_ptr<IoRing>> {
+    testing::FakeIoRingOptions f;
+    f.capacity = depth;
+    f.fsync_eio_once = true;
+    auto ring = std::make_unique<GatedIoRing>(
+        std::make_unique<testing::FakeIoRing>(f));
+    if (gate == nullptr) gate = ring.get();  // the appender's, made first
+    return ring;
+  };
+  auto store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  LogStructuredStore& log = **store;
+
+  gate->Close();
+  constexpr int kThreads = 8;
+  std::atomic<int> appended{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      absl::StatusOr<uint64_t> a = log.Append(Payload(t, 0));
+      ASSERT_TRUE(a.ok()) << a.status();
+      ++appended;
+      if (!log.WaitStable(*a).ok()) ++failed;
+    });
+  }
+  while (appended < kThreads) std::this_thread::yield();
+  gate->AwaitHeldReaper();
+  gate->Open();
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed, kThreads);
+  EXPECT_FALSE(log.Sync().ok());
 }
 
 // Two sessions, so the second one's group commits run after a recovered

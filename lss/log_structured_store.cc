@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "flush/io_ring_factory.h"
 #include "lss/superblock_io.h"
@@ -622,20 +623,38 @@ absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
         continue;
       }
     }
-    std::lock_guard<std::mutex> lock(commit_mu_);
-    if (end <= ring_->SealedEnd()) continue;  // another leader took it
-    if (options_.commit_delay.count() > 0) {
-      // Lets more records join the group: fewer, larger fdatasyncs.
-      std::this_thread::sleep_for(options_.commit_delay);
+    const uint32_t cuts_seen = cuts_.load(std::memory_order_acquire);
+    if (!commit_mu_.try_lock()) {
+      // A leader is cutting, most likely below `end`. Waiting for its cut
+      // rather than for commit_mu_ wakes the group at once, not one by one.
+      cuts_.wait(cuts_seen, std::memory_order_acquire);
+      continue;
     }
-    absl::StatusOr<uint64_t> cut = ring_->Cut();
+    absl::StatusOr<uint64_t> cut = LeadCut(end);
     if (!cut.ok()) return cut.status();
     // Every record reserved before the cut lies below *cut; `end` may lie
     // past it only by an empty block's header.
     end = std::min(end, *cut);
-    appender_->RequestStable(*cut);
-    sink_->ZeroAhead(*cut);
   }
+}
+
+absl::StatusOr<uint64_t> LogStructuredStore::LeadCut(uint64_t end) {
+  std::lock_guard<std::mutex> lock(commit_mu_, std::adopt_lock);
+  absl::Cleanup wake_followers = [&] {
+    cuts_.fetch_add(1, std::memory_order_release);
+    cuts_.notify_all();
+  };
+  const uint64_t sealed = ring_->SealedEnd();
+  if (end <= sealed) return sealed;  // another leader took it
+  if (options_.commit_delay.count() > 0) {
+    // Lets more records join the group: fewer, larger fdatasyncs.
+    std::this_thread::sleep_for(options_.commit_delay);
+  }
+  absl::StatusOr<uint64_t> cut = ring_->Cut();
+  if (!cut.ok()) return cut.status();
+  appender_->RequestStable(*cut);
+  sink_->ZeroAhead(*cut);
+  return *cut;
 }
 
 absl::Status LogStructuredStore::WaitStable(uint64_t address) {

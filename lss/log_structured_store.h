@@ -315,6 +315,10 @@ class LogStructuredStore {
   // Blocks until everything below `end` is durable, leading or joining a
   // group commit.
   absl::Status MakeDurable(uint64_t end);
+  // The group commit leader's part, holding commit_mu_ (adopted and
+  // released): cuts the open block unless a cut already covers `end`, asks
+  // for its fdatasync and returns where the cut ends.
+  absl::StatusOr<uint64_t> LeadCut(uint64_t end);
   // After the last sync: a block with no records whose watermark says that
   // everything before it is durable, so that recovery can tell damage
   // anywhere in a cleanly closed log from a torn tail.
@@ -362,6 +366,8 @@ class LogStructuredStore {
   std::vector<std::pair<uint64_t, uint64_t>> intact_past_tail_;
   std::unique_ptr<BlockIndex> index_;
   std::mutex commit_mu_;  // one group commit leader at a time
+  // Cuts led so far: what threads that find commit_mu_ taken wait on.
+  std::atomic<uint32_t> cuts_{0};
   std::mutex head_mu_;    // one Truncate at a time
   std::atomic<uint64_t> head_{0};
   uint64_t punched_ = 0;  // [data_start, punched_) is a hole (head_mu_)
