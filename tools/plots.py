@@ -175,11 +175,14 @@ def plot_durable(data, out):
   return _finish(fig, data, out, "durable_appends.png"), None
 
 
-def plot_read_back(data, out):
-  """Read-back MB/s: lssbench's recovery scan and peerbench's W4, next to
-  fio's read."""
+def read_back_panels(data):
+  """The read-back plot's panels, [(title, unit, [(label, value, colour)])],
+  or (None, why not)."""
   bars = []  # (label, MB/s, colour)
-  cold = [r for r in data.lssbench if "reader_mb_per_s" in r]
+  # Runs that dropped the cache and ran fio on their log; runs with
+  # --device=false carry zeros for fio and for random reads.
+  cold = [r for r in data.lssbench if "reader_mb_per_s" in r and
+          r.get("fio_read_mb_per_s", 0) > 0]
   scans = [r["recovery_mb_per_s"] for r in data.lssbench
            if "recovery_mb_per_s" in r]
   if cold:
@@ -213,7 +216,8 @@ def plot_read_back(data, out):
     bars.append((fio_label, fio, COLOURS["fio"]))
   # Random reads by address, next to fio's 4 KiB random reads at the same
   # depth on the same log, when the runs have them.
-  random = [r for r in cold if "read_1_per_s" in r and "read_many_per_s" in r]
+  random = [r for r in cold if r.get("read_1_per_s", 0) > 0 and
+            r.get("read_many_per_s", 0) > 0]
   panels = [("reading the log back", "MB/s", bars)]
   if random:
     med = lambda key: statistics.median(r[key] for r in random)
@@ -227,6 +231,15 @@ def plot_read_back(data, out):
         (f"fio randread\ndepth {depth}",
          med("fio_randread_outstanding_iops"), COLOURS["fio"]),
     ]))
+  return panels, None
+
+
+def plot_read_back(data, out):
+  """Read-back MB/s: lssbench's recovery scan and peerbench's W4, next to
+  fio's read; random reads by address next to fio's."""
+  panels, why_not = read_back_panels(data)
+  if panels is None:
+    return None, why_not
   fig, axes = plt.subplots(
       1, len(panels), figsize=(13 + 5 * (len(panels) - 1), 5),
       gridspec_kw={"width_ratios": [len(p[2]) for p in panels]})

@@ -81,6 +81,29 @@ class PlotsTest(unittest.TestCase):
     self.assertIn("skipped durable: no W3 figures", log)
     self.assertIn("skipped read_back: no read-back figures", log)
 
+  def test_read_back_takes_only_runs_that_measured_the_device(self):
+    # A run with --device=false has zeros where fio and random reads would
+    # be; they must not pull the medians down.
+    data = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    measured = {"recovery_mb_per_s": 900, "reader_mb_per_s": 800,
+                "fio_read_mb_per_s": 1000, "read_1_per_s": 10000,
+                "read_many_per_s": 50000, "fio_randread_1_iops": 12000,
+                "fio_randread_outstanding_iops": 60000,
+                "read_outstanding": 32}
+    unmeasured = dict.fromkeys(measured, 0)
+    unmeasured.update(recovery_mb_per_s=2000, reader_mb_per_s=2000)
+    with open(os.path.join(data, "lssbench.jsonl"), "w") as f:
+      for run in (measured, unmeasured, unmeasured):
+        f.write(json.dumps(run) + "\n")
+    panels, _ = plots.read_back_panels(plots.Data(data))
+    values = {label: value for _, _, items in panels
+              for label, value, _ in items}
+    self.assertEqual(values["fio sequential read\n(lssbench, same runs)"],
+                     1000)
+    self.assertEqual(values["this store: LogReader\n(cold)"], 800)
+    self.assertEqual(values["Read, one at a time"], 10000)
+    self.assertEqual(values["fio randread\ndepth 32"], 60000)
+
   def test_an_empty_input_draws_nothing_and_fails(self):
     empty = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
     self.assertEqual(plots.main(["--input", empty, "--out", self.out]), 1)
