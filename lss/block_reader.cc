@@ -46,8 +46,12 @@ absl::Status ForEachRecord(
 absl::StatusOr<BlockReader> BlockReader::Create(File* file,
                                                 const Superblock& sb,
                                                 uint64_t file_size) {
+  // A block more than the largest Load: a window starts at the block
+  // boundary below the address asked for (O_DIRECT reads start aligned;
+  // salvage asks for records anywhere).
   absl::StatusOr<AlignedBuffer> window = AlignedBuffer::Allocate(
-      sb.buffer_bytes, sb.block_bytes, AlignedBuffer::Pages::kHugeIfAvailable);
+      uint64_t{sb.buffer_bytes} + sb.block_bytes, sb.block_bytes,
+      AlignedBuffer::Pages::kHugeIfAvailable);
   if (!window.ok()) return window.status();
   return BlockReader(file, sb, file_size, *std::move(window));
 }
@@ -65,18 +69,19 @@ absl::Status BlockReader::Load(uint64_t address, size_t len) {
       address + len <= window_start_ + window_.size() && window_len_ > 0) {
     return absl::OkStatus();
   }
-  // Read a whole window from `address`; what lies past the end of the file
-  // reads as zeros, i.e. as unwritten space.
+  // Read a whole window from the block boundary at or below `address`;
+  // what lies past the end of the file reads as zeros, i.e. as unwritten
+  // space.
+  const uint64_t start = address / sb_.block_bytes * sb_.block_bytes;
   const size_t want = static_cast<size_t>(std::min<uint64_t>(
       window_.size(),
-      RoundUp(file_size_ > address ? file_size_ - address : 0,
-              sb_.block_bytes)));
+      RoundUp(file_size_ > start ? file_size_ - start : 0, sb_.block_bytes)));
   window_len_ = 0;  // a failed read leaves nothing valid
-  absl::StatusOr<size_t> read = file_->ReadAt(address, {window_.data(), want});
+  absl::StatusOr<size_t> read = file_->ReadAt(start, {window_.data(), want});
   if (!read.ok()) return read.status();
   const size_t got = *read;
   std::memset(window_.data() + got, 0, window_.size() - got);
-  window_start_ = address;
+  window_start_ = start;
   window_len_ = window_.size();
   bytes_read_ += got;
   return absl::OkStatus();

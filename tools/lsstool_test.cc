@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -286,6 +287,64 @@ TEST_F(LsstoolTest, StatsCountsMatch) {
     total += std::stoull(std::string(bucket.substr(bucket.find(": ") + 2)));
   }
   EXPECT_EQ(total, 100u) << json;
+}
+
+// A log cut short in the middle of a block: the records before that block
+// still verify, the cut is damage (the log was closed cleanly, so its end
+// was proven durable), and salvage takes what verifies.
+TEST_F(LsstoolTest, VerifyOfATruncatedLog) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  const std::string bytes = ReadFile(log);
+  const uint64_t block = BlockContaining(bytes, records[60].address);
+  const uint64_t cut = records[60].address + 10;
+  ASSERT_EQ(truncate(log.c_str(), cut), 0);
+  // Records wholly below the cut: those of the blocks before, and those of
+  // the cut block found by their own checksums.
+  const int before = 60;
+
+  ToolRun run = Tool({"verify", "--json", log});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.LastLine().find("\"result\": \"damaged\""),
+            std::string::npos)
+      << run.LastLine();
+  EXPECT_NE(run.LastLine().find(absl::StrCat("\"records\": ", before, ",")),
+            std::string::npos)
+      << "expected the " << before << " records below offset " << cut
+      << " (block " << block << ") to verify\n"
+      << run.out;
+
+  ToolRun salvage = Tool({"salvage", absl::StrCat("--out=", Path("new")), log});
+  EXPECT_EQ(salvage.exit_code, 1) << salvage.out << salvage.err;
+  ToolRun check = Tool({"verify", "--json", Path("new")});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_NE(check.LastLine().find(absl::StrCat("\"records\": ", before, ",")),
+            std::string::npos)
+      << check.LastLine();
+}
+
+// The last block torn as a power cut leaves it: its second half never
+// reached the disk (zeros). The records of the blocks before it verify.
+TEST_F(LsstoolTest, VerifyOfATornTail) {
+  const std::string log = Path("log");
+  const std::vector<Appended> records = MakeLog(log, 100);
+  std::string bytes = ReadFile(log);
+  const uint64_t block = BlockContaining(bytes, records.back().address);
+  const uint64_t torn_from = block + kBlockBytes / 2;
+  ASSERT_LT(torn_from, bytes.size());
+  std::fill(bytes.begin() + torn_from, bytes.end(), '\0');
+  WriteFile(log, bytes);
+  int before = 0;
+  for (const Appended& a : records) before += a.address < block;
+
+  ToolRun run = Tool({"verify", "--json", log});
+  EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+  EXPECT_NE(run.out.find(absl::StrCat("offset ", block)), std::string::npos)
+      << "block " << block << "\n" << run.out;
+  const size_t at = run.LastLine().find("\"records\": ");
+  ASSERT_NE(at, std::string::npos) << run.LastLine();
+  EXPECT_GE(std::stoi(run.LastLine().substr(at + 11)), before)
+      << run.LastLine();
 }
 
 TEST_F(LsstoolTest, StatsAndDumpOfAForeignFile) {
