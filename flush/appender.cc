@@ -95,6 +95,7 @@ absl::Status Appender::WaitStable(uint64_t address) {
     if (HiStable() >= address) return absl::OkStatus();
     if (!failure_.ok()) return failure_;
     Submit();
+    if (!failure_.ok()) return failure_;  // nothing it prepared will complete
     // Sleepers are woken when bytes become durable, on failure, when the
     // reaper leaves and when a buffer is dispatched, not by each of the
     // reaper's batches; and without mu_, which the many threads of a group
@@ -117,9 +118,9 @@ absl::Status Appender::WaitStable(uint64_t address) {
       }
       lock.lock();
     } else {
+      // It leaves the reaper's place only once SetStable or Fail woke the
+      // sleepers.
       ReapBatch(lock, /*block=*/true);
-      // Leaving the reaper's place: a waiter takes it.
-      if (HiStable() >= address || !failure_.ok()) WakeStableWaiters();
     }
   }
 }

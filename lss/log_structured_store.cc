@@ -639,11 +639,13 @@ absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
 }
 
 absl::StatusOr<uint64_t> LogStructuredStore::LeadCut(uint64_t end) {
-  std::lock_guard<std::mutex> lock(commit_mu_, std::adopt_lock);
+  // Declared first, so it runs after the unlock: a follower that sees the
+  // new count must find commit_mu_ free, or it would wait for a later cut.
   absl::Cleanup wake_followers = [&] {
     cuts_.fetch_add(1, std::memory_order_release);
     cuts_.notify_all();
   };
+  std::lock_guard<std::mutex> lock(commit_mu_, std::adopt_lock);
   const uint64_t sealed = ring_->SealedEnd();
   if (end <= sealed) return sealed;  // another leader took it
   if (options_.commit_delay.count() > 0) {
