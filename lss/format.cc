@@ -22,7 +22,8 @@ T Get(std::span<const std::byte> in, size_t at) {
   return value;
 }
 
-constexpr size_t kSuperblockCrcAt = 80;
+constexpr size_t kSuperblockCrcAt = 88;
+constexpr size_t kVersion2CrcAt = 80;
 constexpr size_t kVersion1CrcAt = 72;
 
 uint32_t RecordCrc(uint64_t address, std::span<const std::byte> record,
@@ -48,6 +49,7 @@ void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out) {
   Put(out, 56, sb.data_start);
   Put(out, 64, sb.max_in_flight_bytes);
   Put(out, 72, sb.head);
+  Put(out, 80, sb.checkpoint);
   Put(out, kSuperblockCrcAt, Crc32c(out.data(), kSuperblockCrcAt));
 }
 
@@ -59,14 +61,16 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
         absl::StrCat(where, ": not a log file (no superblock magic)"));
   }
   const uint32_t version = Get<uint32_t>(in, 8);
-  const size_t crc_at = version == 1 ? kVersion1CrcAt : kSuperblockCrcAt;
+  const size_t crc_at = version == 1   ? kVersion1CrcAt
+                        : version == 2 ? kVersion2CrcAt
+                                       : kSuperblockCrcAt;
   const uint32_t crc = Get<uint32_t>(in, crc_at);
   if (crc != Crc32c(in.data(), crc_at)) {
     return absl::DataLossError(
         absl::StrCat(where, ": superblock checksum mismatch"));
   }
-  Superblock sb;  // version 1 reads as the current version, upgraded
-  if (version != 1 && version != kFormatVersion) {
+  Superblock sb;  // versions 1 and 2 read as the current one, upgraded
+  if (version < 1 || version > kFormatVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat(where, ": format version ", version,
                      "; this build reads versions 1 to ", kFormatVersion));
@@ -80,6 +84,7 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
   sb.data_start = Get<uint64_t>(in, 56);
   sb.max_in_flight_bytes = Get<uint64_t>(in, 64);
   sb.head = version == 1 ? sb.data_start : Get<uint64_t>(in, 72);
+  sb.checkpoint = version >= 3 ? Get<uint64_t>(in, 80) : 0;
   return sb;
 }
 

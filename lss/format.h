@@ -7,10 +7,11 @@
 //    0 u64 magic "LSSLOG\0\1"     8 u32 format version    12 u32 block bytes
 //   16 u64 buffer bytes          24 u64 store id          32 u64 sequence
 //   40 u64 epoch                 48 u64 epoch start       56 u64 data start
-//   64 u64 max in-flight bytes   72 u64 head              80 u32 CRC32C of
-//   [0,80)                       84 u32 zero
-// (Version 1 had no head: its CRC of [0,72) sits at 72, and its head is the
-// data start.) The valid slot with the higher sequence is current; a
+//   64 u64 max in-flight bytes   72 u64 head              80 u64 checkpoint
+//   88 u32 CRC32C of [0,88)      92 u32 zero
+// (Version 2 had no checkpoint: its CRC of [0,80) sits at 80. Version 1 had
+// no head either: its CRC of [0,72) sits at 72, and its head is the data
+// start.) The valid slot with the higher sequence is current; a
 // rewrite goes to the other slot, so a torn superblock write leaves the
 // previous one intact.
 //
@@ -49,8 +50,8 @@ static_assert(std::endian::native == std::endian::little,
               "the format is little-endian and so is every supported host");
 
 inline constexpr uint64_t kSuperblockMagic = 0x0100474F4C53534CULL;
-inline constexpr uint32_t kFormatVersion = 2;
-inline constexpr size_t kSuperblockBytes = 88;
+inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr size_t kSuperblockBytes = 96;
 inline constexpr uint32_t kBlockMagic = 0x4253534CU;  // "LSSB"
 inline constexpr size_t kBlockHeaderBytes = 64;
 inline constexpr size_t kRecordHeaderBytes = 24;
@@ -59,6 +60,10 @@ inline constexpr size_t kRecordAlignment = 8;
 // Record types. 0 is never written (a zero word is padding); types from
 // kFirstUserRecordType on belong to higher layers (e.g. page records).
 inline constexpr uint32_t kDataRecordType = 1;
+// A checkpoint (LogStructuredStore::WriteCheckpoint): u64 resume address,
+// u64 block count, (u64 address, u64 used) per block below the resume
+// address from the head on, then the layer above's bytes.
+inline constexpr uint32_t kCheckpointRecordType = 2;
 inline constexpr uint32_t kFirstUserRecordType = 16;
 
 struct Superblock {
@@ -82,6 +87,9 @@ struct Superblock {
   // The first block of the log: everything below it was truncated (its
   // space may be a hole). A block address, data_start at least.
   uint64_t head = 0;
+  // The newest checkpoint record (kCheckpointRecordType), 0 for none. Its
+  // resume address is at or above the head: recovery may start there.
+  uint64_t checkpoint = 0;
 };
 
 // Bytes per superblock slot for a file of `block_bytes` blocks.
@@ -92,9 +100,10 @@ inline uint64_t SuperblockSlotBytes(uint32_t block_bytes) {
 // Always in the current layout (sb.version is written as it is).
 void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out);
 // InvalidArgument ("not a log file") for a wrong magic, DataLoss for a bad
-// CRC, FailedPrecondition for a newer format version. A version 1
-// superblock decodes as the current version with head = data_start (and is
-// written back so). `where` names the file and offset in the message.
+// CRC, FailedPrecondition for a newer format version. Versions 1 and 2
+// decode as the current version without a checkpoint (version 1 with head
+// = data_start), and are written back so. `where` names the file and
+// offset in the message.
 absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
                                             absl::string_view where);
 

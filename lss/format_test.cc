@@ -111,6 +111,7 @@ Superblock SampleSuperblock() {
   sb.data_start = 2 * 4096;
   sb.max_in_flight_bytes = uint64_t{16} << 20;
   sb.head = 9 * 4096;
+  sb.checkpoint = 11 * 4096 + 64;
   return sb;
 }
 
@@ -125,6 +126,7 @@ void ExpectSameSuperblock(const Superblock& a, const Superblock& b) {
   EXPECT_EQ(a.data_start, b.data_start);
   EXPECT_EQ(a.max_in_flight_bytes, b.max_in_flight_bytes);
   EXPECT_EQ(a.head, b.head);
+  EXPECT_EQ(a.checkpoint, b.checkpoint);
 }
 
 constexpr absl::string_view kWhere = "/some/dir/store.log: superblock slot 1";
@@ -164,8 +166,29 @@ TEST(SuperblockTest, LayoutMatchesTheDocumentedOffsets) {
   EXPECT_EQ(GetAt<uint64_t>(b, 56), sb.data_start);
   EXPECT_EQ(GetAt<uint64_t>(b, 64), sb.max_in_flight_bytes);
   EXPECT_EQ(GetAt<uint64_t>(b, 72), sb.head);
-  EXPECT_EQ(GetAt<uint32_t>(b, 80), Crc32c(b.data(), 80));
-  EXPECT_EQ(GetAt<uint32_t>(b, 84), 0u);
+  EXPECT_EQ(GetAt<uint64_t>(b, 80), sb.checkpoint);
+  EXPECT_EQ(GetAt<uint32_t>(b, 88), Crc32c(b.data(), 88));
+  EXPECT_EQ(GetAt<uint32_t>(b, 92), 0u);
+}
+
+// Logs written before checkpoints: CRC of [0, 80) at 80; they open without
+// one.
+TEST(SuperblockTest, Version2DecodesWithoutACheckpoint) {
+  Superblock sb = SampleSuperblock();
+  std::vector<std::byte> b(4096, std::byte{0});
+  EncodeSuperblock(sb, b);
+  const uint32_t two = 2;
+  std::memcpy(b.data() + 8, &two, 4);
+  std::fill(b.begin() + 80, b.end(), std::byte{0});
+  const uint32_t crc = Crc32c(b.data(), 80);
+  std::memcpy(b.data() + 80, &crc, 4);
+  absl::StatusOr<Superblock> back = DecodeSuperblock(b, kWhere);
+  ASSERT_TRUE(back.ok()) << back.status();
+  sb.checkpoint = 0;
+  ExpectSameSuperblock(*back, sb);
+  FlipBit(b, 60 * 8);
+  EXPECT_EQ(DecodeSuperblock(b, kWhere).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 // Logs written before the head existed: CRC of [0, 72) at 72; they open
@@ -182,6 +205,7 @@ TEST(SuperblockTest, Version1DecodesWithTheHeadAtTheDataStart) {
   absl::StatusOr<Superblock> back = DecodeSuperblock(b, kWhere);
   ASSERT_TRUE(back.ok()) << back.status();
   sb.head = sb.data_start;
+  sb.checkpoint = 0;
   ExpectSameSuperblock(*back, sb);
   FlipBit(b, 100 * 8);  // past the bytes version 1 covers: ignored
   EXPECT_TRUE(DecodeSuperblock(b, kWhere).ok());
@@ -232,12 +256,12 @@ TEST(SuperblockTest, InputShorterThanASuperblockIsRejected) {
   }
 }
 
-// Every bit of [8, 84) is covered by the CRC (the magic gives
+// Every bit of [8, 92) is covered by the CRC (the magic gives
 // InvalidArgument instead, tested above).
 TEST(SuperblockTest, EveryBitFlipAfterTheMagicIsDataLossNamingWhere) {
   std::vector<std::byte> slot(4096);
   EncodeSuperblock(SampleSuperblock(), slot);
-  for (size_t bit = 64; bit < 84 * 8; ++bit) {
+  for (size_t bit = 64; bit < 92 * 8; ++bit) {
     std::vector<std::byte> bad = slot;
     FlipBit(bad, bit);
     absl::StatusOr<Superblock> r = DecodeSuperblock(bad, kWhere);

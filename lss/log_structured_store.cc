@@ -13,6 +13,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "flush/io_ring_factory.h"
+#include "lss/block_reader.h"
 #include "lss/superblock_io.h"
 #include "ring/check.h"
 
@@ -20,6 +21,17 @@ namespace lss {
 namespace {
 
 uint64_t RoundUp(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
+
+void PutU64(std::string& out, uint64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+bool GetU64(absl::string_view& in, uint64_t& v) {
+  if (in.size() < sizeof(v)) return false;
+  std::memcpy(&v, in.data(), sizeof(v));
+  in.remove_prefix(sizeof(v));
+  return true;
+}
 uint64_t RoundDown(uint64_t x, uint64_t to) { return x / to * to; }
 
 constexpr size_t kMaxBufferBytes = size_t{1} << 30;
@@ -374,10 +386,28 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     recovery_ = empty.report;
     return empty;
   }
+  absl::StatusOr<std::optional<LoadedCheckpoint>> checkpoint =
+      LoadCheckpoint();
+  if (!checkpoint.ok()) return checkpoint.status();
+  const std::string checkpoint_unused = recovery_.checkpoint_unused;
+  uint64_t scan_from = 0;
+  if (checkpoint->has_value() && options_.on_checkpoint) {
+    const LoadedCheckpoint& c = **checkpoint;
+    if (absl::Status s = options_.on_checkpoint(c.view); !s.ok()) return s;
+    scan_from = c.view.resume;
+    for (const RecoveredBlock& b : c.blocks) index_->Add(b.address, b.used);
+  }
   absl::StatusOr<RecoveredLog> recovered =
       RecoverLog(*file_, sb_, file_size_, options_.recovery, damaged_slot,
-                 options_.on_recovered_record);
+                 options_.on_recovered_record, scan_from);
   if (!recovered.ok()) return recovered.status();
+  if (scan_from != 0 && recovered->report.tail <= sb_.checkpoint) {
+    return absl::DataLossError(absl::StrCat(
+        recovered->report.end, "; but the checkpoint at offset ",
+        sb_.checkpoint, " that recovery resumed from lies past that end "
+        "(it was durable before the superblock named it): the log is "
+        "damaged. Open without StoreOptions::on_checkpoint to scan it all"));
+  }
   for (RecoveredBlock& b : recovered->blocks) {
     if (b.salvaged.empty()) {
       index_->Add(b.address, b.used);
@@ -386,8 +416,152 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     }
   }
   recovery_ = recovered->report;
+  recovery_.checkpoint_unused = checkpoint_unused;
+  if (scan_from != 0) recovery_.checkpoint = sb_.checkpoint;
   intact_past_tail_ = recovered->intact_past_tail;
   return recovered;
+}
+
+absl::StatusOr<std::optional<LogStructuredStore::LoadedCheckpoint>>
+LogStructuredStore::LoadCheckpoint() {
+  const uint64_t at = sb_.checkpoint;
+  if (at == 0) return std::nullopt;
+  // A checkpoint that does not apply is dropped (a writable open writes
+  // the superblock without it): the scan from the head stands in for it.
+  auto unused = [&](absl::string_view why) {
+    recovery_.checkpoint_unused =
+        absl::StrCat(path_, ": the checkpoint at offset ", at, " ", why,
+                     "; recovery scans the log from the head");
+    sb_.checkpoint = 0;
+    return std::optional<LoadedCheckpoint>();
+  };
+  if (options_.recovery == RecoveryMode::kSkipCorrupted) {
+    return unused("is not used by kSkipCorrupted, which reads everything");
+  }
+  if (at < sb_.head || at % kRecordAlignment != 0 ||
+      at + kRecordHeaderBytes > file_size_) {
+    return unused(absl::StrCat("is no record address of the log (head ",
+                               sb_.head, ", file size ", file_size_, ")"));
+  }
+  absl::StatusOr<BlockReader> reader =
+      BlockReader::Create(file_.get(), sb_, file_size_);
+  if (!reader.ok()) return reader.status();
+  if (absl::Status s = reader->Load(at, kRecordHeaderBytes); !s.ok()) {
+    return s;
+  }
+  uint32_t length = 0;
+  std::memcpy(&length, reader->Bytes(at, kRecordHeaderBytes).data() + 4,
+              sizeof(length));
+  if (length == 0 || length > max_payload_bytes()) {
+    return unused(absl::StrCat("has a length of ", length, " bytes"));
+  }
+  const uint64_t footprint = RecordFootprint(length);
+  if (absl::Status s = reader->Load(at, footprint); !s.ok()) return s;
+  RecordView record;
+  std::string reason;
+  if (ParseRecord(at, reader->Bytes(at, footprint), record, reason) !=
+          RecordParse::kRecord ||
+      record.tag.type != kCheckpointRecordType) {
+    return unused(absl::StrCat(
+        "is not a checkpoint record (",
+        reason.empty() ? absl::StrCat("type ", record.tag.type) : reason,
+        ")"));
+  }
+  LoadedCheckpoint c;
+  c.payload = std::string(record.payload);
+  absl::string_view in = c.payload;
+  uint64_t resume = 0;
+  uint64_t count = 0;
+  if (!GetU64(in, resume) || !GetU64(in, count) || count > in.size() / 16) {
+    return unused("has a block list cut short");
+  }
+  if (resume < sb_.head || resume > at || resume % sb_.block_bytes != 0) {
+    return unused(absl::StrCat("resumes at offset ", resume,
+                               ", not a block address from the head ",
+                               sb_.head, " to the record"));
+  }
+  uint64_t end = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t address = 0;
+    uint64_t used = 0;
+    GetU64(in, address);
+    GetU64(in, used);
+    const uint64_t next = address + RoundUp(used, sb_.block_bytes);
+    if (address % sb_.block_bytes != 0 || address < end ||
+        used < kBlockHeaderBytes || used > sb_.buffer_bytes ||
+        next > resume) {
+      return unused(absl::StrCat("lists a block at offset ", address, " of ",
+                                 used, " bytes that does not fit below ",
+                                 resume, " after the one before"));
+    }
+    end = next;
+    if (address >= sb_.head) {
+      c.blocks.push_back(
+          RecoveredBlock{.address = address, .used = used, .salvaged = {}});
+    }
+  }
+  c.view = CheckpointView{.address = at, .resume = resume, .bytes = in};
+  checkpoint_resume_.store(resume, std::memory_order_release);
+  return std::optional<LoadedCheckpoint>(std::move(c));
+}
+
+absl::StatusOr<uint64_t> LogStructuredStore::WriteCheckpoint(
+    uint64_t resume, absl::string_view bytes) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  std::string payload;
+  {
+    // The head stays put while the block list is taken.
+    std::lock_guard<std::mutex> lock(head_mu_);
+    const uint64_t head = this->head();
+    const uint64_t stable = HiStable();
+    if (resume < head || resume > stable ||
+        index_->BlockStartAtOrBelow(resume) != resume) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path_, ": WriteCheckpoint(", resume, "): not a block start from "
+          "the head ", head, " to the durable end ", stable));
+    }
+    const std::vector<BlockIndex::Extent> blocks =
+        index_->Blocks(head, resume);
+    PutU64(payload, resume);
+    PutU64(payload, blocks.size());
+    for (const BlockIndex::Extent& b : blocks) {
+      PutU64(payload, b.base);
+      PutU64(payload, b.used);
+    }
+  }
+  payload.append(bytes.data(), bytes.size());
+  if (payload.size() > max_payload_bytes()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        path_, ": a checkpoint of ", payload.size(), " bytes (",
+        bytes.size(), " of them the caller's) exceeds a record's ",
+        max_payload_bytes(), " (buffer_bytes ", sb_.buffer_bytes, ")"));
+  }
+  absl::StatusOr<uint64_t> at =
+      Append(payload, RecordTag{.type = kCheckpointRecordType});
+  if (!at.ok()) return at.status();
+  if (absl::Status s = WaitStable(*at); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(head_mu_);
+  if (head() > resume) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path_, ": WriteCheckpoint(", resume, "): the log was truncated past "
+        "it meanwhile, to ", head()));
+  }
+  Superblock next = sb_;
+  next.checkpoint = *at;
+  ++next.sequence;
+  if (absl::Status s = WriteSuperblock(*file_, next); !s.ok()) return s;
+  sb_.checkpoint = next.checkpoint;
+  sb_.sequence = next.sequence;
+  checkpoint_resume_.store(resume, std::memory_order_release);
+  return *at;
+}
+
+uint64_t LogStructuredStore::CheckpointBoundary() {
+  return std::max(head(), index_->BlockStartAtOrBelow(HiStable()));
+}
+
+uint64_t LogStructuredStore::checkpoint_resume() const {
+  return checkpoint_resume_.load(std::memory_order_acquire);
 }
 
 absl::Status LogStructuredStore::StartWriting(const RecoveredLog& recovered) {
@@ -417,6 +591,11 @@ absl::Status LogStructuredStore::StartWriting(const RecoveredLog& recovered) {
   ++sb_.sequence;
   ++sb_.epoch;
   sb_.epoch_start = recovery_.tail;
+  // A checkpoint that is not in the recovered log (it was cut) is dropped.
+  if (sb_.checkpoint >= recovery_.tail) {
+    sb_.checkpoint = 0;
+    checkpoint_resume_.store(0, std::memory_order_release);
+  }
   sb_.max_in_flight_bytes = options_.ring_size * options_.buffer_bytes;
   if (absl::Status s = WriteSuperblock(*file_, sb_); !s.ok()) return s;
   if (file_->created()) {
@@ -714,9 +893,14 @@ absl::Status LogStructuredStore::Truncate(uint64_t address) {
   Superblock next = sb_;
   next.head = head;
   ++next.sequence;
+  // Recovery could no longer start at a checkpoint the head passes.
+  const bool drop_checkpoint = head > checkpoint_resume();
+  if (drop_checkpoint) next.checkpoint = 0;
   if (absl::Status s = WriteSuperblock(*file_, next); !s.ok()) return s;
   sb_.head = head;
   sb_.sequence = next.sequence;
+  sb_.checkpoint = next.checkpoint;
+  if (drop_checkpoint) checkpoint_resume_.store(0, std::memory_order_release);
   head_.store(head, std::memory_order_release);
   index_->DropBelow(head);
   if (options_.capacity_bytes != 0) sink_->LimitAllocation(SpaceEnd());

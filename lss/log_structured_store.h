@@ -70,6 +70,13 @@
 
 namespace lss {
 
+// A checkpoint as Open hands it to the layer above (WriteCheckpoint).
+struct CheckpointView {
+  uint64_t address = 0;  // of the checkpoint record
+  uint64_t resume = 0;   // the records it stands for are the ones below
+  absl::string_view bytes;  // what the layer above wrote; valid in the call
+};
+
 struct StoreOptions {
   WritePolicy policy = WritePolicy::kTailLocalized;
   // kOnWait: an fdatasync only while someone waits (Sync, WaitStable,
@@ -153,6 +160,16 @@ struct StoreOptions {
   // error fails Open with it. Open may still fail after visiting records
   // (damage found further on): then discard what was seen.
   std::function<absl::Status(const RecordView&)> on_recovered_record;
+  // Resuming from a checkpoint (WriteCheckpoint). If set, and the
+  // superblock names a checkpoint that applies, Open reads it and calls
+  // this with it before any record is visited, then scans the log from the
+  // checkpoint's resume address: records below it are not visited (the
+  // checkpoint stands for them) and their blocks are not read again (Read
+  // finds them through the block list the checkpoint holds). Unset, or a
+  // checkpoint that does not apply (recovery().checkpoint_unused says why;
+  // kSkipCorrupted never uses one): the scan starts at the head and visits
+  // everything. An error fails Open with it.
+  std::function<absl::Status(const CheckpointView&)> on_checkpoint;
 };
 
 struct LogRecord {
@@ -273,6 +290,26 @@ class LogStructuredStore {
   // The first block of the log: data_start() until the first Truncate.
   uint64_t head() const;
 
+  // Checkpoints, for a layer above that rebuilds its state from the log
+  // (PageStore): `bytes` is that state as of every record below `resume`.
+  // Writes them, with the list of the blocks in [head, resume), as one
+  // record (kCheckpointRecordType), makes it durable and then names it in
+  // the superblock, so that an Open with StoreOptions::on_checkpoint starts
+  // its scan at `resume`. `resume` is a block start at or above the head
+  // and at or below HiStable(), e.g. CheckpointBoundary(); InvalidArgument
+  // otherwise, ResourceExhausted if the record would exceed
+  // max_payload_bytes(). A crash before the superblock is durable leaves
+  // the previous checkpoint in force. A Truncate past `resume`, or an Open
+  // that cuts the log below the record, drops the checkpoint (the
+  // superblock then names none). Returns the record's address.
+  absl::StatusOr<uint64_t> WriteCheckpoint(uint64_t resume,
+                                           absl::string_view bytes);
+  // The highest block start at or below HiStable(): every record below it
+  // is durable. At least the head.
+  uint64_t CheckpointBoundary();
+  // The resume address of the checkpoint the superblock names, 0 if none.
+  uint64_t checkpoint_resume() const;
+
   // Drains, makes everything durable, writes a close marker (a block with
   // no records that proves everything before it durable) and releases the
   // file; later calls fail. Idempotent.
@@ -323,6 +360,15 @@ class LogStructuredStore {
   // everything before it is durable, so that recovery can tell damage
   // anywhere in a cleanly closed log from a torn tail.
   absl::Status WriteCloseMarker();
+  // The checkpoint the superblock names, if it applies: its view, and the
+  // blocks below its resume address from the head on. Otherwise nothing,
+  // with recovery_.checkpoint_unused saying why.
+  struct LoadedCheckpoint {
+    CheckpointView view;
+    std::vector<RecoveredBlock> blocks;
+    std::string payload;  // what view.bytes points into
+  };
+  absl::StatusOr<std::optional<LoadedCheckpoint>> LoadCheckpoint();
   // Punches out [data_start, head) (what is not punched yet).
   absl::Status PunchBelowHead();
   // Where capacity_bytes ends the log: from the file-system block of the
@@ -368,8 +414,11 @@ class LogStructuredStore {
   std::mutex commit_mu_;  // one group commit leader at a time
   // Cuts led so far: what threads that find commit_mu_ taken wait on.
   std::atomic<uint32_t> cuts_{0};
-  std::mutex head_mu_;    // one Truncate at a time
+  std::mutex head_mu_;    // one Truncate or superblock rewrite at a time
   std::atomic<uint64_t> head_{0};
+  // The resume address of the checkpoint sb_ names (changed under
+  // head_mu_).
+  std::atomic<uint64_t> checkpoint_resume_{0};
   uint64_t punched_ = 0;  // [data_start, punched_) is a hole (head_mu_)
   // capacity_bytes: what Reserve charges the appends in flight.
   std::atomic<uint64_t> charged_{0};

@@ -21,13 +21,14 @@ class Scan {
  public:
   Scan(File& file, const Superblock& sb, uint64_t file_size,
        const std::string& damaged_slot, BlockReader reader,
-       const RecordVisitor& visit)
+       const RecordVisitor& visit, uint64_t scan_from)
       : file_(file),
         sb_(sb),
         size_(file_size),
         damaged_slot_(damaged_slot),
         reader_(std::move(reader)),
         visit_(visit),
+        scan_from_(std::max(scan_from, sb.head)),
         watermark_(sb.epoch_start),
         watermark_source_("the superblock's epoch start") {}
 
@@ -36,6 +37,7 @@ class Scan {
                                                           : Prefix(mode);
     if (!s.ok()) return s;
     out_.report.head = sb_.head;
+    out_.report.scan_from = scan_from_;
     out_.report.acknowledged = watermark_;
     out_.report.bytes_scanned = reader_.bytes_read();
     out_.report.superblock = damaged_slot_;
@@ -46,7 +48,7 @@ class Scan {
   // The longest run of valid blocks, then everything past it.
   absl::Status Prefix(RecoveryMode mode) {
     RecoveryReport& r = out_.report;
-    uint64_t a = sb_.head;  // below it the log was truncated
+    uint64_t a = scan_from_;  // the head, or a checkpoint's resume point
     uint64_t prev_epoch = 0;
     BlockCheck stop;
     for (;;) {
@@ -267,6 +269,7 @@ class Scan {
   const std::string& damaged_slot_;
   BlockReader reader_;
   const RecordVisitor& visit_;
+  const uint64_t scan_from_;
   uint64_t watermark_;
   std::string watermark_source_;
   bool dropped_ = false;     // intact blocks of this epoch past the tail
@@ -279,10 +282,12 @@ class Scan {
 absl::StatusOr<RecoveredLog> RecoverLog(File& file, const Superblock& sb,
                                         uint64_t file_size, RecoveryMode mode,
                                         const std::string& damaged_slot,
-                                        const RecordVisitor& visit) {
+                                        const RecordVisitor& visit,
+                                        uint64_t scan_from) {
   absl::StatusOr<BlockReader> reader = BlockReader::Create(&file, sb, file_size);
   if (!reader.ok()) return reader.status();
-  Scan scan(file, sb, file_size, damaged_slot, *std::move(reader), visit);
+  Scan scan(file, sb, file_size, damaged_slot, *std::move(reader), visit,
+            mode == RecoveryMode::kSkipCorrupted ? 0 : scan_from);
   return scan.Run(mode);
 }
 

@@ -48,9 +48,16 @@ enum class RecoveryMode {
 
 // What recovery found on Open.
 struct RecoveryReport {
-  // Where the scan began: the superblock's head (data_start until the log
-  // is first truncated).
+  // The superblock's head (data_start until the log is first truncated).
   uint64_t head = 0;
+  // Where the scan began: the head, or a checkpoint's resume address
+  // (StoreOptions::on_checkpoint; `checkpoint` is then that record's
+  // address, else 0). Blocks below it were not read again.
+  uint64_t scan_from = 0;
+  uint64_t checkpoint = 0;
+  // Why a checkpoint the superblock names was not used (empty if it was,
+  // or if there is none or none was asked for).
+  std::string checkpoint_unused;
   // Where the log ends; appends go on from here. kSkipCorrupted: the end
   // of the last valid block.
   uint64_t tail = 0;
@@ -99,11 +106,14 @@ struct RecoveredLog {
 // file is the report, or DataLoss naming the file, the offset and the
 // reason. `visit`, if set, sees every record kept, in address order, as the
 // scan reads it (a view valid during the call); its error ends the scan.
+// `scan_from` (a block address at or above sb.head; 0: the head) is where
+// the valid run is taken to start: blocks below it are not read.
 using RecordVisitor = std::function<absl::Status(const RecordView&)>;
 absl::StatusOr<RecoveredLog> RecoverLog(File& file, const Superblock& sb,
                                         uint64_t file_size, RecoveryMode mode,
                                         const std::string& damaged_slot,
-                                        const RecordVisitor& visit = nullptr);
+                                        const RecordVisitor& visit = nullptr,
+                                        uint64_t scan_from = 0);
 
 }  // namespace lss
 

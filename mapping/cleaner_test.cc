@@ -125,21 +125,39 @@ TEST(CleanerTest, KeepsTheLogWithinCapacityOverTenTimesItsSize) {
   EXPECT_GT(store.flush_stats().cleanings, 10u);
   EXPECT_LE(disk_max.load(), kCapacity);
   EXPECT_LE(DiskBytes(path), kCapacity);
+  const auto expect_pages = [&](PageStore& reopened) {
+    for (uint64_t i = 0; i < kPages; ++i) {
+      absl::StatusOr<Page> page = reopened.Read(pids[i]);
+      ASSERT_TRUE(page.ok()) << page.status();
+      ASSERT_EQ(page->base, Base(pids[i], generation[i]))
+          << "page " << pids[i];
+      ASSERT_EQ(page->deltas.size(), static_cast<size_t>(deltas[i]));
+      for (int d = 0; d < deltas[i]; ++d) {
+        ASSERT_EQ(page->deltas[d], absl::StrCat("d", d));
+      }
+    }
+  };
+  {
+    // The file as a crash would leave it: recovery resumes from one of the
+    // checkpoints the cleaner wrote (every quarter of the capacity) while
+    // the threads flushed.
+    PageStoreOptions image = Options();
+    image.store.read_only = true;
+    image.store.lock = false;
+    auto crashed = PageStore::Open(path, image);
+    ASSERT_TRUE(crashed.ok()) << crashed.status();
+    const RecoveryReport& r = (*crashed)->log().recovery();
+    EXPECT_NE(r.checkpoint, 0u);
+    EXPECT_GT(r.scan_from, r.head);
+    expect_pages(**crashed);
+  }
   ASSERT_TRUE(store.Close().ok());
   opened->reset();
 
   // Reopened (with its own cleaner), every page reads as left.
   opened = PageStore::Open(path, Options());
   ASSERT_TRUE(opened.ok()) << opened.status();
-  for (uint64_t i = 0; i < kPages; ++i) {
-    absl::StatusOr<Page> page = (*opened)->Read(pids[i]);
-    ASSERT_TRUE(page.ok()) << page.status();
-    ASSERT_EQ(page->base, Base(pids[i], generation[i])) << "page " << pids[i];
-    ASSERT_EQ(page->deltas.size(), static_cast<size_t>(deltas[i]));
-    for (int d = 0; d < deltas[i]; ++d) {
-      ASSERT_EQ(page->deltas[d], absl::StrCat("d", d));
-    }
-  }
+  expect_pages(**opened);
 }
 
 // Pages that are never replaced fill the log: once the cleaner cannot make

@@ -22,7 +22,10 @@
 // to HiStable(): it relocates live pages as whole images at the tail,
 // Syncs, writes the new head to the superblock and punches a hole below
 // it, so kills land in every step of cleaning, and recovery starts from
-// moved heads.
+// moved heads. A third of its turns it writes a checkpoint instead
+// (PageStore::Checkpoint: the log since the last one read back, its record
+// and the superblock), so kills land in checkpoints too, and later writers
+// and the verifier resume from them.
 // Owners UpdateR / UpdateD (always against the state a Read returned, whose
 // content they check against their model), Flush, MkStable, Evict, and Free
 // and re-Allocate pages.
@@ -278,6 +281,9 @@ struct WriterStats {
   // Clean calls begun and returned, and the pages relocated (the store's
   // count as last seen, so Cleans cut short by the kill count too).
   std::atomic<uint64_t> cleans, cleans_done, relocated;
+  // Checkpoint calls begun and returned; whether the writer's Open resumed
+  // from a checkpoint.
+  std::atomic<uint64_t> checkpoints, checkpoints_done, resumed;
   // The store's flush_stats(), as last seen.
   std::atomic<uint64_t> delta_pieces, consolidations;
 };
@@ -350,6 +356,7 @@ class Writer {
     }
     store_ = std::move(*opened);
     sh_->recovered_pages.store(store_->recovered_pages());
+    sh_->stats.resumed.store(store_->log().recovery().checkpoint != 0);
     Startup();
     sh_->opened.store(1, std::memory_order_release);
     const char byte = 'R';
@@ -721,6 +728,14 @@ class Writer {
     while (!stop_meddler_.load(std::memory_order_relaxed)) {
       // Pacing only: the Cleans come at random points of the owners' work.
       std::this_thread::sleep_for(std::chrono::microseconds(rng() % 500));
+      if (rng() % 3 == 0) {
+        sh_->stats.checkpoints.fetch_add(1, std::memory_order_relaxed);
+        if (absl::Status s = store_->Checkpoint(); !s.ok()) {
+          Fail(absl::StrCat("Checkpoint: ", s.ToString()));
+        }
+        sh_->stats.checkpoints_done.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       const uint64_t head = store_->log().head();
       const uint64_t stable = store_->HiStable();
       if (stable <= head) continue;
@@ -897,6 +912,9 @@ struct Totals {
   uint64_t cleans = 0;          // Clean calls begun
   uint64_t cleans_done = 0;     // of them, returned (not cut by the kill)
   uint64_t relocated = 0;       // pages they relocated
+  uint64_t checkpoints = 0;     // Checkpoint calls begun
+  uint64_t checkpoints_done = 0;  // of them, returned
+  uint64_t resumed_opens = 0;   // writers' Opens that resumed from one
   uint64_t delta_pieces = 0;    // written by the writers' flushes
   uint64_t consolidations = 0;  // whole images that restarted a chain
   uint64_t pages_from_chains = 0;  // recovered from a delta piece down
@@ -1058,6 +1076,9 @@ class PageCrashLoop {
     totals_.cleans += st.cleans.load();
     totals_.cleans_done += st.cleans_done.load();
     totals_.relocated += st.relocated.load();
+    totals_.checkpoints += st.checkpoints.load();
+    totals_.checkpoints_done += st.checkpoints_done.load();
+    totals_.resumed_opens += st.resumed.load();
     totals_.delta_pieces += st.delta_pieces.load();
     totals_.consolidations += st.consolidations.load();
     absl::StrAppend(&context, "; writer: ", st.updates_r.load(), " UpdateR, ",
@@ -1168,7 +1189,8 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       " stable claims, %" PRIu64 " evictions, %" PRIu64 " frees, %" PRIu64
       " lost races, %" PRIu64 " meddler flushes (%" PRIu64
       " lost), %" PRIu64 " Cleans (%" PRIu64 " returned) relocating %" PRIu64
-      " pages, %" PRIu64 " delta pieces, %" PRIu64
+      " pages, %" PRIu64 " Checkpoints (%" PRIu64 " returned), %" PRIu64
+      " opens resumed from one, %" PRIu64 " delta pieces, %" PRIu64
       " consolidations; longest log %.1f MiB; pages checked %" PRIu64
       ": %" PRIu64 " free, %" PRIu64 " at their stable version, %" PRIu64
       " newer, %" PRIu64 " recovered from a chain of pieces\n",
@@ -1176,7 +1198,8 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers,
       t.cleaner_writers, t.updates, t.flushes, t.mkstables, t.claims, t.evicts,
       t.frees, t.aborted, t.meddler_flushes, t.meddler_lost, t.cleans,
-      t.cleans_done, t.relocated, t.delta_pieces, t.consolidations,
+      t.cleans_done, t.relocated, t.checkpoints, t.checkpoints_done,
+      t.resumed_opens, t.delta_pieces, t.consolidations,
       t.max_tail / 1048576.0, t.pages_checked, t.pages_free, t.pages_at_floor,
       t.pages_above_floor, t.pages_from_chains);
   std::fflush(stdout);
@@ -1197,6 +1220,9 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
   // are cut short by the kill: that is the point).
   EXPECT_GT(t.cleans, 0u);
   EXPECT_GT(t.relocated, 0u);
+  // Nor one where no checkpoint was written or resumed from.
+  EXPECT_GT(t.checkpoints_done, 0u);
+  EXPECT_GT(t.resumed_opens, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, PageCrashLoopTest,

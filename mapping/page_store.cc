@@ -169,7 +169,12 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
     : log_(std::move(log)),
       table_(std::move(table)),
       max_flushed_pieces_(o.max_flushed_pieces),
-      background_(o.cleaner.background && !o.store.read_only) {
+      background_(o.cleaner.background && !o.store.read_only),
+      checkpoints_(o.checkpoints && !o.store.read_only) {
+  checkpoint_every_ = o.checkpoint_every_bytes != 0 ? o.checkpoint_every_bytes
+                      : o.store.capacity_bytes != 0
+                          ? o.store.capacity_bytes / 4
+                          : uint64_t{64} << 20;
   if (!background_) return;
   capacity_bytes_ = o.store.capacity_bytes;
   region_bytes_ = RegionBytes(o);
@@ -223,6 +228,11 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
   Replay replay;
   replay.max_pages = (*table)->max_pages();
   StoreOptions store_options = options.store;
+  if (options.checkpoints) {
+    store_options.on_checkpoint = [&replay, &path](const CheckpointView& c) {
+      return replay.Load(path, c);
+    };
+  }
   store_options.on_recovered_record =
       [&replay, &path, user = options.store.on_recovered_record](
           const RecordView& r) {
@@ -237,6 +247,8 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
   std::unique_ptr<PageStore> store(
       new PageStore(*std::move(log), *std::move(table), options));
   if (absl::Status s = store->Restore(replay); !s.ok()) return s;
+  store->shadow_end_ = store->log_->recovery().tail;
+  store->shadow_ = std::move(replay);
   if (store->background_) {
     store->cleaner_ = std::thread([s = store.get()] { s->CleanerLoop(); });
     store->MaybeWakeCleaner();
@@ -256,6 +268,12 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
     return absl::DataLossError(absl::StrCat(
         path, ": record at offset ", r.address, " (type ", r.tag.type,
         ") has key ", pid, ", not a PID below max_pages ", max_pages));
+  }
+  // Already replayed (a checkpoint covers records past its resume point):
+  // a PID's records come in address order.
+  if (const auto it = latest.find(pid);
+      page_record && it != latest.end() && r.address <= it->second.address) {
+    return absl::OkStatus();
   }
   if (r.tag.type == kPageImageRecord) {
     latest[pid] = Latest{.address = r.address, .pieces = 1};
@@ -301,6 +319,107 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
   }
   high_water = std::max(high_water, pid + 1);
   return absl::OkStatus();
+}
+
+std::string PageStore::Replay::Serialize() const {
+  std::string out;
+  PutU32(out, 1);
+  PutU32(out, 0);
+  PutU64(out, high_water);
+  PutU64(out, latest.size());
+  for (const auto& [pid, newest] : latest) {
+    PutU64(out, pid);
+    PutU64(out, newest.address);
+    PutU32(out, newest.pieces);
+    PutU32(out, newest.broken ? 1 : 0);
+  }
+  return out;
+}
+
+absl::Status PageStore::Replay::Load(const std::string& path,
+                                     const CheckpointView& c) {
+  auto bad = [&](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": the page checkpoint at offset ", c.address, ": ", why));
+  };
+  absl::string_view in = c.bytes;
+  uint32_t version = 0;
+  uint32_t zero = 0;
+  uint64_t count = 0;
+  if (!GetU32(in, version) || !GetU32(in, zero) || !GetU64(in, high_water) ||
+      !GetU64(in, count)) {
+    return bad("its header is cut short");
+  }
+  if (version != 1) return bad(absl::StrCat("version ", version, ", not 1"));
+  if (high_water > max_pages) {
+    return bad(absl::StrCat("PIDs reach ", high_water,
+                            ", past max_pages ", max_pages));
+  }
+  if (in.size() != count * 24) {
+    return bad(absl::StrCat(count, " pages in ", in.size(), " bytes"));
+  }
+  latest.clear();
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t pid = 0;
+    Latest l;
+    uint32_t flags = 0;
+    GetU64(in, pid);
+    GetU64(in, l.address);
+    GetU32(in, l.pieces);
+    GetU32(in, flags);
+    const bool in_order = latest.empty() || pid > latest.rbegin()->first;
+    if (pid >= high_water || !in_order || l.pieces == 0 ||
+        l.address >= c.address || flags > 1) {
+      return bad(absl::StrCat("entry ", i, " (page ", pid, ", offset ",
+                              l.address, ", piece #", l.pieces, ", flags ",
+                              flags, ") is out of order or out of range"));
+    }
+    l.broken = flags == 1;
+    latest.emplace_hint(latest.end(), pid, l);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PageStore::Checkpoint() {
+  if (!checkpoints_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        log_->path(), ": checkpoints are off, or the store is read-only"));
+  }
+  std::lock_guard<std::mutex> lock(checkpoint_mu_);
+  return CheckpointLocked();
+}
+
+absl::Status PageStore::CheckpointLocked() {
+  const uint64_t resume = log_->CheckpointBoundary();
+  if (const uint64_t head = log_->head(); shadow_end_ < head) {
+    // The log was truncated past what the replay has read: start it again
+    // from the head, as recovery without a checkpoint would.
+    shadow_ = Replay();
+    shadow_.max_pages = table_->max_pages();
+    shadow_end_ = head;
+  }
+  if (resume > shadow_end_) {
+    absl::StatusOr<std::unique_ptr<LogReader>> reader = log_->NewLogReader(
+        shadow_end_, {.read_bytes = 1 << 20, .reads_in_flight = 4,
+                      .to = resume});
+    if (!reader.ok()) return reader.status();
+    for (;;) {
+      absl::StatusOr<bool> more = (*reader)->Next();
+      if (!more.ok()) return more.status();
+      const RecordView& r = (*reader)->record();
+      if (!*more || r.address >= resume) break;
+      if (absl::Status s = shadow_.Visit(log_->path(), r); !s.ok()) return s;
+    }
+    shadow_end_ = resume;
+  }
+  return log_->WriteCheckpoint(resume, shadow_.Serialize()).status();
+}
+
+bool PageStore::CheckpointDue() const {
+  const uint64_t since =
+      std::max({log_->checkpoint_resume(), log_->head(),
+                checkpoint_tried_at_.load(std::memory_order_relaxed)});
+  return checkpoints_ && log_->AppendedEnd() - since > checkpoint_every_;
 }
 
 absl::Status PageStore::Restore(const Replay& replay) {
@@ -523,7 +642,7 @@ uint64_t PageStore::FreeBytes() const {
 }
 
 void PageStore::MaybeWakeCleaner() {
-  if (!background_ || FreeBytes() >= free_bytes_low_ ||
+  if (!background_ || (FreeBytes() >= free_bytes_low_ && !CheckpointDue()) ||
       clean_wanted_.exchange(true, std::memory_order_acq_rel)) {
     return;
   }
@@ -580,6 +699,15 @@ void PageStore::CleanerLoop() {
         status = absl::OkStatus();
       }
     }
+    if (status.ok() && CheckpointDue()) {
+      // One that does not fit is tried again a checkpoint interval later.
+      checkpoint_tried_at_.store(log_->AppendedEnd(),
+                                 std::memory_order_relaxed);
+      if (absl::Status s = Checkpoint();
+          s.code() != absl::StatusCode::kResourceExhausted) {
+        status = s;
+      }
+    }
     // A full log may get room again (pages freed, or replaced by smaller
     // ones): only other errors stop the cleaner.
     const bool fatal =
@@ -611,7 +739,15 @@ void PageStore::StopCleaner() {
 
 absl::Status PageStore::Close() {
   StopCleaner();
-  return log_->Close();
+  absl::Status checkpoint;
+  if (checkpoints_ && !std::exchange(closed_, true)) {
+    checkpoint = Checkpoint();
+    if (checkpoint.code() == absl::StatusCode::kResourceExhausted) {
+      checkpoint = absl::OkStatus();
+    }
+  }
+  absl::Status closed = log_->Close();
+  return checkpoint.ok() ? closed : checkpoint;
 }
 
 absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
@@ -764,7 +900,21 @@ absl::Status PageStore::Clean(uint64_t to) {
   // images, and the chains of the pages skipped above (their newest pieces
   // may not be durable yet).
   if (absl::Status s = log_->Sync(); !s.ok()) return s;
-  if (absl::Status s = log_->Truncate(done_to); !s.ok()) return s;
+  {
+    // Recovery can resume from the newest checkpoint only while the head
+    // has not passed it: write a newer one first.
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    if (checkpoints_ && log_->checkpoint_resume() != 0 &&
+        done_to > log_->checkpoint_resume()) {
+      // One that does not fit (or finds the log full) is left out: the
+      // truncation drops the old one, and recovery reads from the head.
+      if (absl::Status s = CheckpointLocked();
+          !s.ok() && s.code() != absl::StatusCode::kResourceExhausted) {
+        return s;
+      }
+    }
+    if (absl::Status s = log_->Truncate(done_to); !s.ok()) return s;
+  }
   if (status.ok()) cleanings_.fetch_add(1, std::memory_order_relaxed);
   // What was evicted stays so; one changed meanwhile stays in memory.
   for (uint64_t pid : evicted) Evict(pid).IgnoreError();

@@ -44,6 +44,19 @@
 // left above the head may link below it; recovery accepts such a piece if a
 // later image or free replaces it.
 //
+// Checkpoints (LLAMA's, of the mapping table): what recovery's replay
+// knows of every PID (its newest piece, or free) as of some address of the
+// log, written as a log checkpoint (LogStructuredStore::WriteCheckpoint:
+// u32 version 1, u32 zero, u64 high water, u64 count, then per PID in
+// ascending order u64 PID, u64 address of its newest piece, u32 the
+// piece's position in its chain, u32 flags, 1 = its chain's image is not in
+// the log). Open loads the newest and replays only the log after it. The
+// checkpoint is built by replaying the log itself, the records since the
+// last one read back, not from the table in memory, so it says exactly
+// what a replay of the whole log would: it never holds a flush that is not
+// durable, nor misses a free. Replay skips a record of a PID at or below
+// the piece it already has, so records replayed twice change nothing.
+//
 // DataLoss, naming the file and offset: at Open, a page record whose key is
 // not below max_pages, a delta piece that links to a piece other than its
 // page's newest (it would join pieces of different lives of the PID), or a
@@ -112,6 +125,14 @@ struct PageStoreOptions {
   // every flush a whole image). Reading an evicted page takes one log read
   // per piece; each whole image costs the page's size in log bytes.
   uint32_t max_flushed_pieces = 8;
+  // Checkpoints (above): Close writes one, so does Checkpoint(), the
+  // background cleaner once checkpoint_every_bytes (0: a quarter of
+  // store.capacity_bytes, or 64 MiB without a bound) were appended since
+  // the last, and Clean before it truncates the log past the newest. Open
+  // resumes from the newest. false: none is written or used, and Open
+  // replays the whole log. Read-only stores only use them.
+  bool checkpoints = true;
+  uint64_t checkpoint_every_bytes = 0;
 };
 
 // A page as Read returns it.
@@ -183,8 +204,18 @@ class PageStore {
   // ResourceExhausted.
   absl::Status Clean(uint64_t to);
 
-  // Stops the background cleaner (waiting for a cleaning under way) and
-  // closes the log (LogStructuredStore::Close). Other calls fail after it.
+  // Writes a checkpoint of every PID's durable state as of the log's
+  // CheckpointBoundary(), reading the log since the last one to build it.
+  // FailedPrecondition if checkpoints are off or the store is read-only;
+  // ResourceExhausted if it does not fit in a record (about 24 bytes per
+  // page that has a flush; a flush buffer holds one) or in the log's
+  // capacity.
+  absl::Status Checkpoint();
+
+  // Stops the background cleaner (waiting for a cleaning under way),
+  // writes a checkpoint (unless off; one that does not fit is left out)
+  // and closes the log (LogStructuredStore::Close). Other calls fail after
+  // it.
   absl::Status Close();
   // How the background cleaner's last pass ended: ResourceExhausted if it
   // could not make room (it tries again when a flush next waits), another
@@ -214,7 +245,9 @@ class PageStore {
   };
   FlushStats flush_stats() const;
 
-  // What recovery found: pages restored and the log's own report.
+  // What recovery found: pages restored and the log's own report
+  // (log().recovery(): scan_from and checkpoint say whether it resumed
+  // from a checkpoint).
   uint64_t recovered_pages() const { return recovered_pages_; }
   LogStructuredStore& log() { return *log_; }
   MappingTable& table() { return *table_; }
@@ -239,7 +272,14 @@ class PageStore {
     std::map<uint64_t, Latest> latest;  // PID -> its newest piece
     uint64_t high_water = 0;               // one past the highest PID seen
     absl::Status Visit(const std::string& path, const RecordView& r);
+    // The checkpoint's bytes (format above), and back.
+    std::string Serialize() const;
+    absl::Status Load(const std::string& path, const CheckpointView& c);
   };
+  // Checkpoint, holding checkpoint_mu_.
+  absl::Status CheckpointLocked();
+  // Whether the cleaner should write a checkpoint.
+  bool CheckpointDue() const;
   absl::Status Restore(const Replay& replay);
   // Flush, or with `image` a whole image of the page's current state even
   // if nothing changed (loading an evicted page first: Aborted, try again).
@@ -273,7 +313,17 @@ class PageStore {
   // A cleaner thread runs (not for read-only stores, which never flush):
   // fixed at construction, so Flush reads it while Close joins the thread.
   const bool background_;
+  const bool checkpoints_;  // writes them (on, and writable)
+  uint64_t checkpoint_every_ = 0;
   uint64_t recovered_pages_ = 0;
+  // The replay checkpoints are made of: what recovery knew, brought up to
+  // shadow_end_ (a block start) by reading the log since.
+  std::mutex checkpoint_mu_;
+  Replay shadow_;
+  uint64_t shadow_end_ = 0;
+  // Where the log ended when the cleaner last tried one.
+  std::atomic<uint64_t> checkpoint_tried_at_{0};
+  bool closed_ = false;  // Close ran
   // The background cleaner. Its sizes are set at construction; clean_mu_
   // guards stopping_ and cleaner_status_.
   uint64_t capacity_bytes_ = 0;

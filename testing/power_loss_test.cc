@@ -33,7 +33,9 @@
 // acknowledged stays free, a page never flushed is free. Its workload also
 // cleans (PageStore::Clean of a random durable part of the log), so cuts
 // land in the relocation, its Sync, the superblock write and the hole
-// punch, and later cycles recover from a moved head.
+// punch, and later cycles recover from a moved head. It also checkpoints
+// (PageStore::Checkpoint), so cuts land in a checkpoint's record and its
+// superblock, and later reopens resume from a checkpoint.
 // PowerLoss.ALyingDiskIsCaught checks the checks: on a disk whose fdatasync
 // does nothing, both harnesses must report a failure.
 //
@@ -223,8 +225,10 @@ struct Totals {
            acked_checked = 0, replayed = 0, verified_blocks = 0,
            verified_past_tail = 0, cuts_in_workload = 0,
            acked_by_hi_stable = 0, cut_reopens_seen = 0;
-  // Pages: Clean calls, those the power cut, pages relocated by the rest.
+  // Pages: Clean calls, those the power cut, pages relocated by the rest;
+  // Checkpoint calls, those the power cut, reopens that resumed from one.
   uint64_t cleans = 0, cleans_cut = 0, relocated = 0;
+  uint64_t checkpoints = 0, checkpoints_cut = 0, resumed_reopens = 0;
 };
 
 class PowerLossRun {
@@ -724,6 +728,15 @@ class PagePowerLossRun {
         if (absl::Status s = Clean(store); !s.ok()) return s;
         continue;
       }
+      if (rng_() % 40 == 0) {
+        // A checkpoint says what the log says; it acknowledges nothing.
+        ++totals_.checkpoints;
+        if (absl::Status s = store.Checkpoint(); !s.ok()) {
+          totals_.checkpoints_cut += disk_.failing();
+          return Stop("Checkpoint", s);
+        }
+        continue;
+      }
       const int op = static_cast<int>(rng_() % 100);
       if (op < 15 || live.empty()) {
         absl::StatusOr<uint64_t> pid = store.Allocate();
@@ -828,6 +841,8 @@ class PagePowerLossRun {
       if (!more.ok()) return Stop("reading what Clean wrote", more.status());
       if (!*more) break;
       const RecordView& r = (*reader)->record();
+      // Clean writes a checkpoint before it truncates past the newest.
+      if (r.tag.type == kCheckpointRecordType) continue;
       PageModel& page = pages_[r.tag.key];
       if (r.tag.type != kPageImageRecord || !page.live) {
         return absl::InternalError(absl::StrCat(
@@ -856,6 +871,7 @@ class PagePowerLossRun {
                      s.status());
     }
     totals_.cut_reopens_seen += (*s)->log().recovery().cut;
+    totals_.resumed_reopens += (*s)->log().recovery().checkpoint != 0;
     uint64_t present = 0;
     for (auto& [pid, page] : pages_) {
       std::optional<Content> seen;
@@ -961,7 +977,10 @@ absl::Status RunSeeds(absl::string_view test, uint64_t default_crashes,
           ? ""
           : absl::StrCat("; ", totals.cleans, " Cleans (", totals.cleans_cut,
                          " cut by the power) relocated ", totals.relocated,
-                         " pages")
+                         " pages; ", totals.checkpoints, " Checkpoints (",
+                         totals.checkpoints_cut, " cut by the power); ",
+                         totals.resumed_reopens,
+                         " checking reopens resumed from one")
                 .c_str());
   if (totals_out != nullptr) *totals_out = totals;
   return failure;
@@ -977,10 +996,13 @@ TEST(PowerLoss, Pages) {
   const absl::Status s = RunSeeds<PagePowerLossRun>(
       "Pages", 8000, /*lying_disk=*/false, &totals);
   EXPECT_TRUE(s.ok()) << s.message();
-  // Cleaning ran, moved pages, and the power went in the middle of it.
+  // Cleaning ran, moved pages, and the power went in the middle of it;
+  // so it did in checkpoints, and reopens resumed from them.
   if (EnvOr("LSS_SEED", FLAGS_seed, 0) == 0) {
     EXPECT_GT(totals.relocated, 0u);
     EXPECT_GT(totals.cleans_cut, 0u);
+    EXPECT_GT(totals.checkpoints_cut, 0u);
+    EXPECT_GT(totals.resumed_reopens, 0u);
   }
 }
 

@@ -347,6 +347,10 @@ void PrintHeader(const char* command, const std::string& path,
                 sb.epoch, sb.epoch_start);
     std::printf("  head               %" PRIu64 "%s\n", sb.head,
                 sb.head > sb.data_start ? " (truncated below)" : "");
+    if (sb.checkpoint != 0) {
+      std::printf("  checkpoint         record at %" PRIu64 "\n",
+                  sb.checkpoint);
+    }
   }
 }
 
@@ -767,6 +771,7 @@ int Stats(const std::string& path) {
       j.Num("epoch", probe->current->epoch)
           .Num("epoch_start", probe->current->epoch_start)
           .Num("head", probe->current->head)
+          .Num("checkpoint", probe->current->checkpoint)
           .Num("block_bytes", probe->current->block_bytes)
           .Num("buffer_bytes", probe->current->buffer_bytes);
     }

@@ -4,7 +4,10 @@
 // updates, while PageStore's background cleaner keeps the log within
 // --capacity_bytes (it cleans a 32nd of the capacity from the head
 // whenever less than two such regions and two rings of buffers are free).
-// Then closes, reopens (recovery) and checks every page byte for byte.
+// Then opens the log read-only beside the writer, as a crash would leave it
+// (recovery from the newest periodic checkpoint: crash_recovery_s), closes
+// (which writes a checkpoint), reopens (recovery_s) and checks every page
+// byte for byte.
 //
 //   ./bazelw run -c opt //tools:pagebench -- --utilization=0.5 --json
 //
@@ -54,6 +57,11 @@ DEFINE_uint32(max_flushed_pieces, 8,
 DEFINE_double(seconds, 10, "seconds of updates");
 DEFINE_int32(threads, 1, "updating threads, each owning a share of the pages");
 DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
+DEFINE_string(checkpoints, "on",
+              "on | off: mapping-table checkpoints (the cleaner writes one "
+              "every --checkpoint_every_bytes, Close one)");
+DEFINE_uint64(checkpoint_every_bytes, 0,
+              "log bytes between checkpoints (0: a quarter of the capacity)");
 DEFINE_bool(json, false, "print one JSON object as the last line of stdout");
 
 namespace lss {
@@ -136,6 +144,9 @@ int Main() {
   if (FLAGS_distribution != "uniform" && FLAGS_distribution != "zipf") {
     Die(absl::InvalidArgumentError("--distribution must be uniform or zipf"));
   }
+  if (FLAGS_checkpoints != "on" && FLAGS_checkpoints != "off") {
+    Die(absl::InvalidArgumentError("--checkpoints must be on or off"));
+  }
   std::string dir = FLAGS_dir;
   if (dir.empty()) {
     const char* tmp = getenv("TMPDIR");
@@ -158,6 +169,8 @@ int Main() {
   options.cleaner.background = cleaning;
   options.max_flushed_pieces = FLAGS_max_flushed_pieces;
   options.table.max_pages = pages + 1;
+  options.checkpoints = FLAGS_checkpoints == "on";
+  options.checkpoint_every_bytes = FLAGS_checkpoint_every_bytes;
   std::unique_ptr<PageStore> store = Check(PageStore::Open(path, options));
 
   std::fprintf(stderr, "pagebench: loading %" PRIu64 " pages of %" PRIu64
@@ -261,6 +274,46 @@ int Main() {
   const double wa = run_user > 0 ? double(run_written) / run_user : 0;
   const double utilization = live_samples > 0 ? live_sum / live_samples : 0;
   Check(store->cleaner_status());
+  // Every page reads exactly as it was last written.
+  const auto VerifyAll = [&](PageStore& recovered) {
+    if (recovered.recovered_pages() != pages) {
+      std::fprintf(stderr, "pagebench: %" PRIu64 " pages recovered of %"
+                   PRIu64 "\n", recovered.recovered_pages(), pages);
+      return false;
+    }
+    for (uint64_t pid = 0; pid < pages; ++pid) {
+      const Page page = Check(recovered.Read(pid));
+      const Expected& e = expected[pid];
+      bool same = page.base == Base(pid, e.generation) &&
+                  page.deltas.size() == e.deltas;
+      for (uint64_t i = 0; same && i < e.deltas; ++i) {
+        same = page.deltas[i] == Delta(pid, e.generation, i);
+      }
+      if (!same) {
+        std::fprintf(stderr, "pagebench: page %" PRIu64 " does not read as "
+                             "written\n", pid);
+        return false;
+      }
+    }
+    return true;
+  };
+
+  // The file as a crash now would leave it (everything is synced): a
+  // read-only open beside the writer recovers it, from the newest
+  // checkpoint the cleaner wrote.
+  std::fprintf(stderr, "pagebench: recovering the log as a crash would "
+                       "leave it\n");
+  PageStoreOptions crashed = options;
+  crashed.store.read_only = true;
+  crashed.store.lock = false;
+  crashed.cleaner.background = false;
+  const auto crash_start = Clock::now();
+  std::unique_ptr<PageStore> image = Check(PageStore::Open(path, crashed));
+  const double crash_recovery_s = Seconds(crash_start, Clock::now());
+  const RecoveryReport crash_report = image->log().recovery();
+  const uint64_t live_log_bytes = crash_report.tail - crash_report.head;
+  bool verified = VerifyAll(*image);
+  image.reset();
   Check(store->Close());
   store.reset();
 
@@ -268,20 +321,8 @@ int Main() {
   const auto open_start = Clock::now();
   store = Check(PageStore::Open(path, options));
   const double recovery_s = Seconds(open_start, Clock::now());
-  bool verified = store->recovered_pages() == pages;
-  for (uint64_t pid = 0; pid < pages && verified; ++pid) {
-    const Page page = Check(store->Read(pid));
-    const Expected& e = expected[pid];
-    verified = page.base == Base(pid, e.generation) &&
-               page.deltas.size() == e.deltas;
-    for (uint64_t i = 0; verified && i < e.deltas; ++i) {
-      verified = page.deltas[i] == Delta(pid, e.generation, i);
-    }
-    if (!verified) {
-      std::fprintf(stderr, "pagebench: page %" PRIu64 " does not read as "
-                           "written\n", pid);
-    }
-  }
+  const RecoveryReport report = store->log().recovery();
+  verified = verified && VerifyAll(*store);
   store.reset();
   unlink(path.c_str());
 
@@ -304,7 +345,15 @@ int Main() {
               double(written) / FLAGS_capacity_bytes);
   std::printf("  largest disk use    %10.1f MB of %.1f MB\n", disk_max / 1e6,
               FLAGS_capacity_bytes / 1e6);
-  std::printf("  recovery            %10.3f s\n", recovery_s);
+  std::printf("  recovery            %10.3f s after Close (%s, %.1f MB "
+              "scanned)\n", recovery_s,
+              report.checkpoint != 0 ? "from its checkpoint" : "whole log",
+              report.bytes_scanned / 1e6);
+  std::printf("  crash recovery      %10.3f s (%s, %.1f MB scanned of a "
+              "%.1f MB live log)\n", crash_recovery_s,
+              crash_report.checkpoint != 0 ? "from a periodic checkpoint"
+                                           : "no checkpoint: whole log",
+              crash_report.bytes_scanned / 1e6, live_log_bytes / 1e6);
   std::printf("  verify              %s\n",
               verified ? "OK: every page, byte for byte" : "FAILED");
   if (FLAGS_json) {
@@ -319,12 +368,19 @@ int Main() {
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
         ", \"threads\": %d, \"flush_every\": %" PRIu64
         ", \"max_flushed_pieces\": %u"
+        ", \"checkpoints\": \"%s\", \"recovery_bytes_scanned\": %" PRIu64
+        ", \"crash_recovery_s\": %.3f, \"crash_recovery_bytes_scanned\": %"
+        PRIu64 ", \"crash_recovery_resumed\": %s"
+        ", \"live_log_bytes\": %" PRIu64
         ", \"distribution\": \"%s\", \"cleaning\": \"%s\""
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
         recovery_s, written, user_bytes, run_written, run_user,
         stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
+        FLAGS_checkpoints.c_str(), report.bytes_scanned, crash_recovery_s,
+        crash_report.bytes_scanned,
+        crash_report.checkpoint != 0 ? "true" : "false", live_log_bytes,
         FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
         verified ? "true" : "false");
   }

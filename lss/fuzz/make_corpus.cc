@@ -48,6 +48,8 @@ lss::Superblock SampleSuperblock() {
   sb.epoch_start = 3 * 65536;
   sb.data_start = 2 * 4096;
   sb.max_in_flight_bytes = 4 * 65536;
+  sb.head = sb.data_start;
+  sb.checkpoint = 2 * 65536 + 64;
   return sb;
 }
 
@@ -64,7 +66,7 @@ void Superblocks() {
   // CRC valid, version refused.
   Bytes newer = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
   Put(newer, 8, lss::kFormatVersion + 1);
-  Put(newer, 80, lss::Crc32c(newer.data(), 80));
+  Put(newer, 88, lss::Crc32c(newer.data(), 88));
   Write(t, "newer_version", newer);
   // A version 1 superblock (no head; CRC of [0, 72) at 72) still opens.
   Bytes v1 = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
@@ -72,6 +74,12 @@ void Superblocks() {
   std::fill(v1.begin() + 72, v1.end(), std::byte{0});
   Put(v1, 72, lss::Crc32c(v1.data(), 72));
   Write(t, "version_1", v1);
+  // A version 2 superblock (no checkpoint; CRC of [0, 80) at 80) too.
+  Bytes v2 = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
+  Put(v2, 8, uint32_t{2});
+  std::fill(v2.begin() + 80, v2.end(), std::byte{0});
+  Put(v2, 80, lss::Crc32c(v2.data(), 80));
+  Write(t, "version_2", v2);
   Write(t, "zero_fields", Superblock(lss::Superblock{}, lss::kSuperblockBytes));
   Bytes bad_crc = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
   bad_crc[40] ^= std::byte{1};
