@@ -60,10 +60,14 @@ inline constexpr size_t kRecordAlignment = 8;
 // Record types. 0 is never written (a zero word is padding); types from
 // kFirstUserRecordType on belong to higher layers (e.g. page records).
 inline constexpr uint32_t kDataRecordType = 1;
-// A checkpoint (LogStructuredStore::WriteCheckpoint): u64 resume address,
-// u64 block count, (u64 address, u64 used) per block below the resume
-// address from the head on, then the layer above's bytes.
+// A checkpoint (LogStructuredStore::WriteCheckpoint) is one record of type
+// 2: u64 part count k, k x u64 the addresses of its part records (type 3,
+// written before it, in order), then the checkpoint's last bytes. The
+// checkpoint is the parts' payloads followed by those bytes: u64 resume
+// address, u64 block count, (u64 address, u64 used) per block below the
+// resume address from the head on, then the layer above's bytes.
 inline constexpr uint32_t kCheckpointRecordType = 2;
+inline constexpr uint32_t kCheckpointPartRecordType = 3;
 inline constexpr uint32_t kFirstUserRecordType = 16;
 
 struct Superblock {

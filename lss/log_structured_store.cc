@@ -392,7 +392,8 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
   const std::string checkpoint_unused = recovery_.checkpoint_unused;
   uint64_t scan_from = 0;
   if (checkpoint->has_value() && options_.on_checkpoint) {
-    const LoadedCheckpoint& c = **checkpoint;
+    LoadedCheckpoint& c = **checkpoint;
+    c.view.bytes = absl::string_view(c.payload).substr(c.bytes_at);
     if (absl::Status s = options_.on_checkpoint(c.view); !s.ok()) return s;
     scan_from = c.view.resume;
     for (const RecoveredBlock& b : c.blocks) index_->Add(b.address, b.used);
@@ -406,7 +407,8 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
         recovered->report.end, "; but the checkpoint at offset ",
         sb_.checkpoint, " that recovery resumed from lies past that end "
         "(it was durable before the superblock named it): the log is "
-        "damaged. Open without StoreOptions::on_checkpoint to scan it all"));
+        "damaged. Open without StoreOptions::on_checkpoint (a PageStore: "
+        "PageStoreOptions::checkpoints = false) to scan it all"));
   }
   for (RecoveredBlock& b : recovered->blocks) {
     if (b.salvaged.empty()) {
@@ -446,29 +448,66 @@ LogStructuredStore::LoadCheckpoint() {
   absl::StatusOr<BlockReader> reader =
       BlockReader::Create(file_.get(), sb_, file_size_);
   if (!reader.ok()) return reader.status();
-  if (absl::Status s = reader->Load(at, kRecordHeaderBytes); !s.ok()) {
-    return s;
-  }
-  uint32_t length = 0;
-  std::memcpy(&length, reader->Bytes(at, kRecordHeaderBytes).data() + 4,
-              sizeof(length));
-  if (length == 0 || length > max_payload_bytes()) {
-    return unused(absl::StrCat("has a length of ", length, " bytes"));
-  }
-  const uint64_t footprint = RecordFootprint(length);
-  if (absl::Status s = reader->Load(at, footprint); !s.ok()) return s;
-  RecordView record;
-  std::string reason;
-  if (ParseRecord(at, reader->Bytes(at, footprint), record, reason) !=
-          RecordParse::kRecord ||
-      record.tag.type != kCheckpointRecordType) {
-    return unused(absl::StrCat(
-        "is not a checkpoint record (",
-        reason.empty() ? absl::StrCat("type ", record.tag.type) : reason,
-        ")"));
-  }
+  // The payload of the record of `type` at `address`; nothing (with `why`
+  // set) if there is no such record.
+  std::string why;
+  const auto read = [&](uint64_t address, uint32_t type)
+      -> absl::StatusOr<std::optional<std::string>> {
+    if (absl::Status s = reader->Load(address, kRecordHeaderBytes); !s.ok()) {
+      return s;
+    }
+    uint32_t length = 0;
+    std::memcpy(&length,
+                reader->Bytes(address, kRecordHeaderBytes).data() + 4,
+                sizeof(length));
+    if (length == 0 || length > max_payload_bytes()) {
+      why = absl::StrCat("a record length of ", length, " bytes at offset ",
+                         address);
+      return std::nullopt;
+    }
+    const uint64_t footprint = RecordFootprint(length);
+    if (absl::Status s = reader->Load(address, footprint); !s.ok()) return s;
+    RecordView record;
+    std::string reason;
+    if (ParseRecord(address, reader->Bytes(address, footprint), record,
+                    reason) != RecordParse::kRecord ||
+        record.tag.type != type) {
+      why = absl::StrCat(
+          "not a checkpoint record at offset ", address, " (",
+          reason.empty() ? absl::StrCat("type ", record.tag.type) : reason,
+          ")");
+      return std::nullopt;
+    }
+    return std::string(record.payload);
+  };
+  absl::StatusOr<std::optional<std::string>> main =
+      read(at, kCheckpointRecordType);
+  if (!main.ok()) return main.status();
+  if (!main->has_value()) return unused(absl::StrCat("is ", why));
   LoadedCheckpoint c;
-  c.payload = std::string(record.payload);
+  absl::string_view last = **main;
+  uint64_t parts = 0;
+  if (!GetU64(last, parts) || parts > last.size() / 8) {
+    return unused("has a part list cut short");
+  }
+  uint64_t after = sb_.head;  // parts lie in order, from the head on
+  for (uint64_t i = 0; i < parts; ++i) {
+    uint64_t address = 0;
+    GetU64(last, address);
+    if (address < after || address >= at || address % kRecordAlignment) {
+      return unused(absl::StrCat("lists part ", i, " at offset ", address,
+                                 ", not in order between the head and it"));
+    }
+    after = address + kRecordHeaderBytes;
+    absl::StatusOr<std::optional<std::string>> part =
+        read(address, kCheckpointPartRecordType);
+    if (!part.ok()) return part.status();
+    if (!part->has_value()) {
+      return unused(absl::StrCat("has part ", i, " damaged: ", why));
+    }
+    c.payload += **part;
+  }
+  c.payload.append(last.data(), last.size());
   absl::string_view in = c.payload;
   uint64_t resume = 0;
   uint64_t count = 0;
@@ -500,7 +539,11 @@ LogStructuredStore::LoadCheckpoint() {
           RecoveredBlock{.address = address, .used = used, .salvaged = {}});
     }
   }
-  c.view = CheckpointView{.address = at, .resume = resume, .bytes = in};
+  // The view's bytes are set where it is handed over: a moved string may
+  // move its characters.
+  c.view = CheckpointView{
+      .address = at, .resume = resume, .head = sb_.head, .bytes = {}};
+  c.bytes_at = c.payload.size() - in.size();
   checkpoint_resume_.store(resume, std::memory_order_release);
   return std::optional<LoadedCheckpoint>(std::move(c));
 }
@@ -530,14 +573,26 @@ absl::StatusOr<uint64_t> LogStructuredStore::WriteCheckpoint(
     }
   }
   payload.append(bytes.data(), bytes.size());
-  if (payload.size() > max_payload_bytes()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        path_, ": a checkpoint of ", payload.size(), " bytes (",
-        bytes.size(), " of them the caller's) exceeds a record's ",
-        max_payload_bytes(), " (buffer_bytes ", sb_.buffer_bytes, ")"));
+  // What does not fit in the last record (with one address per part) goes
+  // first, in part records of the largest size.
+  const size_t largest = max_payload_bytes();
+  std::string last;
+  size_t off = 0;
+  std::vector<uint64_t> parts;
+  while (8 + 8 * parts.size() + (payload.size() - off) > largest) {
+    const size_t n = std::min(largest, payload.size() - off);
+    absl::StatusOr<uint64_t> part =
+        Append(absl::string_view(payload).substr(off, n),
+               RecordTag{.type = kCheckpointPartRecordType});
+    if (!part.ok()) return part.status();
+    parts.push_back(*part);
+    off += n;
   }
+  PutU64(last, parts.size());
+  for (uint64_t part : parts) PutU64(last, part);
+  last.append(payload, off);
   absl::StatusOr<uint64_t> at =
-      Append(payload, RecordTag{.type = kCheckpointRecordType});
+      Append(last, RecordTag{.type = kCheckpointRecordType});
   if (!at.ok()) return at.status();
   if (absl::Status s = WaitStable(*at); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(head_mu_);

@@ -74,6 +74,7 @@ namespace lss {
 struct CheckpointView {
   uint64_t address = 0;  // of the checkpoint record
   uint64_t resume = 0;   // the records it stands for are the ones below
+  uint64_t head = 0;     // the log's head now (the checkpoint's may be lower)
   absl::string_view bytes;  // what the layer above wrote; valid in the call
 };
 
@@ -292,16 +293,16 @@ class LogStructuredStore {
 
   // Checkpoints, for a layer above that rebuilds its state from the log
   // (PageStore): `bytes` is that state as of every record below `resume`.
-  // Writes them, with the list of the blocks in [head, resume), as one
-  // record (kCheckpointRecordType), makes it durable and then names it in
-  // the superblock, so that an Open with StoreOptions::on_checkpoint starts
-  // its scan at `resume`. `resume` is a block start at or above the head
-  // and at or below HiStable(), e.g. CheckpointBoundary(); InvalidArgument
-  // otherwise, ResourceExhausted if the record would exceed
-  // max_payload_bytes(). A crash before the superblock is durable leaves
-  // the previous checkpoint in force. A Truncate past `resume`, or an Open
-  // that cuts the log below the record, drops the checkpoint (the
-  // superblock then names none). Returns the record's address.
+  // Writes them, with the list of the blocks in [head, resume), as a
+  // record (kCheckpointRecordType; one larger than a record goes first as
+  // part records), makes it durable and then names it in the superblock,
+  // so that an Open with StoreOptions::on_checkpoint starts its scan at
+  // `resume`. `resume` is a block start at or above the head and at or
+  // below HiStable(), e.g. CheckpointBoundary(); InvalidArgument otherwise.
+  // A crash before the superblock is durable leaves the previous
+  // checkpoint in force. A Truncate past `resume`, or an Open that cuts the
+  // log below the record, drops the checkpoint (the superblock then names
+  // none). Returns the record's address.
   absl::StatusOr<uint64_t> WriteCheckpoint(uint64_t resume,
                                            absl::string_view bytes);
   // The highest block start at or below HiStable(): every record below it
@@ -366,7 +367,8 @@ class LogStructuredStore {
   struct LoadedCheckpoint {
     CheckpointView view;
     std::vector<RecoveredBlock> blocks;
-    std::string payload;  // what view.bytes points into
+    std::string payload;  // the checkpoint, parts joined
+    size_t bytes_at = 0;  // where the layer above's bytes start in it
   };
   absl::StatusOr<std::optional<LoadedCheckpoint>> LoadCheckpoint();
   // Punches out [data_start, head) (what is not punched yet).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -36,6 +37,8 @@ void DeleteChain(const Node* head) {
 void DeleteChainErased(void* head) {
   DeleteChain(static_cast<const Node*>(head));
 }
+
+void DeleteNodeErased(void* node) { delete static_cast<const Node*>(node); }
 
 const Node* Head(PageState s) { return static_cast<const Node*>(s.pointer()); }
 
@@ -228,6 +231,7 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
   Replay replay;
   replay.max_pages = (*table)->max_pages();
   StoreOptions store_options = options.store;
+  store_options.on_checkpoint = nullptr;
   if (options.checkpoints) {
     store_options.on_checkpoint = [&replay, &path](const CheckpointView& c) {
       return replay.Load(path, c);
@@ -375,6 +379,9 @@ absl::Status PageStore::Replay::Load(const std::string& path,
                               flags, ") is out of order or out of range"));
     }
     l.broken = flags == 1;
+    // What a replay from the head would not see: every piece of the page
+    // is below it.
+    if (l.address < c.head) continue;
     latest.emplace_hint(latest.end(), pid, l);
   }
   return absl::OkStatus();
@@ -457,6 +464,7 @@ absl::Status PageStore::Free(uint64_t pid) {
   // then the PID goes back to the table, so a reuse logs after the free.
   Node* freeing = new Node{.kind = Node::Kind::kFreeing};
   PageState state;
+  std::optional<PageState> s_before;  // what the freeing node went on
   for (;;) {
     absl::StatusOr<PageState> s = table_->Read(pid);
     if (!s.ok()) {
@@ -470,14 +478,26 @@ absl::Status PageStore::Free(uint64_t pid) {
     }
     freeing->next = s->in_memory() ? Head(*s) : nullptr;
     state = PageState::InMemory(freeing);
-    if (table_->CompareAndSwap(pid, *s, state)) break;
+    if (table_->CompareAndSwap(pid, *s, state)) {
+      s_before = *s;
+      break;
+    }
   }
   const absl::StatusOr<uint64_t> logged =
       log_->Append("F", RecordTag{.type = kPageFreedRecord, .key = pid});
+  if (!logged.ok()) {
+    // Not logged, so not freed: recovery would bring the page back (or,
+    // once Clean truncated its pieces, not), so the table must not lose it
+    // either. Nothing changes a page under a freeing node.
+    LSS_CHECK(table_->CompareAndSwap(pid, state, *s_before),
+              "a page changed under its freeing node");
+    epochs_.Retire(freeing, DeleteNodeErased);
+    return logged.status();
+  }
   LSS_CHECK(table_->FreeIfUnchanged(pid, state).ok(),
             "a page changed under its freeing node");
   Retire(state);
-  return logged.status();
+  return absl::OkStatus();
 }
 
 absl::Status PageStore::StillCurrent(uint64_t pid, PageState expected) {
@@ -835,12 +855,23 @@ bool PageStore::ChainStartsAtOrAbove(uint64_t pid, uint64_t to) {
   // flushed chain as its durable state, somewhere below: relocate it.
   const Node* n = Head(*s);
   while (n->kind == Node::Kind::kDelta) n = n->next;
-  if (n->kind == Node::Kind::kFreeing) return true;
   return n->kind == Node::Kind::kFlush && n->image >= to;
+}
+
+bool PageStore::BeingFreed(uint64_t pid) {
+  EpochGuard guard(epochs_);
+  absl::StatusOr<PageState> s = table_->Read(pid);
+  return s.ok() && s->in_memory() &&
+         Head(*s)->kind == Node::Kind::kFreeing;
 }
 
 absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t to) {
   for (;;) {
+    // A Free under way appends its record before it frees the PID (or puts
+    // the page back if it cannot): once it is done, the Sync before the
+    // truncation covers the record, so recovery never finds the page's
+    // pieces gone without its free. It waits for nothing but one Append.
+    while (BeingFreed(pid)) std::this_thread::yield();
     if (ChainStartsAtOrAbove(pid, to)) return false;
     absl::StatusOr<uint64_t> a = FlushPiece(pid, /*image=*/true);
     if (a.ok()) return true;

@@ -131,6 +131,9 @@ struct PageStoreOptions {
   // the last, and Clean before it truncates the log past the newest. Open
   // resumes from the newest. false: none is written or used, and Open
   // replays the whole log. Read-only stores only use them.
+  // store.on_checkpoint is PageStore's own (a caller's is not called), and
+  // a resumed Open calls store.on_recovered_record only for the records
+  // from the checkpoint's resume address on.
   bool checkpoints = true;
   uint64_t checkpoint_every_bytes = 0;
 };
@@ -164,7 +167,8 @@ class PageStore {
   // A PID that reads as PageState::Free() until the first UpdateR.
   absl::StatusOr<uint64_t> Allocate();
   // Logs the free and releases the PID for reuse. FailedPrecondition if it
-  // is already free.
+  // is already free; if the free cannot be logged (the log is full, or
+  // failed), that error, and the page stays as it was.
   absl::Status Free(uint64_t pid);
 
   // Replaces the page with `base` (no deltas); `expected` may be
@@ -206,15 +210,14 @@ class PageStore {
 
   // Writes a checkpoint of every PID's durable state as of the log's
   // CheckpointBoundary(), reading the log since the last one to build it.
-  // FailedPrecondition if checkpoints are off or the store is read-only;
-  // ResourceExhausted if it does not fit in a record (about 24 bytes per
-  // page that has a flush; a flush buffer holds one) or in the log's
-  // capacity.
+  // About 24 bytes per page that has a flush. FailedPrecondition if
+  // checkpoints are off or the store is read-only; ResourceExhausted if it
+  // does not fit in the log's capacity.
   absl::Status Checkpoint();
 
   // Stops the background cleaner (waiting for a cleaning under way),
-  // writes a checkpoint (unless off; one that does not fit is left out)
-  // and closes the log (LogStructuredStore::Close). Other calls fail after
+  // writes a checkpoint (unless off; one that does not fit in the log's
+  // capacity is left out) and closes the log (LogStructuredStore::Close). Other calls fail after
   // it.
   absl::Status Close();
   // How the background cleaner's last pass ended: ResourceExhausted if it
@@ -299,6 +302,8 @@ class PageStore {
   void StopCleaner();
   // Whether the page in memory needs nothing of the log below `to`.
   bool ChainStartsAtOrAbove(uint64_t pid, uint64_t to);
+  // Whether a Free of the page is under way (a freeing node on top).
+  bool BeingFreed(uint64_t pid);
   // Loads the chain of pieces whose newest is at `address` into memory
   // (with a flush node on top).
   absl::StatusOr<Node*> Load(uint64_t pid, uint64_t address);

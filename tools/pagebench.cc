@@ -4,10 +4,10 @@
 // updates, while PageStore's background cleaner keeps the log within
 // --capacity_bytes (it cleans a 32nd of the capacity from the head
 // whenever less than two such regions and two rings of buffers are free).
-// Then opens the log read-only beside the writer, as a crash would leave it
-// (recovery from the newest periodic checkpoint: crash_recovery_s), closes
-// (which writes a checkpoint), reopens (recovery_s) and checks every page
-// byte for byte.
+// Then drops the store without PageStore::Close, as a crash would, and
+// reopens it (recovery from the newest checkpoint the cleaner wrote:
+// crash_recovery_s), closes (which writes a checkpoint) and reopens again
+// (recovery_s), checking every page byte for byte each time.
 //
 //   ./bazelw run -c opt //tools:pagebench -- --utilization=0.5 --json
 //
@@ -57,6 +57,10 @@ DEFINE_uint32(max_flushed_pieces, 8,
 DEFINE_double(seconds, 10, "seconds of updates");
 DEFINE_int32(threads, 1, "updating threads, each owning a share of the pages");
 DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
+DEFINE_uint64(buffer_bytes, 1 << 20, "flush buffer bytes (a block at most)");
+DEFINE_uint64(region_bytes, 0,
+              "what one cleaning takes from the head (0: the store's "
+              "default, CleanerOptions::region_bytes)");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
@@ -163,7 +167,8 @@ int Main() {
       FLAGS_utilization * FLAGS_capacity_bytes / mean_page_bytes);
   PageStoreOptions options;
   options.store.allow_buffered_fallback = true;
-  options.store.buffer_bytes = 1 << 20;
+  options.store.buffer_bytes = FLAGS_buffer_bytes;
+  options.cleaner.region_bytes = FLAGS_region_bytes;
   options.store.preallocate_bytes = 16 << 20;
   options.store.capacity_bytes = cleaning ? FLAGS_capacity_bytes : 0;
   options.cleaner.background = cleaning;
@@ -298,26 +303,23 @@ int Main() {
     return true;
   };
 
-  // The file as a crash now would leave it (everything is synced): a
-  // read-only open beside the writer recovers it, from the newest
-  // checkpoint the cleaner wrote.
-  std::fprintf(stderr, "pagebench: recovering the log as a crash would "
-                       "leave it\n");
-  PageStoreOptions crashed = options;
-  crashed.store.read_only = true;
-  crashed.store.lock = false;
-  crashed.cleaner.background = false;
+  // As a crash now would leave it (everything is synced): the store is
+  // dropped without PageStore::Close, which would write a checkpoint, so
+  // the reopen recovers from the newest checkpoint the cleaner wrote.
+  store.reset();
+  std::fprintf(stderr, "pagebench: recovering as after a crash, checking "
+                       "every page\n");
   const auto crash_start = Clock::now();
-  std::unique_ptr<PageStore> image = Check(PageStore::Open(path, crashed));
+  store = Check(PageStore::Open(path, options));
   const double crash_recovery_s = Seconds(crash_start, Clock::now());
-  const RecoveryReport crash_report = image->log().recovery();
+  const RecoveryReport crash_report = store->log().recovery();
   const uint64_t live_log_bytes = crash_report.tail - crash_report.head;
-  bool verified = VerifyAll(*image);
-  image.reset();
+  bool verified = VerifyAll(*store);
   Check(store->Close());
   store.reset();
 
-  std::fprintf(stderr, "pagebench: reopening and checking every page\n");
+  std::fprintf(stderr, "pagebench: reopening after Close, checking every "
+                       "page\n");
   const auto open_start = Clock::now();
   store = Check(PageStore::Open(path, options));
   const double recovery_s = Seconds(open_start, Clock::now());
@@ -368,6 +370,7 @@ int Main() {
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
         ", \"threads\": %d, \"flush_every\": %" PRIu64
         ", \"max_flushed_pieces\": %u"
+        ", \"buffer_bytes\": %" PRIu64 ", \"region_bytes\": %" PRIu64
         ", \"checkpoints\": \"%s\", \"recovery_bytes_scanned\": %" PRIu64
         ", \"crash_recovery_s\": %.3f, \"crash_recovery_bytes_scanned\": %"
         PRIu64 ", \"crash_recovery_resumed\": %s"
@@ -378,7 +381,8 @@ int Main() {
         recovery_s, written, user_bytes, run_written, run_user,
         stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
-        FLAGS_checkpoints.c_str(), report.bytes_scanned, crash_recovery_s,
+        FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_checkpoints.c_str(),
+        report.bytes_scanned, crash_recovery_s,
         crash_report.bytes_scanned,
         crash_report.checkpoint != 0 ? "true" : "false", live_log_bytes,
         FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
