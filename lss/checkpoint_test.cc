@@ -426,6 +426,38 @@ TEST(LogCheckpointTest, ACutBelowTheCheckpointDropsIt) {
   EXPECT_EQ((*store)->recovery().scan_from, (*store)->head());
 }
 
+// A superblock whose head lies past the end of the file is damaged (the
+// head only moves to durable blocks, and the file never shrinks). Found by
+// recovery_fuzzer: such a log opened, appended at the far head, and the next
+// open's hole punch below it took the simulated disk's memory.
+TEST(LogCheckpointTest, AHeadPastTheEndOfTheFileIsDataLoss) {
+  const std::string path = TempPath("head-past-end.log");
+  {
+    auto store = LogStructuredStore::Open(path, Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    Fill(**store, 0, 10);
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  {
+    absl::StatusOr<std::unique_ptr<File>> file = OpenPosixFile(
+        path, FileOptions{.direct_io = false, .lock = false});
+    ASSERT_TRUE(file.ok()) << file.status();
+    absl::StatusOr<uint64_t> size = (*file)->Size();
+    ASSERT_TRUE(size.ok());
+    absl::StatusOr<LoadedSuperblock> sb = LoadSuperblock(**file, *size, 4096);
+    ASSERT_TRUE(sb.ok()) << sb.status();
+    Superblock next = sb->sb;
+    next.head = *size + (uint64_t{1} << 40);
+    ++next.sequence;
+    ASSERT_TRUE(WriteSuperblock(**file, next).ok());
+  }
+  auto store = LogStructuredStore::Open(path, Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path));
+  EXPECT_THAT(store.status().message(), HasSubstr("past the end of the file"));
+}
+
 // The power goes at every step of a checkpoint (its record's write and
 // fdatasync, the superblock's): the log reopens with the old checkpoint or
 // the new one, never anything else, and every record reads back.

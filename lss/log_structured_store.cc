@@ -351,6 +351,13 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     is_new = loaded->is_new;
     sb_ = loaded->sb;
     damaged_slot = loaded->damaged;
+    // The head only moves to a durable block, and the file never shrinks.
+    if (!is_new && sb_.head > file_size_) {
+      return absl::DataLossError(absl::StrCat(
+          path_, ": the superblock's head, offset ", sb_.head,
+          ", lies past the end of the file (", file_size_,
+          " bytes): the superblock is damaged"));
+    }
   }
   if (is_new) {
     // A new log (or one whose creator died before its first superblock was

@@ -180,8 +180,14 @@ class SimDisk::SimFile final : public File {
   }
 
   // Zeros, written as volatile writes: the image keeps zeros as holes, and
-  // a crash keeps any part of them, as it may of a real hole punch.
+  // a crash keeps any part of them, as it may of a real hole punch. Like
+  // FALLOC_FL_KEEP_SIZE, it never makes the file longer (a damaged head
+  // far past the end would otherwise take that much memory).
   absl::Status PunchHole(uint64_t offset, uint64_t len) override {
+    absl::StatusOr<uint64_t> size = Size();
+    if (!size.ok()) return size.status();
+    if (offset >= *size) return absl::OkStatus();
+    len = std::min(len, *size - offset);
     constexpr uint64_t kChunk = uint64_t{1} << 20;
     const std::vector<std::byte> zeros(std::min(len, kChunk));
     for (uint64_t at = offset; at < offset + len; at += kChunk) {
