@@ -351,8 +351,10 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
     is_new = loaded->is_new;
     sb_ = loaded->sb;
     damaged_slot = loaded->damaged;
-    // The head only moves to a durable block, and the file never shrinks.
-    if (!is_new && sb_.head > file_size_) {
+    // The head only moves up to a durable block, and the file never
+    // shrinks: a head past both the data start and the end of the file
+    // (one cut short below the data start may still hold an empty log).
+    if (!is_new && sb_.head > std::max(file_size_, sb_.data_start)) {
       return absl::DataLossError(absl::StrCat(
           path_, ": the superblock's head, offset ", sb_.head,
           ", lies past the end of the file (", file_size_,
