@@ -94,9 +94,18 @@ class BlockIndex {
   // The log was truncated at `head` (a block address): blocks below it are
   // forgotten (a resident one once its buffer leaves).
   void DropBelow(uint64_t head);
+  // The blocks that start in [begin, end) were released: forgotten in the
+  // same way, and Find and Blocks pass over them from now on.
+  void DropRange(uint64_t begin, uint64_t end);
   // The start of the block that holds `address`, or of the last block
   // below it; `address` itself if no block starts at or below it.
   uint64_t BlockStartAtOrBelow(uint64_t address);
+  // The released range (DropRange) that holds `address`, if any.
+  std::optional<std::pair<uint64_t, uint64_t>> ReleasedRange(
+      uint64_t address);
+  // The first block start at or above `address`, or `limit` if there is
+  // none below it.
+  uint64_t BlockStartAtOrAbove(uint64_t address, uint64_t limit);
 
   // A block as LogReader plans its reads: where it lies, and whether it is
   // a salvaged range (whose records must be read one by one).
@@ -110,10 +119,13 @@ class BlockIndex {
 
  private:
   void Unpin(uint64_t base);
+  // Whether the block at `base` was truncated or released (mu_ held).
+  bool Dropped(uint64_t base) const;
 
   const uint64_t block_bytes_;
   std::mutex mu_;
   uint64_t head_ = 0;
+  std::map<uint64_t, uint64_t> released_;  // begin -> end, above head_
   std::condition_variable unpinned_;
   std::map<uint64_t, Block> blocks_;
 };

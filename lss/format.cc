@@ -22,7 +22,11 @@ T Get(std::span<const std::byte> in, size_t at) {
   return value;
 }
 
-constexpr size_t kSuperblockCrcAt = 88;
+// Version 4 keeps version 3's CRC of the fields at 88, so that a build that
+// reads only version 3 finds it valid and refuses the version by name.
+constexpr size_t kFieldsCrcAt = 88;
+constexpr size_t kHoleCountAt = 92;
+constexpr size_t kHolesAt = 96;
 constexpr size_t kVersion2CrcAt = 80;
 constexpr size_t kVersion1CrcAt = 72;
 
@@ -37,6 +41,7 @@ uint32_t RecordCrc(uint64_t address, std::span<const std::byte> record,
 
 void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out) {
   LSS_CHECK(out.size() >= kSuperblockBytes, "superblock buffer too small");
+  LSS_CHECK(sb.holes.size() <= kMaxHoles, "superblock: too many holes");
   std::fill(out.begin(), out.begin() + kSuperblockBytes, std::byte{0});
   Put(out, 0, kSuperblockMagic);
   Put(out, 8, sb.version);
@@ -50,7 +55,15 @@ void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out) {
   Put(out, 64, sb.max_in_flight_bytes);
   Put(out, 72, sb.head);
   Put(out, 80, sb.checkpoint);
-  Put(out, kSuperblockCrcAt, Crc32c(out.data(), kSuperblockCrcAt));
+  Put(out, kFieldsCrcAt, Crc32c(out.data(), kFieldsCrcAt));
+  Put(out, kHoleCountAt, static_cast<uint32_t>(sb.holes.size()));
+  size_t at = kHolesAt;
+  for (const Hole& h : sb.holes) {
+    Put(out, at, h.begin);
+    Put(out, at + 8, h.end);
+    at += 16;
+  }
+  Put(out, at, Crc32c(out.data(), at));
 }
 
 absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
@@ -63,7 +76,7 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
   const uint32_t version = Get<uint32_t>(in, 8);
   const size_t crc_at = version == 1   ? kVersion1CrcAt
                         : version == 2 ? kVersion2CrcAt
-                                       : kSuperblockCrcAt;
+                                       : kFieldsCrcAt;
   const uint32_t crc = Get<uint32_t>(in, crc_at);
   if (crc != Crc32c(in.data(), crc_at)) {
     return absl::DataLossError(
@@ -75,6 +88,18 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
         absl::StrCat(where, ": format version ", version,
                      "; this build reads versions 1 to ", kFormatVersion));
   }
+  const uint32_t holes = version >= 4 ? Get<uint32_t>(in, kHoleCountAt) : 0;
+  if (holes > kMaxHoles) {
+    return absl::DataLossError(absl::StrCat(
+        where, ": superblock lists ", holes, " holes, more than ", kMaxHoles,
+        " (damaged)"));
+  }
+  const size_t holes_crc_at = kHolesAt + 16 * size_t{holes};
+  if (version >= 4 &&
+      Get<uint32_t>(in, holes_crc_at) != Crc32c(in.data(), holes_crc_at)) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": superblock hole list checksum mismatch"));
+  }
   sb.block_bytes = Get<uint32_t>(in, 12);
   sb.buffer_bytes = Get<uint64_t>(in, 16);
   sb.store_id = Get<uint64_t>(in, 24);
@@ -85,6 +110,22 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
   sb.max_in_flight_bytes = Get<uint64_t>(in, 64);
   sb.head = version == 1 ? sb.data_start : Get<uint64_t>(in, 72);
   sb.checkpoint = version >= 3 ? Get<uint64_t>(in, 80) : 0;
+  // Holes lie above the head, block-aligned, in order, never touching (a
+  // release next to one grows it); anything else is damage.
+  uint64_t after = sb.head;
+  for (uint32_t i = 0; i < holes; ++i) {
+    const Hole h{.begin = Get<uint64_t>(in, kHolesAt + 16 * i),
+                 .end = Get<uint64_t>(in, kHolesAt + 16 * i + 8)};
+    if (h.begin <= after || h.end <= h.begin || sb.block_bytes == 0 ||
+        h.begin % sb.block_bytes != 0 || h.end % sb.block_bytes != 0) {
+      return absl::DataLossError(absl::StrCat(
+          where, ": superblock hole ", i, " [", h.begin, ", ", h.end,
+          ") is not a block-aligned range above the head ", sb.head,
+          " and the hole before it (damaged)"));
+    }
+    after = h.end;
+    sb.holes.push_back(h);
+  }
   return sb;
 }
 

@@ -8,10 +8,13 @@
 //   16 u64 buffer bytes          24 u64 store id          32 u64 sequence
 //   40 u64 epoch                 48 u64 epoch start       56 u64 data start
 //   64 u64 max in-flight bytes   72 u64 head              80 u64 checkpoint
-//   88 u32 CRC32C of [0,88)      92 u32 zero
-// (Version 2 had no checkpoint: its CRC of [0,80) sits at 80. Version 1 had
-// no head either: its CRC of [0,72) sits at 72, and its head is the data
-// start.) The valid slot with the higher sequence is current; a
+//   88 u32 CRC32C of [0,88)      92 u32 hole count n
+//   96 n x (u64 begin, u64 end): released ranges above the head, in order
+//   96 + 16n u32 CRC32C of [0, 96 + 16n)      100 + 16n u32 zero
+// (Version 3 had no holes: it ended with its zero word at 92. Version 2 had
+// no checkpoint either: its CRC of [0,80) sits at 80. Version 1 had no head:
+// its CRC of [0,72) sits at 72, and its head is the data start.) The valid
+// slot with the higher sequence is current; a
 // rewrite goes to the other slot, so a torn superblock write leaves the
 // previous one intact.
 //
@@ -40,6 +43,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -50,12 +54,23 @@ static_assert(std::endian::native == std::endian::little,
               "the format is little-endian and so is every supported host");
 
 inline constexpr uint64_t kSuperblockMagic = 0x0100474F4C53534CULL;
-inline constexpr uint32_t kFormatVersion = 3;
-inline constexpr size_t kSuperblockBytes = 96;
+inline constexpr uint32_t kFormatVersion = 4;
+// The most holes a superblock lists (LogStructuredStore::Release).
+inline constexpr size_t kMaxHoles = 128;
+// The largest superblock, with kMaxHoles holes.
+inline constexpr size_t kSuperblockBytes = 96 + 16 * kMaxHoles + 8;
 inline constexpr uint32_t kBlockMagic = 0x4253534CU;  // "LSSB"
 inline constexpr size_t kBlockHeaderBytes = 64;
 inline constexpr size_t kRecordHeaderBytes = 24;
 inline constexpr size_t kRecordAlignment = 8;
+
+// A released range of the log: blocks from `begin` (a block start) up to
+// `end` (the start of the block after them) are gone.
+struct Hole {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  friend bool operator==(const Hole&, const Hole&) = default;
+};
 
 // Record types. 0 is never written (a zero word is padding); types from
 // kFirstUserRecordType on belong to higher layers (e.g. page records).
@@ -94,6 +109,10 @@ struct Superblock {
   // The newest checkpoint record (kCheckpointRecordType), 0 for none. Its
   // resume address is at or above the head: recovery may start there.
   uint64_t checkpoint = 0;
+  // Released ranges above the head (LogStructuredStore::Release), in
+  // address order, neither touching nor overlapping, at most kMaxHoles:
+  // recovery and readers step over them.
+  std::vector<Hole> holes;
 };
 
 // Bytes per superblock slot for a file of `block_bytes` blocks.
@@ -104,9 +123,10 @@ inline uint64_t SuperblockSlotBytes(uint32_t block_bytes) {
 // Always in the current layout (sb.version is written as it is).
 void EncodeSuperblock(const Superblock& sb, std::span<std::byte> out);
 // InvalidArgument ("not a log file") for a wrong magic, DataLoss for a bad
-// CRC, FailedPrecondition for a newer format version. Versions 1 and 2
-// decode as the current version without a checkpoint (version 1 with head
-// = data_start), and are written back so. `where` names the file and
+// CRC or a hole list that is out of order, FailedPrecondition for a newer
+// format version. Versions 1 to 3 decode as the current version without
+// holes (1 and 2 without a checkpoint, 1 with head = data_start), and are
+// written back so. `where` names the file and
 // offset in the message.
 absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> in,
                                             absl::string_view where);

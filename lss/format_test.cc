@@ -112,6 +112,8 @@ Superblock SampleSuperblock() {
   sb.max_in_flight_bytes = uint64_t{16} << 20;
   sb.head = 9 * 4096;
   sb.checkpoint = 11 * 4096 + 64;
+  sb.holes = {{.begin = 20 * 4096, .end = 30 * 4096},
+              {.begin = 40 * 4096, .end = 41 * 4096}};
   return sb;
 }
 
@@ -127,6 +129,7 @@ void ExpectSameSuperblock(const Superblock& a, const Superblock& b) {
   EXPECT_EQ(a.max_in_flight_bytes, b.max_in_flight_bytes);
   EXPECT_EQ(a.head, b.head);
   EXPECT_EQ(a.checkpoint, b.checkpoint);
+  EXPECT_EQ(a.holes, b.holes);
 }
 
 constexpr absl::string_view kWhere = "/some/dir/store.log: superblock slot 1";
@@ -168,7 +171,76 @@ TEST(SuperblockTest, LayoutMatchesTheDocumentedOffsets) {
   EXPECT_EQ(GetAt<uint64_t>(b, 72), sb.head);
   EXPECT_EQ(GetAt<uint64_t>(b, 80), sb.checkpoint);
   EXPECT_EQ(GetAt<uint32_t>(b, 88), Crc32c(b.data(), 88));
-  EXPECT_EQ(GetAt<uint32_t>(b, 92), 0u);
+  EXPECT_EQ(GetAt<uint32_t>(b, 92), 2u);
+  EXPECT_EQ(GetAt<uint64_t>(b, 96), sb.holes[0].begin);
+  EXPECT_EQ(GetAt<uint64_t>(b, 104), sb.holes[0].end);
+  EXPECT_EQ(GetAt<uint64_t>(b, 112), sb.holes[1].begin);
+  EXPECT_EQ(GetAt<uint64_t>(b, 120), sb.holes[1].end);
+  EXPECT_EQ(GetAt<uint32_t>(b, 128), Crc32c(b.data(), 128));
+  EXPECT_EQ(GetAt<uint32_t>(b, 132), 0u);
+}
+
+// Logs written before holes: CRC of [0, 88) at 88; they open without any.
+TEST(SuperblockTest, Version3DecodesWithoutHoles) {
+  Superblock sb = SampleSuperblock();
+  std::vector<std::byte> b(4096, std::byte{0});
+  EncodeSuperblock(sb, b);
+  const uint32_t three = 3;
+  std::memcpy(b.data() + 8, &three, 4);
+  std::fill(b.begin() + 88, b.end(), std::byte{0});
+  const uint32_t crc = Crc32c(b.data(), 88);
+  std::memcpy(b.data() + 88, &crc, 4);
+  absl::StatusOr<Superblock> back = DecodeSuperblock(b, kWhere);
+  ASSERT_TRUE(back.ok()) << back.status();
+  sb.holes.clear();
+  ExpectSameSuperblock(*back, sb);
+}
+
+// A hole list whose CRC holds but which cannot have been written: DataLoss
+// naming the slot.
+TEST(SuperblockTest, ABadHoleListIsDataLoss) {
+  const auto decode = [](std::vector<Hole> holes, uint32_t count) {
+    Superblock sb = SampleSuperblock();
+    sb.holes = holes;
+    std::vector<std::byte> b(4096, std::byte{0});
+    EncodeSuperblock(sb, b);
+    std::memcpy(b.data() + 92, &count, 4);
+    const size_t crc_at = 96 + 16 * size_t{count};
+    if (crc_at + 4 <= b.size()) {
+      const uint32_t crc = Crc32c(b.data(), crc_at);
+      std::memcpy(b.data() + crc_at, &crc, 4);
+    }
+    return DecodeSuperblock(b, kWhere).status();
+  };
+  const uint64_t k = 4096;
+  EXPECT_TRUE(decode({{20 * k, 30 * k}}, 1).ok());
+  const std::vector<std::vector<Hole>> bad = {
+      {{8 * k, 10 * k}},                     // below the head
+      {{9 * k, 10 * k}},                     // at the head
+      {{20 * k, 20 * k}},                    // empty
+      {{20 * k + 512, 30 * k}},              // not block-aligned
+      {{20 * k, 30 * k}, {30 * k, 31 * k}},  // touching
+      {{20 * k, 30 * k}, {25 * k, 35 * k}},  // overlapping
+      {{40 * k, 50 * k}, {20 * k, 30 * k}},  // out of order
+  };
+  for (const std::vector<Hole>& holes : bad) {
+    const absl::Status s =
+        decode(holes, static_cast<uint32_t>(holes.size()));
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss)
+        << holes.front().begin << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(kWhere));
+  }
+  // A bit flipped in the list: its own checksum.
+  {
+    std::vector<std::byte> b(4096, std::byte{0});
+    EncodeSuperblock(SampleSuperblock(), b);
+    FlipBit(b, 100 * 8);
+    const absl::Status s = DecodeSuperblock(b, kWhere).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  }
+  const absl::Status many = decode({}, kMaxHoles + 1);
+  EXPECT_EQ(many.code(), absl::StatusCode::kDataLoss) << many;
+  EXPECT_THAT(many.message(), HasSubstr("holes"));
 }
 
 // Logs written before checkpoints: CRC of [0, 80) at 80; they open without
@@ -185,6 +257,7 @@ TEST(SuperblockTest, Version2DecodesWithoutACheckpoint) {
   absl::StatusOr<Superblock> back = DecodeSuperblock(b, kWhere);
   ASSERT_TRUE(back.ok()) << back.status();
   sb.checkpoint = 0;
+  sb.holes.clear();
   ExpectSameSuperblock(*back, sb);
   FlipBit(b, 60 * 8);
   EXPECT_EQ(DecodeSuperblock(b, kWhere).status().code(),
@@ -206,6 +279,7 @@ TEST(SuperblockTest, Version1DecodesWithTheHeadAtTheDataStart) {
   ASSERT_TRUE(back.ok()) << back.status();
   sb.head = sb.data_start;
   sb.checkpoint = 0;
+  sb.holes.clear();
   ExpectSameSuperblock(*back, sb);
   FlipBit(b, 100 * 8);  // past the bytes version 1 covers: ignored
   EXPECT_TRUE(DecodeSuperblock(b, kWhere).ok());

@@ -360,6 +360,13 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
           ", lies past the end of the file (", file_size_,
           " bytes): the superblock is damaged"));
     }
+    if (!is_new && !sb_.holes.empty() &&
+        sb_.holes.back().end > std::max(file_size_, sb_.data_start)) {
+      return absl::DataLossError(absl::StrCat(
+          path_, ": the superblock's hole [", sb_.holes.back().begin, ", ",
+          sb_.holes.back().end, ") lies past the end of the file (",
+          file_size_, " bytes): the superblock is damaged"));
+    }
   }
   if (is_new) {
     // A new log (or one whose creator died before its first superblock was
@@ -426,6 +433,13 @@ absl::StatusOr<RecoveredLog> LogStructuredStore::LoadAndRecover(
       index_->AddSalvaged(b.address, b.used, std::move(b.salvaged));
     }
   }
+  // A hole the scan did not reach (the log was cut below it) is no longer
+  // part of the log: a new epoch writes there.
+  std::erase_if(sb_.holes, [&](const Hole& h) {
+    return h.end > recovered->report.tail;
+  });
+  for (const Hole& h : sb_.holes) index_->DropRange(h.begin, h.end);
+  CountHoles();
   recovery_ = recovered->report;
   recovery_.checkpoint_unused = checkpoint_unused;
   if (scan_from != 0) recovery_.checkpoint = sb_.checkpoint;
@@ -449,10 +463,16 @@ LogStructuredStore::LoadCheckpoint() {
   if (options_.recovery == RecoveryMode::kSkipCorrupted) {
     return unused("is not used by kSkipCorrupted, which reads everything");
   }
+  const auto in_hole = [&](uint64_t address) {
+    return std::any_of(sb_.holes.begin(), sb_.holes.end(), [&](const Hole& h) {
+      return address >= h.begin && address < h.end;
+    });
+  };
   if (at < sb_.head || at % kRecordAlignment != 0 ||
-      at + kRecordHeaderBytes > file_size_) {
+      at + kRecordHeaderBytes > file_size_ || in_hole(at)) {
     return unused(absl::StrCat("is no record address of the log (head ",
-                               sb_.head, ", file size ", file_size_, ")"));
+                               sb_.head, ", file size ", file_size_,
+                               ", or released)"));
   }
   absl::StatusOr<BlockReader> reader =
       BlockReader::Create(file_.get(), sb_, file_size_);
@@ -503,10 +523,13 @@ LogStructuredStore::LoadCheckpoint() {
   for (uint64_t i = 0; i < parts; ++i) {
     uint64_t address = 0;
     GetU64(last, address);
-    if (address < after || address >= at || address % kRecordAlignment) {
+    if (address < after || address >= at || address % kRecordAlignment ||
+        in_hole(address)) {
       return unused(absl::StrCat("lists part ", i, " at offset ", address,
-                                 ", not in order between the head and it"));
+                                 ", not in order between the head and it "
+                                 "outside the released ranges"));
     }
+    if (i == 0) c.low = address;
     after = address + kRecordHeaderBytes;
     absl::StatusOr<std::optional<std::string>> part =
         read(address, kCheckpointPartRecordType);
@@ -543,7 +566,7 @@ LogStructuredStore::LoadCheckpoint() {
                                  resume, " after the one before"));
     }
     end = next;
-    if (address >= sb_.head) {
+    if (address >= sb_.head && !in_hole(address)) {
       c.blocks.push_back(
           RecoveredBlock{.address = address, .used = used, .salvaged = {}});
     }
@@ -554,6 +577,7 @@ LogStructuredStore::LoadCheckpoint() {
       .address = at, .resume = resume, .head = sb_.head, .bytes = {}};
   c.bytes_at = c.payload.size() - in.size();
   checkpoint_resume_.store(resume, std::memory_order_release);
+  checkpoint_low_ = parts == 0 ? at : c.low;
   return std::optional<LoadedCheckpoint>(std::move(c));
 }
 
@@ -610,6 +634,14 @@ absl::StatusOr<uint64_t> LogStructuredStore::WriteCheckpoint(
         path_, ": WriteCheckpoint(", resume, "): the log was truncated past "
         "it meanwhile, to ", head()));
   }
+  const uint64_t low = parts.empty() ? *at : parts.front();
+  for (const Hole& h : sb_.holes) {
+    if (h.begin <= *at && h.end > low) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path_, ": WriteCheckpoint(", resume, "): its records were "
+          "released meanwhile (Release from ", h.begin, " to ", h.end, ")"));
+    }
+  }
   Superblock next = sb_;
   next.checkpoint = *at;
   ++next.sequence;
@@ -617,6 +649,7 @@ absl::StatusOr<uint64_t> LogStructuredStore::WriteCheckpoint(
   sb_.checkpoint = next.checkpoint;
   sb_.sequence = next.sequence;
   checkpoint_resume_.store(resume, std::memory_order_release);
+  checkpoint_low_ = low;
   return *at;
 }
 
@@ -665,9 +698,15 @@ absl::Status LogStructuredStore::StartWriting(const RecoveredLog& recovered) {
   if (file_->created()) {
     if (absl::Status s = file_->SyncDirectory(); !s.ok()) return s;
   }
-  // A crash may have come between a Truncate's superblock and its hole
-  // punch: punching again costs next to nothing.
+  // A crash may have come between a Truncate's or a Release's superblock
+  // and its hole punch: punching again costs next to nothing.
   if (absl::Status s = PunchBelowHead(); !s.ok()) return s;
+  for (const Hole& h : sb_.holes) {
+    if (absl::Status s = file_->PunchHole(h.begin, h.end - h.begin);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (options_.capacity_bytes != 0) sink_->LimitAllocation(SpaceEnd());
   sink_->Connect(appender_.get(), ring_.get());
   appender_->set_ring(sink_.get());
@@ -825,7 +864,8 @@ uint64_t LogStructuredStore::SpaceEnd() const {
   constexpr uint64_t kFsBlock = 4096;
   const uint64_t used_from =
       std::max(head() / kFsBlock * kFsBlock, uint64_t{sb_.data_start});
-  return used_from + options_.capacity_bytes - sb_.data_start - kFsBlock;
+  return used_from + options_.capacity_bytes - sb_.data_start - kFsBlock +
+         hole_credit_.load(std::memory_order_acquire);
 }
 
 uint64_t LogStructuredStore::Commit(StoreReservation&& reservation) {
@@ -951,24 +991,114 @@ absl::Status LogStructuredStore::Truncate(uint64_t address) {
         path_, ": Truncate(", address, "): past the durable end of the log (",
         stable, "); only durable records can be truncated: Sync first"));
   }
-  const uint64_t head = index_->BlockStartAtOrBelow(address);
-  if (head <= head_.load(std::memory_order_acquire)) return absl::OkStatus();
-  // Durable first: once a hole is punched, the head must never go back.
+  uint64_t head = index_->BlockStartAtOrBelow(address);
+  // An address in a released range: that range goes too.
+  if (std::optional<std::pair<uint64_t, uint64_t>> released =
+          index_->ReleasedRange(address)) {
+    head = released->second;
+  }
+  if (head <= this->head()) return absl::OkStatus();
+  if (absl::Status s = MoveHeadAndHoles(head, sb_.holes); !s.ok()) return s;
+  return PunchBelowHead();
+}
+
+absl::Status LogStructuredStore::Release(uint64_t from, uint64_t to) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(head_mu_);
+  const uint64_t boundary = CheckpointBoundary();
+  if (to > boundary) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": Release(", from, ", ", to, "): past the last durable block "
+        "start ", boundary, "; only whole durable blocks can be released: "
+        "Sync first"));
+  }
+  const uint64_t begin =
+      index_->BlockStartAtOrAbove(std::max(from, head()), boundary);
+  const uint64_t end = index_->BlockStartAtOrAbove(to, boundary);
+  if (begin >= end) return absl::OkStatus();
+  // Merged with the holes it overlaps or touches.
+  Hole merged{.begin = begin, .end = end};
+  std::vector<Hole> holes;
+  for (const Hole& h : sb_.holes) {
+    if (h.end < merged.begin || h.begin > merged.end) {
+      holes.push_back(h);
+    } else {
+      merged.begin = std::min(merged.begin, h.begin);
+      merged.end = std::max(merged.end, h.end);
+    }
+  }
+  holes.insert(std::upper_bound(holes.begin(), holes.end(), merged,
+                                [](const Hole& a, const Hole& b) {
+                                  return a.begin < b.begin;
+                                }),
+               merged);
+  if (holes.size() > kMaxHoles) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        path_, ": Release(", from, ", ", to, "): the log would have ",
+        holes.size(), " released ranges, more than the ", kMaxHoles,
+        " its superblock lists; release a range next to one, or Truncate"));
+  }
+  if (absl::Status s = MoveHeadAndHoles(head(), std::move(holes)); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = PunchBelowHead(); !s.ok()) return s;
+  if (end <= head()) return absl::OkStatus();
+  return file_->PunchHole(begin, end - begin);
+}
+
+std::vector<Hole> LogStructuredStore::holes() const {
+  std::lock_guard<std::mutex> lock(head_mu_);
+  return sb_.holes;
+}
+
+absl::Status LogStructuredStore::MoveHeadAndHoles(uint64_t head,
+                                                  std::vector<Hole> holes) {
+  // A hole at the head moves the head past it.
+  while (!holes.empty() && holes.front().begin <= head) {
+    head = std::max(head, holes.front().end);
+    holes.erase(holes.begin());
+  }
+  // Durable first: once a hole is punched, the head must never go back and
+  // a released range must never rejoin the log.
   Superblock next = sb_;
   next.head = head;
+  next.holes = std::move(holes);
   ++next.sequence;
-  // Recovery could no longer start at a checkpoint the head passes.
-  const bool drop_checkpoint = head > checkpoint_resume();
+  // Recovery could no longer start at a checkpoint the head passes, nor
+  // read one whose records are released.
+  const bool drop_checkpoint =
+      sb_.checkpoint != 0 &&
+      (head > checkpoint_resume() ||
+       std::any_of(next.holes.begin(), next.holes.end(), [&](const Hole& h) {
+         return h.begin <= sb_.checkpoint && h.end > checkpoint_low_;
+       }));
   if (drop_checkpoint) next.checkpoint = 0;
   if (absl::Status s = WriteSuperblock(*file_, next); !s.ok()) return s;
-  sb_.head = head;
+  // Field by field: the rest of sb_ is read without head_mu_.
+  sb_.head = next.head;
+  sb_.holes = std::move(next.holes);
   sb_.sequence = next.sequence;
   sb_.checkpoint = next.checkpoint;
   if (drop_checkpoint) checkpoint_resume_.store(0, std::memory_order_release);
   head_.store(head, std::memory_order_release);
   index_->DropBelow(head);
+  for (const Hole& h : sb_.holes) index_->DropRange(h.begin, h.end);
+  CountHoles();
   if (options_.capacity_bytes != 0) sink_->LimitAllocation(SpaceEnd());
-  return PunchBelowHead();
+  return absl::OkStatus();
+}
+
+void LogStructuredStore::CountHoles() {
+  // A punched hole gives back only the whole file-system blocks inside it,
+  // and may cost a block of the file system's extent tree.
+  constexpr uint64_t kFsBlock = 4096;
+  uint64_t credit = 0;
+  for (const Hole& h : sb_.holes) {
+    const uint64_t begin = (h.begin + kFsBlock - 1) / kFsBlock * kFsBlock;
+    const uint64_t end = h.end / kFsBlock * kFsBlock;
+    if (end > begin + kFsBlock) credit += end - begin - kFsBlock;
+  }
+  hole_credit_.store(credit, std::memory_order_release);
 }
 
 uint64_t LogStructuredStore::AppendedEnd() const {
@@ -1014,6 +1144,12 @@ absl::StatusOr<BlockIndex::Pinned> LogStructuredStore::Locate(
   for (;;) {
     if (std::optional<BlockIndex::Pinned> block = index_->Find(address)) {
       return *std::move(block);
+    }
+    if (std::optional<std::pair<uint64_t, uint64_t>> released =
+            index_->ReleasedRange(address)) {
+      return NoRecord(address, absl::StrCat("released (Release from ",
+                                            released->first, " to ",
+                                            released->second, ")"));
     }
     auto past_end = [&](uint64_t end) {
       return absl::NotFoundError(absl::StrCat(path_, ": offset ", address,

@@ -291,6 +291,25 @@ class LogStructuredStore {
   // The first block of the log: data_start() until the first Truncate.
   uint64_t head() const;
 
+  // Releases the blocks that start in [from, to) from the middle of the
+  // log, as Truncate does below the head: their records are gone (Read is
+  // NotFound, naming the range), readers and recovery step over them, and
+  // their space goes back to the file system (a hole punched in the file,
+  // which counts no more against capacity_bytes). The superblock lists the
+  // released ranges above the head (lss/FORMAT.md, "Holes"), merging ranges
+  // that touch; the new list is durable before any hole is punched. One
+  // that would list more than kMaxHoles is ResourceExhausted (release a
+  // range next to a hole, or Truncate). A range that reaches the head
+  // moves the head instead. `to` is at most CheckpointBoundary() (only
+  // whole durable blocks go), InvalidArgument otherwise; an empty range
+  // changes nothing. A range that holds the newest checkpoint's records
+  // drops it, as a Truncate past its resume address does. A LogReader
+  // already running may miss records in the range. FailedPrecondition on
+  // a read-only store.
+  absl::Status Release(uint64_t from, uint64_t to);
+  // The released ranges above the head, in address order.
+  std::vector<Hole> holes() const;
+
   // Checkpoints, for a layer above that rebuilds its state from the log
   // (PageStore): `bytes` is that state as of every record below `resume`.
   // Writes them, with the list of the blocks in [head, resume), as a
@@ -369,10 +388,18 @@ class LogStructuredStore {
     std::vector<RecoveredBlock> blocks;
     std::string payload;  // the checkpoint, parts joined
     size_t bytes_at = 0;  // where the layer above's bytes start in it
+    uint64_t low = 0;     // where its first part record is, if it has one
   };
   absl::StatusOr<std::optional<LoadedCheckpoint>> LoadCheckpoint();
   // Punches out [data_start, head) (what is not punched yet).
   absl::Status PunchBelowHead();
+  // Holding head_mu_: makes `head` and `holes` (in order, disjoint, above
+  // the head) durable in the superblock, dropping a checkpoint whose
+  // records they no longer hold, and brings the index and the capacity
+  // bound up to date. Punches nothing.
+  absl::Status MoveHeadAndHoles(uint64_t head, std::vector<Hole> holes);
+  // Sets hole_credit_ from sb_.holes.
+  void CountHoles();
   // Where capacity_bytes ends the log: from the file-system block of the
   // head, capacity - data_start on.
   uint64_t SpaceEnd() const;
@@ -416,12 +443,18 @@ class LogStructuredStore {
   std::mutex commit_mu_;  // one group commit leader at a time
   // Cuts led so far: what threads that find commit_mu_ taken wait on.
   std::atomic<uint32_t> cuts_{0};
-  std::mutex head_mu_;    // one Truncate or superblock rewrite at a time
+  // One Truncate, Release or superblock rewrite at a time.
+  mutable std::mutex head_mu_;
   std::atomic<uint64_t> head_{0};
   // The resume address of the checkpoint sb_ names (changed under
   // head_mu_).
   std::atomic<uint64_t> checkpoint_resume_{0};
+  // Where the newest checkpoint's records begin: its first part, or the
+  // record itself (head_mu_).
+  uint64_t checkpoint_low_ = 0;
   uint64_t punched_ = 0;  // [data_start, punched_) is a hole (head_mu_)
+  // capacity_bytes: the file-system blocks the holes gave back.
+  std::atomic<uint64_t> hole_credit_{0};
   // capacity_bytes: what Reserve charges the appends in flight.
   std::atomic<uint64_t> charged_{0};
   // The payload size of the last record read from disk: how far Read's

@@ -52,6 +52,7 @@ class Scan {
     uint64_t prev_epoch = 0;
     BlockCheck stop;
     for (;;) {
+      a = PastHole(a);
       absl::StatusOr<BlockCheck> check = reader_.Check(a, prev_epoch);
       if (!check.ok()) return check.status();
       if (check->newer_epoch) return Newer(a, *check);
@@ -144,6 +145,10 @@ class Scan {
       absl::StatusOr<uint64_t> data = reader_.NextData(a);
       if (!data.ok()) return data.status();
       a = *data;
+      if (const uint64_t past = PastHole(a); past != a) {
+        a = past;
+        continue;
+      }
       if (a >= size_) break;
       absl::StatusOr<BlockCheck> check = reader_.Check(a, prev_epoch);
       if (!check.ok()) return check.status();
@@ -175,7 +180,7 @@ class Scan {
       absl::StatusOr<std::optional<uint64_t>> next =
           reader_.FindValid(a + sb_.block_bytes, size_);
       if (!next.ok()) return next.status();
-      const uint64_t to = next->value_or(size_);
+      const uint64_t to = std::min(next->value_or(size_), NextHole(a));
       absl::StatusOr<std::vector<uint64_t>> records = SalvageRecords(a, to);
       if (!records.ok()) return records.status();
       r.skipped.push_back(absl::StrCat(check->reason, "; skipped ", to - a,
@@ -195,6 +200,22 @@ class Scan {
     r.tail = end;
     if (r.end.empty()) r.end = absl::StrCat(file_.path(), ": end of file");
     return absl::OkStatus();
+  }
+
+  // `a`, or the end of the released range (Superblock::holes) it lies in.
+  uint64_t PastHole(uint64_t a) const {
+    for (const Hole& h : sb_.holes) {
+      if (a >= h.begin && a < h.end) return h.end;
+    }
+    return a;
+  }
+  // Where the first released range at or above `a` begins (or the end of
+  // the file).
+  uint64_t NextHole(uint64_t a) const {
+    for (const Hole& h : sb_.holes) {
+      if (h.begin >= a) return std::min(h.begin, size_);
+    }
+    return size_;
   }
 
   // Records in [from, to) whose own checksums verify. A record's checksum

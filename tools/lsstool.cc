@@ -351,6 +351,12 @@ void PrintHeader(const char* command, const std::string& path,
       std::printf("  checkpoint         record at %" PRIu64 "\n",
                   sb.checkpoint);
     }
+    uint64_t released = 0;
+    for (const Hole& h : sb.holes) released += h.end - h.begin;
+    if (!sb.holes.empty()) {
+      std::printf("  holes              %zu, %" PRIu64 " bytes released\n",
+                  sb.holes.size(), released);
+    }
   }
 }
 
@@ -772,6 +778,7 @@ int Stats(const std::string& path) {
           .Num("epoch_start", probe->current->epoch_start)
           .Num("head", probe->current->head)
           .Num("checkpoint", probe->current->checkpoint)
+          .Num("holes", probe->current->holes.size())
           .Num("block_bytes", probe->current->block_bytes)
           .Num("buffer_bytes", probe->current->buffer_bytes);
     }

@@ -50,6 +50,7 @@ lss::Superblock SampleSuperblock() {
   sb.max_in_flight_bytes = 4 * 65536;
   sb.head = sb.data_start;
   sb.checkpoint = 2 * 65536 + 64;
+  sb.holes = {{.begin = 3 * 65536, .end = 4 * 65536}};
   return sb;
 }
 
@@ -80,6 +81,20 @@ void Superblocks() {
   std::fill(v2.begin() + 80, v2.end(), std::byte{0});
   Put(v2, 80, lss::Crc32c(v2.data(), 80));
   Write(t, "version_2", v2);
+  // A version 3 superblock (no holes; CRC of [0, 88) at 88) too.
+  Bytes v3 = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
+  Put(v3, 8, uint32_t{3});
+  std::fill(v3.begin() + 88, v3.end(), std::byte{0});
+  Put(v3, 88, lss::Crc32c(v3.data(), 88));
+  Write(t, "version_3", v3);
+  // The most holes a superblock lists.
+  lss::Superblock full = SampleSuperblock();
+  full.holes.clear();
+  for (uint64_t i = 0; i < lss::kMaxHoles; ++i) {
+    full.holes.push_back({.begin = (4 + 2 * i) * 65536,
+                          .end = (5 + 2 * i) * 65536});
+  }
+  Write(t, "most_holes", Superblock(full, lss::kSuperblockBytes));
   Write(t, "zero_fields", Superblock(lss::Superblock{}, lss::kSuperblockBytes));
   Bytes bad_crc = Superblock(SampleSuperblock(), lss::kSuperblockBytes);
   bad_crc[40] ^= std::byte{1};
@@ -178,7 +193,7 @@ constexpr uint64_t kStoreId = 0x5EED5EED12345678ULL;
 constexpr uint64_t kLogStart = 8192;
 
 void PutSuperblock(Bytes& file, uint64_t sequence, uint64_t epoch,
-                   uint64_t epoch_start) {
+                   uint64_t epoch_start, std::vector<lss::Hole> holes = {}) {
   lss::Superblock sb;
   sb.block_bytes = 512;
   sb.buffer_bytes = 4096;
@@ -188,6 +203,7 @@ void PutSuperblock(Bytes& file, uint64_t sequence, uint64_t epoch,
   sb.epoch_start = epoch_start;
   sb.data_start = kLogStart;
   sb.max_in_flight_bytes = 2 * 4096;
+  sb.holes = std::move(holes);
   lss::EncodeSuperblock(
       sb, std::span<std::byte>(file).subspan((sequence % 2) * 4096, 4096));
 }
@@ -245,6 +261,16 @@ void LogFiles() {
   std::fill(torn.begin() + last + 512, torn.begin() + last + 1024,
             std::byte{0});
   Write(t, "torn_tail", torn);
+  // A released range (a hole punched, listed in the superblock) between
+  // two blocks.
+  Bytes released(kLogStart);
+  PutBlock(released, 1, kLogStart, {100});
+  const uint64_t gone = PutBlock(released, 1, kLogStart, {2000});
+  const uint64_t after = PutBlock(released, 1, kLogStart, {40, 40});
+  PutBlock(released, 1, released.size(), {});
+  std::fill(released.begin() + gone, released.begin() + after, std::byte{0});
+  PutSuperblock(released, 2, 1, kLogStart, {{.begin = gone, .end = after}});
+  Write(t, "released", released);
 }
 
 }  // namespace
