@@ -98,7 +98,8 @@ class BlockIndex {
   // same way, and Find and Blocks pass over them from now on.
   void DropRange(uint64_t begin, uint64_t end);
   // The start of the block that holds `address`, or of the last block
-  // below it; `address` itself if no block starts at or below it.
+  // below it, passing over released blocks; `address` itself if no block
+  // starts at or below it.
   uint64_t BlockStartAtOrBelow(uint64_t address);
   // The released range (DropRange) that holds `address`, if any.
   std::optional<std::pair<uint64_t, uint64_t>> ReleasedRange(

@@ -22,40 +22,24 @@
 #include "testing/sim_disk.h"
 #include "testing/sim_store.h"
 #include "testing/temp_path.h"
+#include "testing/test_log.h"
 
 namespace lss {
 namespace {
 
+using ::lss::testing::FillLog;
+using ::lss::testing::FlipBitAt;
+using ::lss::testing::SmallLogOptions;
 using ::lss::testing::TempPath;
 using ::testing::HasSubstr;
 
+constexpr size_t kPayloadBytes = 700;
+
 std::string Payload(uint64_t index) {
-  return lss::testing::Payload(0, index, 700);
+  return lss::testing::Payload(0, index, kPayloadBytes);
 }
 
-// `count` records from index `first`, a block every 20 at most, synced.
-std::vector<uint64_t> Fill(LogStructuredStore& store, uint64_t first,
-                           uint64_t count) {
-  std::vector<uint64_t> out;
-  for (uint64_t i = first; i < first + count; ++i) {
-    absl::StatusOr<uint64_t> a = store.Append(Payload(i));
-    EXPECT_TRUE(a.ok()) << a.status();
-    out.push_back(a.value_or(0));
-    if (i % 20 == 19) {
-      EXPECT_TRUE(store.Flush().ok());
-    }
-  }
-  EXPECT_TRUE(store.Sync().ok());
-  return out;
-}
 
-StoreOptions Options() {
-  StoreOptions o;
-  o.buffer_bytes = 64 << 10;
-  o.preallocate_bytes = 1 << 20;
-  o.allow_buffered_fallback = true;
-  return o;
-}
 
 // What an Open saw: the checkpoint handed over, and the records visited.
 struct Seen {
@@ -65,7 +49,7 @@ struct Seen {
   std::vector<uint64_t> visited;  // data records only
 };
 
-StoreOptions Resuming(Seen& seen, StoreOptions o = Options()) {
+StoreOptions Resuming(Seen& seen, StoreOptions o = SmallLogOptions()) {
   o.on_checkpoint = [&seen](const CheckpointView& c) {
     EXPECT_FALSE(seen.bytes.has_value()) << "handed over twice";
     seen.bytes = std::string(c.bytes);
@@ -108,16 +92,16 @@ TEST(LogCheckpointTest, OpenResumesAtTheCheckpointAndReadsEverything) {
   uint64_t resume = 0;
   uint64_t at = 0;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    a = Fill(**store, 0, 300);
+    a = FillLog(**store, 0, 300, kPayloadBytes);
     resume = (*store)->CheckpointBoundary();
     ASSERT_GT(resume, (*store)->head());
     absl::StatusOr<uint64_t> c = (*store)->WriteCheckpoint(resume, "state");
     ASSERT_TRUE(c.ok()) << c.status();
     at = *c;
     EXPECT_EQ((*store)->checkpoint_resume(), resume);
-    std::vector<uint64_t> more = Fill(**store, 300, 100);
+    std::vector<uint64_t> more = FillLog(**store, 300, 100, kPayloadBytes);
     a.insert(a.end(), more.begin(), more.end());
     ASSERT_TRUE((*store)->Close().ok());
   }
@@ -141,10 +125,10 @@ TEST(LogCheckpointTest, OpenResumesAtTheCheckpointAndReadsEverything) {
   EXPECT_LT(want.size(), a.size());
   ExpectRecords(**store, a);
   // And the log goes on from there.
-  std::vector<uint64_t> more = Fill(**store, 400, 50);
+  std::vector<uint64_t> more = FillLog(**store, 400, 50, kPayloadBytes);
   a.insert(a.end(), more.begin(), more.end());
   ASSERT_TRUE((*store)->Close().ok());
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   ExpectRecords(**store, a);
 }
@@ -154,9 +138,9 @@ TEST(LogCheckpointTest, WithoutOnCheckpointEverythingIsScanned) {
   std::vector<uint64_t> a;
   uint64_t resume = 0;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    a = Fill(**store, 0, 200);
+    a = FillLog(**store, 0, 200, kPayloadBytes);
     resume = (*store)->CheckpointBoundary();
     ASSERT_TRUE((*store)->WriteCheckpoint(resume, "state").ok());
     ASSERT_TRUE((*store)->Close().ok());
@@ -182,12 +166,12 @@ TEST(LogCheckpointTest, ATruncatePastTheResumeAddressDropsIt) {
   const std::string path = TempPath("checkpoint-truncated.log");
   std::vector<uint64_t> a;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    a = Fill(**store, 0, 300);
+    a = FillLog(**store, 0, 300, kPayloadBytes);
     const uint64_t resume = (*store)->CheckpointBoundary();
     ASSERT_TRUE((*store)->WriteCheckpoint(resume, "state").ok());
-    std::vector<uint64_t> more = Fill(**store, 300, 100);
+    std::vector<uint64_t> more = FillLog(**store, 300, 100, kPayloadBytes);
     a.insert(a.end(), more.begin(), more.end());
     // Below the resume address: it stays.
     ASSERT_TRUE((*store)->Truncate(a[10]).ok());
@@ -213,9 +197,9 @@ TEST(LogCheckpointTest, ATruncatePastTheResumeAddressDropsIt) {
 
 TEST(LogCheckpointTest, BadArgumentsAreRefusedNamingTheFile) {
   const std::string path = TempPath("checkpoint-args.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<uint64_t> a = Fill(**store, 0, 200);
+  std::vector<uint64_t> a = FillLog(**store, 0, 200, kPayloadBytes);
   const uint64_t resume = (*store)->CheckpointBoundary();
   for (uint64_t bad : {resume + 8, resume + 4096,
                        (*store)->HiStable() + (uint64_t{1} << 20)}) {
@@ -231,7 +215,7 @@ TEST(LogCheckpointTest, BadArgumentsAreRefusedNamingTheFile) {
       << c.status();
   ASSERT_TRUE((*store)->Close().ok());
 
-  StoreOptions read_only = Options();
+  StoreOptions read_only = SmallLogOptions();
   read_only.read_only = true;
   store = LogStructuredStore::Open(path, read_only);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -247,9 +231,9 @@ TEST(LogCheckpointTest, ALargeCheckpointSpansRecords) {
   std::string big;
   uint64_t at = 0;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    Fill(**store, 0, 50);
+    FillLog(**store, 0, 50, kPayloadBytes);
     for (size_t i = 0; big.size() < 3 * (*store)->max_payload_bytes() + 5;
          ++i) {
       big += absl::StrCat(i, ",");
@@ -258,7 +242,7 @@ TEST(LogCheckpointTest, ALargeCheckpointSpansRecords) {
         (*store)->WriteCheckpoint((*store)->CheckpointBoundary(), big);
     ASSERT_TRUE(c.ok()) << c.status();
     at = *c;
-    Fill(**store, 50, 50);
+    FillLog(**store, 50, 50, kPayloadBytes);
     ASSERT_TRUE((*store)->Close().ok());
   }
   Seen seen;
@@ -301,12 +285,12 @@ TEST(LogCheckpointTest, ADamagedNewestSuperblockLeavesThePreviousCheckpoint) {
   std::vector<uint64_t> a;
   uint64_t first = 0;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    a = Fill(**store, 0, 100);
+    a = FillLog(**store, 0, 100, kPayloadBytes);
     first = (*store)->CheckpointBoundary();
     ASSERT_TRUE((*store)->WriteCheckpoint(first, "first").ok());
-    std::vector<uint64_t> more = Fill(**store, 100, 100);
+    std::vector<uint64_t> more = FillLog(**store, 100, 100, kPayloadBytes);
     a.insert(a.end(), more.begin(), more.end());
     ASSERT_TRUE(
         (*store)->WriteCheckpoint((*store)->CheckpointBoundary(), "second")
@@ -338,16 +322,6 @@ TEST(LogCheckpointTest, ADamagedNewestSuperblockLeavesThePreviousCheckpoint) {
   ExpectRecords(**store, a);
 }
 
-// Flips one bit of the file at `offset`.
-void FlipBitAt(const std::string& path, uint64_t offset) {
-  absl::StatusOr<std::unique_ptr<File>> file =
-      OpenPosixFile(path, FileOptions{.direct_io = false, .lock = false});
-  ASSERT_TRUE(file.ok()) << file.status();
-  std::byte b{0};
-  ASSERT_TRUE((*file)->ReadAt(offset, {&b, 1}).ok());
-  b ^= std::byte{1};
-  ASSERT_TRUE((*file)->WriteAt(offset, {&b, 1}).ok());
-}
 
 // A log with a checkpoint and records on both sides of it, closed.
 struct Checkpointed {
@@ -357,15 +331,15 @@ struct Checkpointed {
 
 Checkpointed WriteCheckpointedLog(const std::string& path) {
   Checkpointed c;
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   EXPECT_TRUE(store.ok()) << store.status();
   if (!store.ok()) return c;
-  Fill(**store, 0, 100);
+  FillLog(**store, 0, 100, kPayloadBytes);
   c.resume = (*store)->CheckpointBoundary();
   absl::StatusOr<uint64_t> at = (*store)->WriteCheckpoint(c.resume, "state");
   EXPECT_TRUE(at.ok()) << at.status();
   c.at = at.value_or(0);
-  Fill(**store, 100, 100);
+  FillLog(**store, 100, 100, kPayloadBytes);
   EXPECT_TRUE((*store)->Close().ok());
   return c;
 }
@@ -411,7 +385,7 @@ TEST(LogCheckpointTest, ACutBelowTheCheckpointDropsIt) {
                 HasSubstr(absl::StrCat("checkpoint at offset ", c.at)));
   }
   {
-    StoreOptions o = Options();
+    StoreOptions o = SmallLogOptions();
     o.recovery = RecoveryMode::kPointInTime;
     auto store = LogStructuredStore::Open(path, o);
     ASSERT_TRUE(store.ok()) << store.status();
@@ -433,9 +407,9 @@ TEST(LogCheckpointTest, ACutBelowTheCheckpointDropsIt) {
 TEST(LogCheckpointTest, AHeadPastTheEndOfTheFileIsDataLoss) {
   const std::string path = TempPath("head-past-end.log");
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    Fill(**store, 0, 10);
+    FillLog(**store, 0, 10, kPayloadBytes);
     ASSERT_TRUE((*store)->Close().ok());
   }
   {
@@ -451,7 +425,7 @@ TEST(LogCheckpointTest, AHeadPastTheEndOfTheFileIsDataLoss) {
     ++next.sequence;
     ASSERT_TRUE(WriteSuperblock(**file, next).ok());
   }
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
       << store.status();
   EXPECT_THAT(store.status().message(), HasSubstr(path));
@@ -478,10 +452,10 @@ TEST(LogCheckpointTest, PowerLossDuringACheckpointLeavesOneThatApplies) {
       {
         auto store = LogStructuredStore::Open(kPath, sim);
         ASSERT_TRUE(store.ok()) << store.status();
-        a = Fill(**store, 0, 100);
+        a = FillLog(**store, 0, 100, kPayloadBytes);
         first = (*store)->CheckpointBoundary();
         ASSERT_TRUE((*store)->WriteCheckpoint(first, "first").ok());
-        std::vector<uint64_t> more = Fill(**store, 100, 100);
+        std::vector<uint64_t> more = FillLog(**store, 100, 100, kPayloadBytes);
         a.insert(a.end(), more.begin(), more.end());
         second = (*store)->CheckpointBoundary();
         disk.FailAfter(fail_after);

@@ -22,6 +22,16 @@ namespace {
 
 uint64_t RoundUp(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
 
+// The head once the holes that start at or below it are part of what lies
+// below it (they are taken out of `holes`, which is in order).
+uint64_t AbsorbAtHead(uint64_t head, std::vector<Hole>& holes) {
+  while (!holes.empty() && holes.front().begin <= head) {
+    head = std::max(head, holes.front().end);
+    holes.erase(holes.begin());
+  }
+  return head;
+}
+
 void PutU64(std::string& out, uint64_t v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof(v));
 }
@@ -997,9 +1007,12 @@ absl::Status LogStructuredStore::Truncate(uint64_t address) {
           index_->ReleasedRange(address)) {
     head = released->second;
   }
-  if (head <= this->head()) return absl::OkStatus();
-  if (absl::Status s = MoveHeadAndHoles(head, sb_.holes); !s.ok()) return s;
-  return PunchBelowHead();
+  if (head <= this->head()) return PunchReleased();
+  if (absl::Status s = MoveHeadAndHoles(head, sb_.holes, std::nullopt);
+      !s.ok()) {
+    return s;
+  }
+  return PunchReleased();
 }
 
 absl::Status LogStructuredStore::Release(uint64_t from, uint64_t to) {
@@ -1015,7 +1028,8 @@ absl::Status LogStructuredStore::Release(uint64_t from, uint64_t to) {
   const uint64_t begin =
       index_->BlockStartAtOrAbove(std::max(from, head()), boundary);
   const uint64_t end = index_->BlockStartAtOrAbove(to, boundary);
-  if (begin >= end) return absl::OkStatus();
+  // Nothing new (a retry, say): what an earlier punch left is punched now.
+  if (begin >= end) return PunchReleased();
   // Merged with the holes it overlaps or touches.
   Hole merged{.begin = begin, .end = end};
   std::vector<Hole> holes;
@@ -1032,18 +1046,35 @@ absl::Status LogStructuredStore::Release(uint64_t from, uint64_t to) {
                                   return a.begin < b.begin;
                                 }),
                merged);
+  const uint64_t head = AbsorbAtHead(this->head(), holes);
   if (holes.size() > kMaxHoles) {
     return absl::ResourceExhaustedError(absl::StrCat(
         path_, ": Release(", from, ", ", to, "): the log would have ",
         holes.size(), " released ranges, more than the ", kMaxHoles,
         " its superblock lists; release a range next to one, or Truncate"));
   }
-  if (absl::Status s = MoveHeadAndHoles(head(), std::move(holes)); !s.ok()) {
+  if (absl::Status s = MoveHeadAndHoles(head, std::move(holes),
+                                        Hole{.begin = begin, .end = end});
+      !s.ok()) {
     return s;
   }
+  return PunchReleased();
+}
+
+absl::Status LogStructuredStore::PunchReleased() {
   if (absl::Status s = PunchBelowHead(); !s.ok()) return s;
-  if (end <= head()) return absl::OkStatus();
-  return file_->PunchHole(begin, end - begin);
+  while (!unpunched_.empty()) {
+    const Hole h = unpunched_.back();
+    const uint64_t begin = std::max(h.begin, head());
+    if (begin < h.end) {
+      if (absl::Status s = file_->PunchHole(begin, h.end - begin); !s.ok()) {
+        return s;
+      }
+    }
+    unpunched_.pop_back();
+    CountHoles();
+  }
+  return absl::OkStatus();
 }
 
 std::vector<Hole> LogStructuredStore::holes() const {
@@ -1051,13 +1082,9 @@ std::vector<Hole> LogStructuredStore::holes() const {
   return sb_.holes;
 }
 
-absl::Status LogStructuredStore::MoveHeadAndHoles(uint64_t head,
-                                                  std::vector<Hole> holes) {
-  // A hole at the head moves the head past it.
-  while (!holes.empty() && holes.front().begin <= head) {
-    head = std::max(head, holes.front().end);
-    holes.erase(holes.begin());
-  }
+absl::Status LogStructuredStore::MoveHeadAndHoles(
+    uint64_t head, std::vector<Hole> holes, std::optional<Hole> fresh) {
+  head = AbsorbAtHead(head, holes);
   // Durable first: once a hole is punched, the head must never go back and
   // a released range must never rejoin the log.
   Superblock next = sb_;
@@ -1080,10 +1107,13 @@ absl::Status LogStructuredStore::MoveHeadAndHoles(uint64_t head,
   sb_.sequence = next.sequence;
   sb_.checkpoint = next.checkpoint;
   if (drop_checkpoint) checkpoint_resume_.store(0, std::memory_order_release);
+  // The credit first: a hole the head absorbs must not count twice, and
+  // one not punched yet gives nothing back.
+  if (fresh) unpunched_.push_back(*fresh);
+  CountHoles();
   head_.store(head, std::memory_order_release);
   index_->DropBelow(head);
   for (const Hole& h : sb_.holes) index_->DropRange(h.begin, h.end);
-  CountHoles();
   if (options_.capacity_bytes != 0) sink_->LimitAllocation(SpaceEnd());
   return absl::OkStatus();
 }
@@ -1094,6 +1124,11 @@ void LogStructuredStore::CountHoles() {
   constexpr uint64_t kFsBlock = 4096;
   uint64_t credit = 0;
   for (const Hole& h : sb_.holes) {
+    if (std::any_of(unpunched_.begin(), unpunched_.end(), [&](const Hole& u) {
+          return u.begin < h.end && u.end > h.begin;
+        })) {
+      continue;
+    }
     const uint64_t begin = (h.begin + kFsBlock - 1) / kFsBlock * kFsBlock;
     const uint64_t end = h.end / kFsBlock * kFsBlock;
     if (end > begin + kFsBlock) credit += end - begin - kFsBlock;
@@ -1130,12 +1165,14 @@ absl::StatusOr<LogRecord> LogStructuredStore::Read(uint64_t address) {
 absl::StatusOr<BlockIndex::Pinned> LogStructuredStore::Locate(
     uint64_t address) {
   if (closed_) return Usable();
-  if (const uint64_t head = head_.load(std::memory_order_acquire);
-      address < head) {
+  const auto truncated = [&]() -> std::optional<absl::Status> {
+    const uint64_t head = head_.load(std::memory_order_acquire);
+    if (address >= head) return std::nullopt;
     return absl::NotFoundError(absl::StrCat(
         path_, ": offset ", address, ": no record there: below the log's "
         "head ", head, " (truncated)"));
-  }
+  };
+  if (std::optional<absl::Status> s = truncated()) return *s;
   if (address < sb_.data_start || address % kRecordAlignment != 0) {
     return absl::NotFoundError(absl::StrCat(
         path_, ": offset ", address, ": no record there: not a record "
@@ -1145,6 +1182,9 @@ absl::StatusOr<BlockIndex::Pinned> LogStructuredStore::Locate(
     if (std::optional<BlockIndex::Pinned> block = index_->Find(address)) {
       return *std::move(block);
     }
+    // The head moved past it meanwhile (stored before the index drops the
+    // blocks below it).
+    if (std::optional<absl::Status> s = truncated()) return *s;
     if (std::optional<std::pair<uint64_t, uint64_t>> released =
             index_->ReleasedRange(address)) {
       return NoRecord(address, absl::StrCat("released (Release from ",

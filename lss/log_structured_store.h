@@ -286,7 +286,8 @@ class LogStructuredStore {
   // head's own block below `address` stay. InvalidArgument past HiStable()
   // (only durable records can go); a head at or below the current one
   // changes nothing. A LogReader already running may miss records below
-  // the new head. FailedPrecondition on a read-only store.
+  // the new head, or fail with DataLoss if it was reading their block as
+  // its space went. FailedPrecondition on a read-only store.
   absl::Status Truncate(uint64_t address);
   // The first block of the log: data_start() until the first Truncate.
   uint64_t head() const;
@@ -304,7 +305,8 @@ class LogStructuredStore {
   // whole durable blocks go), InvalidArgument otherwise; an empty range
   // changes nothing. A range that holds the newest checkpoint's records
   // drops it, as a Truncate past its resume address does. A LogReader
-  // already running may miss records in the range. FailedPrecondition on
+  // already running may miss records in the range, or fail with DataLoss
+  // if it was reading their block as its space went. FailedPrecondition on
   // a read-only store.
   absl::Status Release(uint64_t from, uint64_t to);
   // The released ranges above the head, in address order.
@@ -397,8 +399,14 @@ class LogStructuredStore {
   // the head) durable in the superblock, dropping a checkpoint whose
   // records they no longer hold, and brings the index and the capacity
   // bound up to date. Punches nothing.
-  absl::Status MoveHeadAndHoles(uint64_t head, std::vector<Hole> holes);
-  // Sets hole_credit_ from sb_.holes.
+  // `fresh` is a range newly released, to punch (unpunched_) once this
+  // returns OK.
+  absl::Status MoveHeadAndHoles(uint64_t head, std::vector<Hole> holes,
+                                std::optional<Hole> fresh);
+  // Punches below the head and every released range not punched yet
+  // (unpunched_, kept until its punch succeeds); holding head_mu_.
+  absl::Status PunchReleased();
+  // Sets hole_credit_ from the holes of sb_ that are punched.
   void CountHoles();
   // Where capacity_bytes ends the log: from the file-system block of the
   // head, capacity - data_start on.
@@ -453,7 +461,9 @@ class LogStructuredStore {
   // record itself (head_mu_).
   uint64_t checkpoint_low_ = 0;
   uint64_t punched_ = 0;  // [data_start, punched_) is a hole (head_mu_)
-  // capacity_bytes: the file-system blocks the holes gave back.
+  // Released ranges whose punch has not succeeded yet (head_mu_).
+  std::vector<Hole> unpunched_;
+  // capacity_bytes: the file-system blocks the punched holes gave back.
   std::atomic<uint64_t> hole_credit_{0};
   // capacity_bytes: what Reserve charges the appends in flight.
   std::atomic<uint64_t> charged_{0};

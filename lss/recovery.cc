@@ -30,7 +30,13 @@ class Scan {
         visit_(visit),
         scan_from_(std::max(scan_from, sb.head)),
         watermark_(sb.epoch_start),
-        watermark_source_("the superblock's epoch start") {}
+        watermark_source_("the superblock's epoch start") {
+    // A range is released only once it is durable, and all below it too.
+    if (!sb.holes.empty() && sb.holes.back().end > watermark_) {
+      watermark_ = sb.holes.back().end;
+      watermark_source_ = "the superblock's hole list";
+    }
+  }
 
   absl::StatusOr<RecoveredLog> Run(RecoveryMode mode) {
     absl::Status s = mode == RecoveryMode::kSkipCorrupted ? Salvage()

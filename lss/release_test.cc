@@ -27,40 +27,24 @@
 #include "testing/sim_disk.h"
 #include "testing/sim_store.h"
 #include "testing/temp_path.h"
+#include "testing/test_log.h"
 
 namespace lss {
 namespace {
 
+using ::lss::testing::FillLog;
+using ::lss::testing::FlipBitAt;
+using ::lss::testing::SmallLogOptions;
 using ::lss::testing::TempPath;
 using ::testing::HasSubstr;
 
+constexpr size_t kPayloadBytes = 1000;
+
 std::string Payload(uint64_t index) {
-  return lss::testing::Payload(0, index, 1000);
+  return lss::testing::Payload(0, index, kPayloadBytes);
 }
 
-// `count` records from index `first`, a block every 20 at most, synced.
-std::vector<uint64_t> Fill(LogStructuredStore& store, uint64_t first,
-                           uint64_t count) {
-  std::vector<uint64_t> out;
-  for (uint64_t i = first; i < first + count; ++i) {
-    absl::StatusOr<uint64_t> a = store.Append(Payload(i));
-    EXPECT_TRUE(a.ok()) << a.status();
-    out.push_back(a.value_or(0));
-    if (i % 20 == 19) {
-      EXPECT_TRUE(store.Flush().ok());
-    }
-  }
-  EXPECT_TRUE(store.Sync().ok());
-  return out;
-}
 
-StoreOptions Options() {
-  StoreOptions o;
-  o.buffer_bytes = 64 << 10;
-  o.preallocate_bytes = 1 << 20;
-  o.allow_buffered_fallback = true;
-  return o;
-}
 
 bool Gone(const LogStructuredStore& store, const std::vector<Hole>& holes,
           uint64_t address) {
@@ -119,18 +103,18 @@ uint64_t DiskBytes(const std::string& path) {
 
 TEST(ReleaseTest, ARangeGoesAndEverythingElseStays) {
   const std::string path = TempPath("release.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<uint64_t> a = Fill(**store, 0, 12000);
+  std::vector<uint64_t> a = FillLog(**store, 0, 12000, kPayloadBytes);
   const uint64_t before = DiskBytes(path);
   ASSERT_TRUE((*store)->Release(a[1000], a[11000]).ok());
   ASSERT_EQ((*store)->holes().size(), 1u);
   const Hole hole = (*store)->holes().front();
   // The blocks that start in [a[1000], a[2000]).
   EXPECT_GE(hole.begin, a[1000]);
-  EXPECT_LT(hole.begin, a[1000] + Options().buffer_bytes);
+  EXPECT_LT(hole.begin, a[1000] + SmallLogOptions().buffer_bytes);
   EXPECT_GE(hole.end, a[11000]);
-  EXPECT_LT(hole.end, a[11000] + Options().buffer_bytes);
+  EXPECT_LT(hole.end, a[11000] + SmallLogOptions().buffer_bytes);
   EXPECT_EQ((*store)->head(), (*store)->data_start());
   absl::StatusOr<LogRecord> gone = (*store)->Read(a[5000]);
   EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
@@ -142,7 +126,7 @@ TEST(ReleaseTest, ARangeGoesAndEverythingElseStays) {
 
   // Recovery steps over the hole, and reads none of it (it reads the live
   // log and what lies past the tail: zeros written ahead, preallocation).
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->holes(), std::vector<Hole>{hole});
   const uint64_t live = (*store)->recovery().tail - (*store)->head() -
@@ -151,7 +135,7 @@ TEST(ReleaseTest, ARangeGoesAndEverythingElseStays) {
   ExpectLog(**store, a);
   // The log goes on; a second hole, then a Truncate into the first one
   // moves the head to its end.
-  const std::vector<uint64_t> more = Fill(**store, 12000, 1000);
+  const std::vector<uint64_t> more = FillLog(**store, 12000, 1000, kPayloadBytes);
   a.insert(a.end(), more.begin(), more.end());
   ASSERT_TRUE((*store)->Release(a[12200], a[12400]).ok());
   ASSERT_EQ((*store)->holes().size(), 2u);
@@ -161,7 +145,7 @@ TEST(ReleaseTest, ARangeGoesAndEverythingElseStays) {
   ASSERT_EQ((*store)->holes().size(), 1u);
   ExpectLog(**store, a);
   ASSERT_TRUE((*store)->Close().ok());
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->head(), hole.end);
   ASSERT_EQ((*store)->holes().size(), 1u);
@@ -170,9 +154,9 @@ TEST(ReleaseTest, ARangeGoesAndEverythingElseStays) {
 
 TEST(ReleaseTest, HolesMergeAndOneAtTheHeadMovesIt) {
   const std::string path = TempPath("merge.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
-  const std::vector<uint64_t> a = Fill(**store, 0, 1000);
+  const std::vector<uint64_t> a = FillLog(**store, 0, 1000, kPayloadBytes);
   ASSERT_TRUE((*store)->Release(a[100], a[200]).ok());
   ASSERT_TRUE((*store)->Release(a[300], a[400]).ok());
   ASSERT_TRUE((*store)->Release(a[600], a[700]).ok());
@@ -194,7 +178,7 @@ TEST(ReleaseTest, HolesMergeAndOneAtTheHeadMovesIt) {
   EXPECT_EQ((*store)->holes(), std::vector<Hole>{three[2]});
   ExpectLog(**store, a);
   ASSERT_TRUE((*store)->Close().ok());
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->head(), three[1].end);
   EXPECT_EQ((*store)->holes(), std::vector<Hole>{three[2]});
@@ -203,7 +187,7 @@ TEST(ReleaseTest, HolesMergeAndOneAtTheHeadMovesIt) {
 
 TEST(ReleaseTest, WhatCannotBeReleasedIsRefused) {
   const std::string path = TempPath("refused.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   // Blocks of one record each, 2 * kMaxHoles + 4 of them.
   std::vector<uint64_t> a;
@@ -233,21 +217,24 @@ TEST(ReleaseTest, WhatCannotBeReleasedIsRefused) {
       (*store)->Release(a[2 * kMaxHoles + 1], a[2 * kMaxHoles + 2]);
   EXPECT_EQ(many.code(), absl::StatusCode::kResourceExhausted) << many;
   EXPECT_THAT(many.message(), HasSubstr(path));
-  // Next to a hole it merges, so it fits.
+  // Next to a hole it merges, so it fits; at the head it moves the head.
   ASSERT_TRUE((*store)->Release(a[2 * kMaxHoles], a[2 * kMaxHoles + 1]).ok());
+  EXPECT_EQ((*store)->holes().size(), kMaxHoles);
+  ASSERT_TRUE((*store)->Release(0, a[0]).ok());
+  EXPECT_EQ((*store)->head(), a[1] - kBlockHeaderBytes);
   EXPECT_EQ((*store)->holes().size(), kMaxHoles);
   ASSERT_TRUE((*store)->Close().ok());
   EXPECT_EQ((*store)->Release(a[0], a[1]).code(),
             absl::StatusCode::kFailedPrecondition);
 
-  StoreOptions ro = Options();
+  StoreOptions ro = SmallLogOptions();
   ro.read_only = true;
   store = LogStructuredStore::Open(path, ro);
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->holes().size(), kMaxHoles);
   EXPECT_EQ((*store)->Release(a[0], a[1]).code(),
             absl::StatusCode::kFailedPrecondition);
-  for (size_t i = 0; i < a.size(); ++i) {
+  for (size_t i = 1; i < a.size(); ++i) {
     // Release(a[j], a[j + 1]) takes the block that starts in between:
     // record j + 1's.
     const bool released =
@@ -261,7 +248,7 @@ TEST(ReleaseTest, WhatCannotBeReleasedIsRefused) {
 // file never holds more than the bound.
 TEST(ReleaseTest, ReleaseMakesRoomInABoundedLog) {
   const std::string path = TempPath("bounded.log");
-  StoreOptions o = Options();
+  StoreOptions o = SmallLogOptions();
   o.capacity_bytes = 2 << 20;
   auto store = LogStructuredStore::Open(path, o);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -314,14 +301,14 @@ TEST(ReleaseTest, CheckpointsSurviveReleasesThatLeaveTheirRecords) {
   uint64_t resume = 0;
   uint64_t at = 0;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    a = Fill(**store, 0, 400);
+    a = FillLog(**store, 0, 400, kPayloadBytes);
     resume = (*store)->CheckpointBoundary();
     absl::StatusOr<uint64_t> c = (*store)->WriteCheckpoint(resume, "state");
     ASSERT_TRUE(c.ok()) << c.status();
     at = *c;
-    const std::vector<uint64_t> more = Fill(**store, 400, 400);
+    const std::vector<uint64_t> more = FillLog(**store, 400, 400, kPayloadBytes);
     a.insert(a.end(), more.begin(), more.end());
     // Below the resume address, and up to it.
     ASSERT_TRUE((*store)->Release(a[100], a[200]).ok());
@@ -330,7 +317,7 @@ TEST(ReleaseTest, CheckpointsSurviveReleasesThatLeaveTheirRecords) {
     ASSERT_TRUE((*store)->Close().ok());
   }
   const auto reopen = [&](bool& resumed) {
-    StoreOptions o = Options();
+    StoreOptions o = SmallLogOptions();
     resumed = false;
     o.on_checkpoint = [&](const CheckpointView& c) {
       EXPECT_EQ(c.bytes, "state");
@@ -360,32 +347,27 @@ TEST(ReleaseTest, CheckpointsSurviveReleasesThatLeaveTheirRecords) {
   ExpectLog(**store, a);
 }
 
-// Flips one bit of the file at `offset`.
-void FlipBitAt(const std::string& path, uint64_t offset) {
-  absl::StatusOr<std::unique_ptr<File>> file =
-      OpenPosixFile(path, FileOptions{.direct_io = false, .lock = false});
-  ASSERT_TRUE(file.ok()) << file.status();
-  std::byte b{0};
-  ASSERT_TRUE((*file)->ReadAt(offset, {&b, 1}).ok());
-  b ^= std::byte{1};
-  ASSERT_TRUE((*file)->WriteAt(offset, {&b, 1}).ok());
-}
 
-// Damage below a hole, cut by kPointInTime: the hole lies past the new
-// tail, so it is no longer part of the log, and what the new epoch writes
-// there reads back.
+// Damage below a hole: DataLoss, as the hole list proves the records below
+// it acknowledged; cut by kPointInTime, the hole lies past the new tail, so
+// it is no longer part of the log, and what the new epoch writes there
+// reads back.
 TEST(ReleaseTest, ACutBelowAHoleDropsIt) {
   const std::string path = TempPath("cut.log");
   std::vector<uint64_t> a;
   {
-    auto store = LogStructuredStore::Open(path, Options());
+    auto store = LogStructuredStore::Open(path, SmallLogOptions());
     ASSERT_TRUE(store.ok()) << store.status();
-    a = Fill(**store, 0, 600);
+    a = FillLog(**store, 0, 600, kPayloadBytes);
     ASSERT_TRUE((*store)->Release(a[300], a[400]).ok());
     ASSERT_TRUE((*store)->Close().ok());
   }
   FlipBitAt(path, a[100] + 40);
-  StoreOptions o = Options();
+  absl::StatusOr<std::unique_ptr<LogStructuredStore>> refused =
+      LogStructuredStore::Open(path, SmallLogOptions());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss)
+      << refused.status();
+  StoreOptions o = SmallLogOptions();
   o.recovery = RecoveryMode::kPointInTime;
   auto store = LogStructuredStore::Open(path, o);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -394,11 +376,11 @@ TEST(ReleaseTest, ACutBelowAHoleDropsIt) {
   EXPECT_TRUE((*store)->holes().empty());
   // The block of records 100 to 119 is the first one cut.
   a.resize(100);
-  const std::vector<uint64_t> more = Fill(**store, 100, 600);
+  const std::vector<uint64_t> more = FillLog(**store, 100, 600, kPayloadBytes);
   a.insert(a.end(), more.begin(), more.end());
   ExpectLog(**store, a);
   ASSERT_TRUE((*store)->Close().ok());
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_TRUE((*store)->holes().empty());
   EXPECT_EQ(ExpectLog(**store, a), 0u);
@@ -409,7 +391,7 @@ TEST(ReleaseTest, ACutBelowAHoleDropsIt) {
 // afterwards every record outside the holes reads back.
 TEST(ReleaseTest, ReleasesWhileThreadsAppendAndRead) {
   const std::string path = TempPath("threads.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   LogStructuredStore& log = **store;
   constexpr uint64_t kPerThread = 3000;
@@ -459,7 +441,10 @@ TEST(ReleaseTest, ReleasesWhileThreadsAppendAndRead) {
     const uint64_t boundary = log.CheckpointBoundary();
     const uint64_t span = boundary - log.head();
     if (span > (1 << 20)) {
-      const uint64_t from = log.head() + span / 8 * (1 + releases % 6);
+      // Every fourth from the head, which moves it under the readers.
+      const uint64_t from =
+          releases % 4 == 3 ? log.head()
+                            : log.head() + span / 8 * (1 + releases % 6);
       const absl::Status s = log.Release(from, from + span / 16);
       if (s.code() == absl::StatusCode::kResourceExhausted) break;
       ASSERT_TRUE(s.ok()) << s;
@@ -489,6 +474,66 @@ TEST(ReleaseTest, ReleasesWhileThreadsAppendAndRead) {
   ASSERT_TRUE(log.Close().ok());
 }
 
+// A block of one record at `address` whose `stable` claims nothing, in
+// `file`.
+void PutBlock(std::vector<std::byte>& file, uint64_t address) {
+  constexpr size_t kPayload = 100;
+  const size_t used = kBlockHeaderBytes + RecordFootprint(kPayload);
+  const std::span<std::byte> block =
+      std::span<std::byte>(file).subspan(address, 4096);
+  const std::span<std::byte> record =
+      block.subspan(kBlockHeaderBytes, RecordFootprint(kPayload));
+  std::fill(record.begin() + kRecordHeaderBytes, record.end(), std::byte{7});
+  SealRecord(address + kBlockHeaderBytes, RecordTag{}, kPayload, record);
+  SealBlock(BlockHeader{.store_id = 99, .address = address, .epoch = 1,
+                        .used = static_cast<uint32_t>(used), .stable = 0},
+            block);
+}
+
+// Blocks that claim nothing durable, one of them damaged below a hole: the
+// hole list alone proves the damage is below what was acknowledged (a
+// range is released only once it is durable), so it is DataLoss, not a
+// torn tail to cut.
+TEST(ReleaseTest, TheHoleListProvesWhatLiesBelowItAcknowledged) {
+  const std::string path = TempPath("proof.log");
+  const StoreOptions o = SmallLogOptions();
+  constexpr uint64_t kStart = 8192;
+  std::vector<std::byte> file(kStart + 4 * 4096);
+  Superblock sb;
+  sb.block_bytes = o.block_bytes;
+  sb.buffer_bytes = o.buffer_bytes;
+  sb.store_id = 99;
+  sb.epoch = 1;
+  sb.epoch_start = kStart;
+  sb.data_start = kStart;
+  sb.head = kStart;
+  sb.holes = {{.begin = kStart + 4096, .end = kStart + 3 * 4096}};
+  EncodeSuperblock(sb, file);
+  PutBlock(file, kStart);
+  PutBlock(file, kStart + 3 * 4096);
+  file[kStart + 100] ^= std::byte{1};  // in its record
+  {
+    absl::StatusOr<std::unique_ptr<File>> f = OpenPosixFile(
+        path, FileOptions{.create = true, .direct_io = false, .lock = false});
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_TRUE((*f)->WriteAt(0, file).ok());
+  }
+  {
+    absl::StatusOr<std::unique_ptr<LogStructuredStore>> refused =
+        LogStructuredStore::Open(path, o);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss)
+        << refused.status();
+    EXPECT_THAT(refused.status().message(), HasSubstr("hole list"));
+  }
+  StoreOptions cut = o;
+  cut.recovery = RecoveryMode::kPointInTime;
+  auto store = LogStructuredStore::Open(path, cut);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->recovery().lost_acknowledged);
+  EXPECT_EQ((*store)->recovery().tail, kStart);
+  EXPECT_TRUE((*store)->holes().empty());
+}
+
 StoreOptions SimOptions(lss::testing::SimDisk& disk) {
   return lss::testing::SimStoreOptions(disk, lss::testing::SimStoreKnobs());
 }
@@ -509,7 +554,7 @@ TEST(ReleaseTest, PowerLossDuringReleaseKeepsTheLogWhole) {
     lss::testing::SimDisk disk(disk_options);
     auto store = LogStructuredStore::Open(kPath, SimOptions(disk));
     ASSERT_TRUE(store.ok()) << store.status();
-    const std::vector<uint64_t> a = Fill(**store, 0, 200);
+    const std::vector<uint64_t> a = FillLog(**store, 0, 200, kPayloadBytes);
     ASSERT_TRUE((*store)->Release(a[20], a[40]).ok());
     old_holes = (*store)->holes();
     ASSERT_TRUE((*store)->Release(a[100], a[150]).ok());
@@ -527,7 +572,7 @@ TEST(ReleaseTest, PowerLossDuringReleaseKeepsTheLogWhole) {
       {
         auto store = LogStructuredStore::Open(kPath, SimOptions(disk));
         ASSERT_TRUE(store.ok()) << store.status();
-        a = Fill(**store, 0, 200);
+        a = FillLog(**store, 0, 200, kPayloadBytes);
         ASSERT_TRUE((*store)->Release(a[20], a[40]).ok());
         ASSERT_EQ((*store)->holes(), old_holes);
         disk.FailAfter(fail_after);
@@ -545,6 +590,37 @@ TEST(ReleaseTest, PowerLossDuringReleaseKeepsTheLogWhole) {
       ExpectLog(**store, a);
     }
   }
+}
+
+// A punch that fails after the superblock listed the hole: the Release
+// fails, the hole stays listed (it is durable), and the next Release, even
+// of the same range, punches it.
+TEST(ReleaseTest, AFailedPunchIsPunchedByTheNextRelease) {
+  constexpr char kPath[] = "/sim/punch.log";
+  lss::testing::SimDiskOptions disk_options;
+  disk_options.direct_io_alignment = 512;
+  lss::testing::SimDisk disk(disk_options);
+  auto store = LogStructuredStore::Open(kPath, SimOptions(disk));
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<uint64_t> a = FillLog(**store, 0, 200, kPayloadBytes);
+  // The superblock's write and fdatasync go through; the punch does not.
+  disk.FailAfter(2);
+  const absl::Status failed = (*store)->Release(a[100], a[150]);
+  disk.ClearFailAfter();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_THAT(failed.message(), HasSubstr("punching"));
+  ASSERT_EQ((*store)->holes().size(), 1u);
+  const Hole hole = (*store)->holes().front();
+  const auto zeros = [&] {
+    const std::string bytes =
+        disk.Contents(kPath, hole.begin, hole.end - hole.begin);
+    return std::all_of(bytes.begin(), bytes.end(),
+                       [](char c) { return c == 0; });
+  };
+  EXPECT_FALSE(zeros());
+  ASSERT_TRUE((*store)->Release(a[100], a[150]).ok());
+  EXPECT_TRUE(zeros()) << "not punched";
+  ExpectLog(**store, a);
 }
 
 }  // namespace

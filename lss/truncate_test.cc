@@ -28,12 +28,15 @@
 #include "testing/sim_disk.h"
 #include "testing/sim_store.h"
 #include "testing/temp_path.h"
+#include "testing/test_log.h"
 
 namespace lss {
 namespace {
 
 using ::testing::HasSubstr;
 
+using ::lss::testing::FillLog;
+using ::lss::testing::SmallLogOptions;
 using ::lss::testing::TempPath;
 
 // Record `index` of stream 0.
@@ -45,21 +48,6 @@ bool IsPayload(uint64_t index, absl::string_view payload) {
   return lss::testing::IsPayload(0, index, payload);
 }
 
-// `count` records of `bytes` from index `first`, a block every 20 at most.
-std::vector<uint64_t> Fill(LogStructuredStore& store, uint64_t first,
-                           uint64_t count, size_t bytes = 1000) {
-  std::vector<uint64_t> out;
-  for (uint64_t i = first; i < first + count; ++i) {
-    absl::StatusOr<uint64_t> a = store.Append(Payload(i, bytes));
-    EXPECT_TRUE(a.ok()) << a.status();
-    out.push_back(a.value_or(0));
-    if (i % 20 == 19) {
-      EXPECT_TRUE(store.Flush().ok());
-    }
-  }
-  EXPECT_TRUE(store.Sync().ok());
-  return out;
-}
 
 // The bytes of the file's extents, written or only allocated (FIEMAP): the
 // file system's own metadata blocks, which st_blocks also counts, are not
@@ -94,13 +82,6 @@ uint64_t DiskBytes(const std::string& path) {
   return total;
 }
 
-StoreOptions Options() {
-  StoreOptions o;
-  o.buffer_bytes = 64 << 10;
-  o.preallocate_bytes = 1 << 20;
-  o.allow_buffered_fallback = true;
-  return o;
-}
 
 // Every record from `from` on reads back, by address and through a reader;
 // every one below the head is NotFound.
@@ -136,9 +117,9 @@ void ExpectLog(LogStructuredStore& store, const std::vector<uint64_t>& a,
 
 TEST(TruncateTest, TheSpaceGoesBackAndOpenScansFromTheHead) {
   const std::string path = TempPath("truncate.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<uint64_t> a = Fill(**store, 0, 3000, 4000);
+  std::vector<uint64_t> a = FillLog(**store, 0, 3000, 4000);
   const uint64_t before = DiskBytes(path);
   ASSERT_TRUE((*store)->Truncate(a[2500]).ok());
   const uint64_t head = (*store)->head();
@@ -150,7 +131,7 @@ TEST(TruncateTest, TheSpaceGoesBackAndOpenScansFromTheHead) {
   ExpectLog(**store, a, 2500);
   ASSERT_TRUE((*store)->Close().ok());
 
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->recovery().head, head);
   EXPECT_EQ((*store)->head(), head);
@@ -162,21 +143,21 @@ TEST(TruncateTest, TheSpaceGoesBackAndOpenScansFromTheHead) {
   EXPECT_LT((*store)->recovery().bytes_scanned, (head - a[0]) / 2);
   ExpectLog(**store, a, 2500);
   // The log goes on, and truncates again, past this epoch's start.
-  const std::vector<uint64_t> more = Fill(**store, 3000, 500, 4000);
+  const std::vector<uint64_t> more = FillLog(**store, 3000, 500, 4000);
   a.insert(a.end(), more.begin(), more.end());
   ASSERT_TRUE((*store)->Truncate(a[3200]).ok());
   ExpectLog(**store, a, 3200);
   ASSERT_TRUE((*store)->Close().ok());
-  store = LogStructuredStore::Open(path, Options());
+  store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
   ExpectLog(**store, a, 3200);
 }
 
 TEST(TruncateTest, WhatCannotBeTruncatedIsRefused) {
   const std::string path = TempPath("refused.log");
-  auto store = LogStructuredStore::Open(path, Options());
+  auto store = LogStructuredStore::Open(path, SmallLogOptions());
   ASSERT_TRUE(store.ok()) << store.status();
-  const std::vector<uint64_t> a = Fill(**store, 0, 100);
+  const std::vector<uint64_t> a = FillLog(**store, 0, 100, 1000);
   absl::StatusOr<uint64_t> pending = (*store)->Append(Payload(100, 1000));
   ASSERT_TRUE(pending.ok());
   // Not durable yet.
@@ -192,7 +173,7 @@ TEST(TruncateTest, WhatCannotBeTruncatedIsRefused) {
   EXPECT_EQ((*store)->Truncate(a[90]).code(),
             absl::StatusCode::kFailedPrecondition);
 
-  StoreOptions ro = Options();
+  StoreOptions ro = SmallLogOptions();
   ro.read_only = true;
   store = LogStructuredStore::Open(path, ro);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -206,7 +187,7 @@ TEST(TruncateTest, WhatCannotBeTruncatedIsRefused) {
 // the bound, and every record acknowledged and not truncated reads back.
 TEST(CapacityTest, DiskUseNeverPassesTheBound) {
   const std::string path = TempPath("capacity.log");
-  StoreOptions o = Options();
+  StoreOptions o = SmallLogOptions();
   o.capacity_bytes = 1 << 20;
   auto store = LogStructuredStore::Open(path, o);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -255,7 +236,7 @@ TEST(CapacityTest, DiskUseNeverPassesTheBound) {
 
 TEST(CapacityTest, ManyThreadsNeverPassTheBound) {
   const std::string path = TempPath("capacity_threads.log");
-  StoreOptions o = Options();
+  StoreOptions o = SmallLogOptions();
   o.capacity_bytes = 1 << 20;
   auto store = LogStructuredStore::Open(path, o);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -283,7 +264,7 @@ TEST(CapacityTest, ManyThreadsNeverPassTheBound) {
 
 TEST(CapacityTest, ABoundTooSmallIsRefused) {
   const std::string path = TempPath("too_small.log");
-  StoreOptions o = Options();
+  StoreOptions o = SmallLogOptions();
   o.capacity_bytes = 4 * o.buffer_bytes;  // no room for the superblocks
   auto store = LogStructuredStore::Open(path, o);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
@@ -314,7 +295,7 @@ TEST(TruncateTest, PowerLossDuringTruncateKeepsTheLogWhole) {
       {
         auto store = LogStructuredStore::Open(kPath, SimOptions(disk));
         ASSERT_TRUE(store.ok()) << store.status();
-        a = Fill(**store, 0, 200);
+        a = FillLog(**store, 0, 200, 1000);
         old_head = (*store)->head();
         disk.FailAfter(fail_after);
         absl::Status s = (*store)->Truncate(a[150]);
