@@ -260,6 +260,10 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
       return;
     }
     std::lock_guard<std::mutex> lock(allocate_mu_);
+    // Below the end of a block handed out, the file is the log's: written
+    // (extending the file where the capacity held preallocation back), or
+    // released and punched since. Allocating there would fill holes again.
+    handed_out_ = std::max(handed_out_, end);
     const uint64_t have = allocated_.load(std::memory_order_relaxed);
     if (end + step / 2 <= have) return;
     // Never past the capacity: the preallocation counts as disk used.
@@ -267,10 +271,11 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
         std::min(RoundUp(end + step, step),
                  RoundDown(allocate_limit_.load(std::memory_order_acquire),
                            sb_.block_bytes));
-    if (want <= have) return;
+    const uint64_t from = std::max(have, handed_out_);
+    if (want <= from) return;
     // A failure (no space, or a file system without fallocate) is left to
     // the write, which reports it with its offset.
-    if (file_->Allocate(have, want - have).ok()) {
+    if (file_->Allocate(from, want - from).ok()) {
       allocated_.store(want, std::memory_order_release);
     } else {
       step_.store(0, std::memory_order_relaxed);
@@ -291,6 +296,7 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   AlignedBytes zero_block_;
   bool zero_failed_ = false;
   std::mutex allocate_mu_;
+  uint64_t handed_out_ = 0;  // the highest block end, under allocate_mu_
   std::atomic<uint64_t> allocated_;
   std::atomic<uint64_t> allocate_limit_{~uint64_t{0}};
   // preallocate_bytes, the largest step; 0: stopped preallocating.

@@ -292,6 +292,51 @@ TEST(ReleaseTest, ReleaseMakesRoomInABoundedLog) {
   ExpectLog(**store, a);
 }
 
+// A bounded log whose preallocation the capacity held back: appends then
+// extend the file past what was preallocated, and a range released there
+// is punched. When a later Release raises the bound, preallocation must
+// start above every block handed out, or it fills that hole again and the
+// file holds more than capacity_bytes.
+TEST(ReleaseTest, PreallocationNeverFillsAHoleAgain) {
+  const std::string path = TempPath("refill.log");
+  StoreOptions o = SmallLogOptions();
+  o.capacity_bytes = 2 << 20;
+  o.preallocate_bytes = 512 << 10;
+  auto store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<uint64_t> a;
+  // Appends until the log is full; returns the first record's index.
+  auto fill = [&] {
+    const size_t first = a.size();
+    for (;;) {
+      absl::StatusOr<uint64_t> r = (*store)->Append(Payload(a.size()));
+      if (!r.ok()) {
+        EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+            << r.status();
+        break;
+      }
+      a.push_back(*r);
+    }
+    EXPECT_TRUE((*store)->Sync().ok());
+    return first;
+  };
+  fill();
+  // The middle of the first fill, so the next fill extends the file.
+  ASSERT_TRUE((*store)->Release(a[a.size() / 4], a[a.size() / 2]).ok());
+  const size_t second = fill();
+  ASSERT_GT(a.size() - second, 100u);
+  // A range in what the file grew by, then more appends: the first raises
+  // the preallocation bound below that range.
+  ASSERT_TRUE((*store)->Release(a[second + 20], a[a.size() - 40]).ok());
+  fill();
+  EXPECT_LE(DiskBytes(path), o.capacity_bytes);
+  ASSERT_TRUE((*store)->Close().ok());
+  EXPECT_LE(DiskBytes(path), o.capacity_bytes);
+  store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ExpectLog(**store, a);
+}
+
 // A checkpoint stays in force while releases leave its records alone (its
 // block list then names released blocks, which Open passes over) and is
 // dropped by one that takes them.
