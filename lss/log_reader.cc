@@ -62,6 +62,7 @@ absl::StatusOr<bool> LogReader::Next() {
       return s;
     }
   }
+  block_ = blocks_[next_record_];
   record_ = records_[next_record_++];
   return true;
 }
@@ -116,6 +117,7 @@ absl::Status LogReader::Fill() {
 absl::Status LogReader::LoadFront() {
   Segment& s = segments_.front();
   records_.clear();
+  blocks_.clear();
   salvaged_.clear();
   next_record_ = 0;
   front_loaded_ = true;
@@ -133,7 +135,10 @@ absl::Status LogReader::LoadFront() {
             {s.buffer.data() + (e.base - s.start), e.used}, e.base,
             store_->path_,
             [&](const RecordView& r) {
-              if (r.address >= from_) records_.push_back(r);
+              if (r.address >= from_) {
+                records_.push_back(r);
+                blocks_.push_back(e.base);
+              }
               return absl::OkStatus();
             });
         !st.ok()) {
@@ -188,6 +193,7 @@ absl::Status LogReader::LoadSalvaged(const Extent& extent) {
     salvaged_.push_back(std::move(r->payload));
     records_.push_back(
         RecordView{.address = r->address, .tag = r->tag, .payload = {}});
+    blocks_.push_back(extent.base);
   }
   for (size_t i = 0; i < records_.size(); ++i) {
     records_[i].payload = salvaged_[i];

@@ -50,6 +50,9 @@ class LogReader {
   // The current record. Its payload is a view into the reader's buffers,
   // valid until the next call to Next or the reader's destruction.
   const RecordView& record() const { return record_; }
+  // Where the block that holds the current record starts (what Truncate
+  // and Release count in).
+  uint64_t block() const { return block_; }
 
  private:
   friend class LogStructuredStore;
@@ -98,6 +101,8 @@ class LogReader {
   std::deque<Segment> segments_;  // in file order; the front is parsed
   std::vector<AlignedBuffer> free_;
   std::vector<RecordView> records_;
+  std::vector<uint64_t> blocks_;  // records_[i]'s block starts at blocks_[i]
+  uint64_t block_ = 0;
   std::vector<std::string> salvaged_;  // payloads of a salvaged range
   size_t next_record_ = 0;
   bool front_loaded_ = false;

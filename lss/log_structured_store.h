@@ -311,6 +311,11 @@ class LogStructuredStore {
   absl::Status Release(uint64_t from, uint64_t to);
   // The released ranges above the head, in address order.
   std::vector<Hole> holes() const;
+  // Where capacity_bytes ends the log: appends that would pass it fail
+  // ResourceExhausted. The capacity counts from the file-system block of
+  // the head, and every punched hole adds what it gave back. Meaningless
+  // without capacity_bytes.
+  uint64_t SpaceEnd() const;
 
   // Checkpoints, for a layer above that rebuilds its state from the log
   // (PageStore): `bytes` is that state as of every record below `resume`.
@@ -408,9 +413,6 @@ class LogStructuredStore {
   absl::Status PunchReleased();
   // Sets hole_credit_ from the holes of sb_ that are punched.
   void CountHoles();
-  // Where capacity_bytes ends the log: from the file-system block of the
-  // head, capacity - data_start on.
-  uint64_t SpaceEnd() const;
   // The block that holds `address`, pinned, sealing and helping the buffer
   // that holds it to the index if need be; NotFound if no record can be
   // there (below the head, past the end, not a record boundary).

@@ -22,10 +22,15 @@
 // to HiStable(): it relocates live pages as whole images at the tail,
 // Syncs, writes the new head to the superblock and punches a hole below
 // it, so kills land in every step of cleaning, and recovery starts from
-// moved heads. A third of its turns it writes a checkpoint instead
-// (PageStore::Checkpoint: the log since the last one read back, its record
-// and the superblock), so kills land in checkpoints too, and later writers
-// and the verifier resume from them.
+// moved heads. Half of those turns it calls CleanNext instead, which (with
+// CleaningPolicy::kCostBenefit, three writers in four) mostly releases a
+// region in the middle of the log (tombstones for the frees there, a new
+// hole list in the superblock, a hole punched), so recovery also steps
+// over released ranges and meets delta pieces that link into them. A
+// third of its turns it writes a checkpoint instead (PageStore::Checkpoint:
+// the log since the last one read back, its record and the superblock), so
+// kills land in checkpoints too, and later writers and the verifier
+// resume from them.
 // Owners UpdateR / UpdateD (always against the state a Read returned, whose
 // content they check against their model), Flush, MkStable, Evict, and Free
 // and re-Allocate pages.
@@ -736,6 +741,18 @@ class Writer {
         sh_->stats.checkpoints_done.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
+      if (rng() % 2 == 0) {
+        sh_->stats.cleans.fetch_add(1, std::memory_order_relaxed);
+        // ResourceExhausted: no region is worth cleaning, an answer.
+        if (absl::StatusOr<Hole> r = store_->CleanNext();
+            !r.ok() &&
+            r.status().code() != absl::StatusCode::kResourceExhausted) {
+          Fail(absl::StrCat("CleanNext: ", r.status().ToString()));
+        }
+        sh_->stats.cleans_done.fetch_add(1, std::memory_order_relaxed);
+        NoteFlushStats();
+        continue;
+      }
       const uint64_t head = store_->log().head();
       const uint64_t stable = store_->HiStable();
       if (stable <= head) continue;
@@ -981,6 +998,8 @@ class PageCrashLoop {
     o.table.max_pages = 1 << 16;
     static constexpr uint32_t kMaxPieces[] = {1, 2, 3, 8};
     o.max_flushed_pieces = writer ? kMaxPieces[rng_() % 4] : 8;
+    o.cleaner.policy = rng_() % 4 == 0 ? CleaningPolicy::kOldest
+                                       : CleaningPolicy::kCostBenefit;
     return o;
   }
 

@@ -178,9 +178,11 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
                       : o.store.capacity_bytes != 0
                           ? o.store.capacity_bytes / 4
                           : uint64_t{64} << 20;
-  if (!background_) return;
-  capacity_bytes_ = o.store.capacity_bytes;
+  buffer_bytes_ = o.store.buffer_bytes;
   region_bytes_ = RegionBytes(o);
+  policy_ = o.cleaner.policy;
+  capacity_bytes_ = o.store.capacity_bytes;
+  if (!background_) return;
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
                         : 4 * region_bytes_ +
@@ -279,8 +281,11 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
       page_record && it != latest.end() && r.address <= it->second.address) {
     return absl::OkStatus();
   }
+  const PieceRef piece = {
+      .address = r.address,
+      .bytes = static_cast<uint32_t>(RecordFootprint(r.payload.size()))};
   if (r.tag.type == kPageImageRecord) {
-    latest[pid] = Latest{.address = r.address, .pieces = 1};
+    latest[pid] = Latest{.address = r.address, .pieces = 1, .chain = {piece}};
   } else if (r.tag.type == kPageDeltaRecord) {
     // A delta piece continues the page's newest piece. One that does not
     // (the page is free here, or its chain went on elsewhere) would make a
@@ -294,12 +299,17 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
           " is too short (", r.payload.size(), " bytes) for its link"));
     }
     const auto it = latest.find(pid);
-    if (it == latest.end() && previous < r.address) {
-      // Its chain starts below the head (Clean truncated it after writing
-      // the page whole further on) or before a free: fine if something
-      // later replaces it, DataLoss if it is the page's newest (Restore).
+    // The piece it links to was never seen, though every record of the
+    // PID from the head on was, save those released: it lies below the
+    // head or in a released range (the cleaner wrote the page whole
+    // further on), or before a free. Fine if something later replaces
+    // it, DataLoss if it is the page's newest (Restore).
+    const bool unseen =
+        previous < r.address &&
+        (it == latest.end() || previous > it->second.address);
+    if (unseen) {
       latest[pid] = Latest{.address = r.address, .pieces = pieces,
-                           .broken = true};
+                           .broken = true, .chain = {piece}};
       high_water = std::max(high_water, pid + 1);
       return absl::OkStatus();
     }
@@ -314,10 +324,25 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
               : absl::StrCat("#", it->second.pieces, " at offset ",
                              it->second.address)));
     }
-    it->second = Latest{.address = r.address, .pieces = pieces,
-                        .broken = it->second.broken};
+    it->second.address = r.address;
+    it->second.pieces = pieces;
+    it->second.chain.push_back(piece);
   } else if (r.tag.type == kPageFreedRecord) {
     latest.erase(pid);
+  } else if (r.tag.type == kPageTombstoneRecord) {
+    absl::string_view in = r.payload;
+    uint64_t freed_at = 0;
+    if (pid >= max_pages || !GetU64(in, freed_at) || !in.empty() ||
+        freed_at >= r.address) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": tombstone of page ", pid, " at offset ", r.address,
+          " is malformed (", r.payload.size(), " bytes, free at ", freed_at,
+          ")"));
+    }
+    if (const auto it = latest.find(pid);
+        it != latest.end() && it->second.address < freed_at) {
+      latest.erase(it);
+    }
   } else {
     return absl::OkStatus();  // failed flushes, and records of other layers
   }
@@ -327,7 +352,7 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
 
 std::string PageStore::Replay::Serialize() const {
   std::string out;
-  PutU32(out, 1);
+  PutU32(out, 2);
   PutU32(out, 0);
   PutU64(out, high_water);
   PutU64(out, latest.size());
@@ -336,6 +361,11 @@ std::string PageStore::Replay::Serialize() const {
     PutU64(out, newest.address);
     PutU32(out, newest.pieces);
     PutU32(out, newest.broken ? 1 : 0);
+    PutU32(out, static_cast<uint32_t>(newest.chain.size()));
+    for (const PieceRef& p : newest.chain) {
+      PutU64(out, p.address);
+      PutU32(out, p.bytes);
+    }
   }
   return out;
 }
@@ -354,12 +384,16 @@ absl::Status PageStore::Replay::Load(const std::string& path,
       !GetU64(in, count)) {
     return bad("its header is cut short");
   }
-  if (version != 1) return bad(absl::StrCat("version ", version, ", not 1"));
+  if (version != 1 && version != 2) {
+    return bad(absl::StrCat("version ", version, ", not 1 or 2"));
+  }
   if (high_water > max_pages) {
     return bad(absl::StrCat("PIDs reach ", high_water,
                             ", past max_pages ", max_pages));
   }
-  if (in.size() != count * 24) {
+  // Each entry is at least 24 bytes: a count past that is damage, not a
+  // reason to allocate.
+  if (count > in.size() / 24 || (version == 1 && in.size() != count * 24)) {
     return bad(absl::StrCat(count, " pages in ", in.size(), " bytes"));
   }
   latest.clear();
@@ -367,22 +401,45 @@ absl::Status PageStore::Replay::Load(const std::string& path,
     uint64_t pid = 0;
     Latest l;
     uint32_t flags = 0;
-    GetU64(in, pid);
-    GetU64(in, l.address);
-    GetU32(in, l.pieces);
-    GetU32(in, flags);
+    uint32_t known = 1;
+    if (!GetU64(in, pid) || !GetU64(in, l.address) || !GetU32(in, l.pieces) ||
+        !GetU32(in, flags) || (version == 2 && !GetU32(in, known))) {
+      return bad(absl::StrCat("entry ", i, " is cut short"));
+    }
     const bool in_order = latest.empty() || pid > latest.rbegin()->first;
     if (pid >= high_water || !in_order || l.pieces == 0 ||
-        l.address >= c.address || flags > 1) {
+        l.address >= c.address || flags > 1 || known == 0 ||
+        known > l.pieces) {
       return bad(absl::StrCat("entry ", i, " (page ", pid, ", offset ",
                               l.address, ", piece #", l.pieces, ", flags ",
-                              flags, ") is out of order or out of range"));
+                              flags, ", ", known, " pieces listed) is out of "
+                              "order or out of range"));
+    }
+    // Version 1 names only the newest piece, its size unknown: the
+    // cleaner's costs count it as nothing until the page flushes again.
+    if (version == 1) l.chain.push_back(PieceRef{.address = l.address});
+    for (uint32_t k = 0; version == 2 && k < known; ++k) {
+      PieceRef p;
+      if (!GetU64(in, p.address) || !GetU32(in, p.bytes)) {
+        return bad(absl::StrCat("entry ", i, " is cut short"));
+      }
+      const uint64_t floor = l.chain.empty() ? 0 : l.chain.back().address + 1;
+      const bool last = k + 1 == known;
+      if (p.address < floor || (last && p.address != l.address) ||
+          p.address > l.address) {
+        return bad(absl::StrCat("entry ", i, " (page ", pid, "): piece ", k,
+                                " at offset ", p.address, " is out of order"));
+      }
+      l.chain.push_back(p);
     }
     l.broken = flags == 1;
     // What a replay from the head would not see: every piece of the page
     // is below it.
     if (l.address < c.head) continue;
-    latest.emplace_hint(latest.end(), pid, l);
+    latest.emplace_hint(latest.end(), pid, std::move(l));
+  }
+  if (!in.empty()) {
+    return bad(absl::StrCat(in.size(), " bytes past its last entry"));
   }
   return absl::OkStatus();
 }
@@ -431,15 +488,41 @@ bool PageStore::CheckpointDue() const {
 
 absl::Status PageStore::Restore(const Replay& replay) {
   std::vector<PageState> states(replay.high_water);
+  const uint64_t head = log_->head();
+  const std::vector<Hole> holes = log_->holes();
+  // Where a piece went: below the head or into a released range (a
+  // checkpoint may name pieces the log has let go since).
+  auto gone = [&](uint64_t address) -> std::optional<std::string> {
+    if (address < head) return absl::StrCat("below the head ", head);
+    for (const Hole& h : holes) {
+      if (address >= h.begin && address < h.end) {
+        return absl::StrCat("in the released range [", h.begin, ", ", h.end,
+                            ")");
+      }
+    }
+    return std::nullopt;
+  };
   for (const auto& [pid, newest] : replay.latest) {
     if (newest.broken) {
       return absl::DataLossError(absl::StrCat(
           log_->path(), ": page ", pid, ": its newest piece, the delta piece "
           "at offset ", newest.address, " (#", newest.pieces,
           "), belongs to a chain whose image is not in the log (it lies "
-          "below the head ", log_->head(), ", before a free, or nowhere)"));
+          "below the head ", head, ", in a released range, before a free, "
+          "or nowhere)"));
+    }
+    for (const PieceRef& p : newest.chain) {
+      if (std::optional<std::string> where = gone(p.address)) {
+        return absl::DataLossError(absl::StrCat(
+            log_->path(), ": page ", pid, ": its piece at offset ", p.address,
+            " (its newest is at offset ", newest.address, ") lies ", *where,
+            ", and nothing later in the log replaces the page"));
+      }
     }
     states[pid] = PageState::OnLog(newest.address);
+    Stripe& stripe = StripeOf(pid);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    SetChain(pid, newest.chain);
   }
   recovered_pages_ = replay.latest.size();
   if (absl::Status s = table_->Restore(states); !s.ok()) {
@@ -493,6 +576,13 @@ absl::Status PageStore::Free(uint64_t pid) {
               "a page changed under its freeing node");
     epochs_.Retire(freeing, DeleteNodeErased);
     return logged.status();
+  }
+  {
+    // Nothing flushes the page under its freeing node, and nothing of the
+    // PID's next life can flush before FreeIfUnchanged.
+    Stripe& stripe = StripeOf(pid);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    SetChain(pid, {});
   }
   LSS_CHECK(table_->FreeIfUnchanged(pid, state).ok(),
             "a page changed under its freeing node");
@@ -655,10 +745,9 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
 }
 
 uint64_t PageStore::FreeBytes() const {
-  const uint64_t used =
-      log_->AppendedEnd() - log_->head() + log_->data_start();
-  const uint64_t capacity = capacity_bytes_;
-  return used < capacity ? capacity - used : 0;
+  const uint64_t end = log_->AppendedEnd();
+  const uint64_t space_end = log_->SpaceEnd();
+  return end < space_end ? space_end - end : 0;
 }
 
 void PageStore::MaybeWakeCleaner() {
@@ -693,30 +782,39 @@ void PageStore::CleanerLoop() {
       if (stopping_) return;
       clean_wanted_.store(false, std::memory_order_release);
     }
-    // Clean region by region until the low mark is cleared. Clean's `to`
-    // must be durable: a Sync makes the region so when it is not yet.
+    // Clean the emptiest region until the low mark is cleared. Only
+    // durable regions can be cleaned: a Sync makes more so when none is.
+    // A pass cleans at most the capacity's worth, so a cleaner that
+    // frees little (the live pages nearly fill the log) gives waiting
+    // flushes their answer.
     absl::Status status;
-    const uint64_t pass_head = log_->head();
-    while (status.ok() && FreeBytes() < free_bytes_low_) {
+    uint64_t cleaned = 0;
+    while (status.ok() && FreeBytes() < free_bytes_low_ &&
+           cleaned < capacity_bytes_) {
       {
         std::lock_guard<std::mutex> lock(clean_mu_);
         if (stopping_) break;
       }
-      const uint64_t head = log_->head();
-      if (log_->HiStable() < head + region_bytes_) status = log_->Sync();
-      const uint64_t to = std::min(head + region_bytes_, log_->HiStable());
-      if (!status.ok() || to <= head) break;
-      status = Clean(to);
-      // A full log stops a cleaning part way; the head moved if it got
-      // anywhere, and the next round goes on from there. A region that is
-      // all live frees nothing, but the next may: the pass ends once the
-      // head has gone round the whole capacity (then the live pages do
-      // not fit, and the flushes waiting fail) or did not move.
-      if (log_->head() == head || log_->head() - pass_head > capacity_bytes_) {
-        break;
+      const uint64_t free_before = FreeBytes();
+      absl::StatusOr<Hole> range = CleanNext();
+      if (range.ok() && range->begin == range->end) {
+        status = log_->Sync();
+        if (!status.ok()) break;
+        range = CleanNext();
       }
-      if (status.code() == absl::StatusCode::kResourceExhausted) {
-        status = absl::OkStatus();
+      if (!range.ok()) {
+        // A full log stops a cleaning part way; what it freed up to there
+        // is gone, and the next round goes on if that made room.
+        status = range.status();
+        if (status.code() == absl::StatusCode::kResourceExhausted &&
+            FreeBytes() > free_before) {
+          status = absl::OkStatus();
+          cleaned += region_bytes_;
+        }
+      } else if (range->begin == range->end) {
+        break;
+      } else {
+        cleaned += range->end - range->begin;
       }
     }
     if (status.ok() && CheckpointDue()) {
@@ -818,7 +916,22 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
                          .pieces = pieces,
                          .image = incremental ? below->image : address,
                          .next = head};
-  if (table_->CompareAndSwap(pid, *s, PageState::InMemory(flush))) {
+  const PieceRef piece = {
+      .address = address,
+      .bytes = static_cast<uint32_t>(RecordFootprint(payload.size()))};
+  bool won = false;
+  {
+    Stripe& stripe = StripeOf(pid);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    won = table_->CompareAndSwap(pid, *s, PageState::InMemory(flush));
+    if (won) {
+      Chain next;
+      if (incremental) next = stripe.chains[pid];
+      next.push_back(piece);
+      SetChain(pid, std::move(next));
+    }
+  }
+  if (won) {
     std::memcpy(r->payload().data(), payload.data(), payload.size());
     log_->Commit(*std::move(r));
     (incremental ? flushed_pieces_ : flushed_images_)
@@ -846,16 +959,67 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   return Changed(pid);
 }
 
-bool PageStore::ChainStartsAtOrAbove(uint64_t pid, uint64_t to) {
-  EpochGuard guard(epochs_);
-  absl::StatusOr<PageState> s = table_->Read(pid);
-  if (!s.ok() || !s->in_memory()) return false;  // evicted: relocate to know
-  // The newest flush node: deltas above it are not on the log yet. A base
-  // with none above it (UpdateR since the last flush) still has its last
-  // flushed chain as its durable state, somewhere below: relocate it.
-  const Node* n = Head(*s);
-  while (n->kind == Node::Kind::kDelta) n = n->next;
-  return n->kind == Node::Kind::kFlush && n->image >= to;
+void PageStore::SetChain(uint64_t pid, Chain next) {
+  Chain& chain = StripeOf(pid).chains[pid];
+  // A region holds its pieces live; cleaning it writes each of their pages
+  // whole, about its chain's bytes.
+  auto count = [this](const Chain& c, bool add) {
+    uint64_t total = 0;
+    for (const PieceRef& p : c) total += p.bytes;
+    uint64_t last = UINT64_MAX;
+    for (const PieceRef& p : c) {
+      RegionUse& use = regions_[Region(p.address)];
+      use.live = add ? use.live + p.bytes : use.live - std::min<uint64_t>(
+                                                          use.live, p.bytes);
+      if (Region(p.address) == last) continue;
+      last = Region(p.address);
+      use.relocation = add ? use.relocation + total
+                           : use.relocation - std::min(use.relocation, total);
+    }
+  };
+  {
+    std::lock_guard<std::mutex> lock(regions_mu_);
+    count(chain, false);
+    count(next, true);
+  }
+  if (next.empty()) {
+    StripeOf(pid).chains.erase(pid);
+  } else {
+    chain = std::move(next);
+  }
+}
+
+bool PageStore::ChainIn(uint64_t pid, uint64_t from, uint64_t to) {
+  Stripe& stripe = StripeOf(pid);
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  const auto it = stripe.chains.find(pid);
+  if (it == stripe.chains.end()) return false;
+  return std::any_of(it->second.begin(), it->second.end(),
+                     [&](const PieceRef& p) {
+                       return p.address >= from && p.address < to;
+                     });
+}
+
+bool PageStore::ChainAbove(uint64_t pid, uint64_t address) {
+  Stripe& stripe = StripeOf(pid);
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  const auto it = stripe.chains.find(pid);
+  return it != stripe.chains.end() && it->second.back().address > address;
+}
+
+PageStore::RegionUse PageStore::region_use(uint64_t from) {
+  std::lock_guard<std::mutex> lock(regions_mu_);
+  const auto it = regions_.find(Region(from));
+  return it == regions_.end() ? RegionUse{} : it->second;
+}
+
+void PageStore::ForgetRegions(uint64_t from, uint64_t to) {
+  // What is left of a region the log let go of is the estimate's error.
+  const uint64_t first = Region(from + region_bytes_ - 1);
+  const uint64_t end = Region(to);
+  if (first >= end) return;
+  std::lock_guard<std::mutex> lock(regions_mu_);
+  regions_.erase(regions_.lower_bound(first), regions_.lower_bound(end));
 }
 
 bool PageStore::BeingFreed(uint64_t pid) {
@@ -865,14 +1029,15 @@ bool PageStore::BeingFreed(uint64_t pid) {
          Head(*s)->kind == Node::Kind::kFreeing;
 }
 
-absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t to) {
+absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
+                                         uint64_t to) {
   for (;;) {
     // A Free under way appends its record before it frees the PID (or puts
     // the page back if it cannot): once it is done, the Sync before the
-    // truncation covers the record, so recovery never finds the page's
+    // range goes covers the record, so recovery never finds the page's
     // pieces gone without its free. It waits for nothing but one Append.
     while (BeingFreed(pid)) std::this_thread::yield();
-    if (ChainStartsAtOrAbove(pid, to)) return false;
+    if (!ChainIn(pid, from, to)) return false;
     absl::StatusOr<uint64_t> a = FlushPiece(pid, /*image=*/true);
     if (a.ok()) return true;
     if (a.status().code() != absl::StatusCode::kAborted) return a.status();
@@ -881,75 +1046,207 @@ absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t to) {
 }
 
 absl::Status PageStore::Clean(uint64_t to) {
-  // The pages with pieces in [head, to), in the order of their first piece
-  // there: every record of the region is read once.
-  std::vector<std::pair<uint64_t, uint64_t>> first;  // (address, pid)
+  return CleanBlocks(log_->head(), to, /*truncate=*/true);
+}
+
+absl::Status PageStore::CleanRange(uint64_t from, uint64_t to) {
+  return CleanBlocks(from, to, /*truncate=*/false);
+}
+
+absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
+                                    bool truncate) {
+  // Truncate keeps the block that holds `to`; Release frees whole blocks,
+  // the last one's records past `to` too, so its pieces count as well.
+  const uint64_t head = log_->head();
+  const bool at_head = from <= head;
+  if (at_head) from = head;
+  if (to <= from) return absl::OkStatus();
+  if (!truncate && to > log_->CheckpointBoundary()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        log_->path(), ": cannot clean [", from, ", ", to, "): it reaches past ",
+        "the durable blocks, which end at ", log_->CheckpointBoundary()));
+  }
+  // The pages with pieces there, in the order of their first piece, and
+  // the frees: every record of the range is read once.
+  struct Found {
+    uint64_t pid = 0;
+    uint64_t address = 0;  // a page's first piece there; a free's record
+    uint64_t block = 0;    // the block that holds it
+    uint64_t freed_at = 0;  // a free: the address of the free it stands for
+  };
+  std::vector<Found> first;
+  std::vector<Found> frees;
+  uint64_t end = to;
   {
     std::set<uint64_t> seen;
-    // Reads sized to the region: a small one must not read megabytes.
-    const uint64_t head = log_->head();
-    const size_t read_bytes = static_cast<size_t>(std::clamp<uint64_t>(
-        to > head ? to - head : 0, 64 << 10, 1 << 20));
+    // Reads sized to the range: a small one must not read megabytes.
+    const size_t read_bytes = static_cast<size_t>(
+        std::clamp<uint64_t>(to - from, 64 << 10, 1 << 20));
     absl::StatusOr<std::unique_ptr<LogReader>> reader = log_->NewLogReader(
-        head, {.read_bytes = read_bytes, .reads_in_flight = 4, .to = to});
+        from, {.read_bytes = read_bytes, .reads_in_flight = 4, .to = to});
     if (!reader.ok()) return reader.status();
     for (;;) {
       absl::StatusOr<bool> more = (*reader)->Next();
       if (!more.ok()) return more.status();
       const RecordView& r = (*reader)->record();
-      if (!*more || r.address >= to) break;
-      if ((r.tag.type == kPageImageRecord ||
-           r.tag.type == kPageDeltaRecord) &&
+      if (!*more || (truncate && r.address >= to)) break;
+      end = std::max(end, r.address + 1);
+      const uint32_t type = r.tag.type;
+      Found found = {.pid = r.tag.key,
+                     .address = r.address,
+                     .block = (*reader)->block(),
+                     .freed_at = r.address};
+      if ((type == kPageImageRecord || type == kPageDeltaRecord) &&
           seen.insert(r.tag.key).second) {
-        first.emplace_back(r.address, r.tag.key);
+        first.push_back(found);
+      }
+      absl::string_view in = r.payload;
+      if (type == kPageFreedRecord ||
+          (type == kPageTombstoneRecord && GetU64(in, found.freed_at))) {
+        frees.push_back(found);
       }
     }
   }
-  // Each one whose chain reaches below `to` is written whole at the tail;
-  // a lost race means the page changed, and the new state is written
-  // instead. A page freed meanwhile needs nothing. If the log fills up on
-  // the way, the head still moves up to the first page not relocated.
+  // Each page with a piece there is written whole at the tail; a lost race
+  // means the page changed, and the new state is written instead. A page
+  // freed meanwhile needs nothing. If the log fills up on the way, what
+  // lies below the first page not relocated still goes: up to its record
+  // (Truncate) or its block (Release).
   std::vector<uint64_t> evicted;
   absl::Status status;
   uint64_t done_to = to;
-  for (const auto& [address, pid] : first) {
-    absl::StatusOr<PageState> before = table_->Read(pid);
-    absl::StatusOr<bool> moved = Relocate(pid, to);
+  for (const Found& f : first) {
+    absl::StatusOr<PageState> before = table_->Read(f.pid);
+    absl::StatusOr<bool> moved = Relocate(f.pid, from, end);
     if (!moved.ok() &&
         moved.status().code() != absl::StatusCode::kFailedPrecondition) {
       status = moved.status();
-      done_to = address;
+      done_to = truncate ? f.address : f.block;
       break;
     }
-    if (moved.ok() && *moved) relocated_.fetch_add(1, std::memory_order_relaxed);
-    if (before.ok() && before->on_log()) evicted.push_back(pid);
+    if (moved.ok() && *moved) {
+      relocated_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (before.ok() && before->on_log()) evicted.push_back(f.pid);
   }
-  if (!status.ok() && status.code() != absl::StatusCode::kResourceExhausted) {
+  if (!status.ok() &&
+      status.code() != absl::StatusCode::kResourceExhausted) {
     return status;
   }
-  // Durable before the head passes the pieces they replace: the relocated
-  // images, and the chains of the pages skipped above (their newest pieces
-  // may not be durable yet).
+  // Below the head nothing older than a free is left, but below a released
+  // range there may be: the free must stay in the log while its PID has no
+  // piece since (a later life of it, which the tombstone leaves alone).
+  // One that cannot be written keeps the whole range.
+  for (const Found& f : frees) {
+    if (at_head || (!status.ok() && f.block >= done_to) ||
+        ChainAbove(f.pid, f.freed_at)) {
+      continue;
+    }
+    std::string payload;
+    PutU64(payload, f.freed_at);
+    if (absl::Status s =
+            log_->Append(payload, RecordTag{.type = kPageTombstoneRecord,
+                                            .key = f.pid})
+                .status();
+        !s.ok()) {
+      return s;
+    }
+  }
+  // Durable before the range goes: the relocated images and tombstones,
+  // and the chains of the pages skipped above (their newest pieces may not
+  // be durable yet).
   if (absl::Status s = log_->Sync(); !s.ok()) return s;
+  const uint64_t gone_to = truncate || !status.ok() ? done_to : end;
   {
-    // Recovery can resume from the newest checkpoint only while the head
-    // has not passed it: write a newer one first.
+    // Recovery can resume from the newest checkpoint only while its
+    // records are in the log: write a newer one first.
     std::lock_guard<std::mutex> lock(checkpoint_mu_);
     if (checkpoints_ && log_->checkpoint_resume() != 0 &&
-        done_to > log_->checkpoint_resume()) {
+        gone_to > log_->checkpoint_resume()) {
       // One that does not fit (or finds the log full) is left out: the
-      // truncation drops the old one, and recovery reads from the head.
+      // old one is dropped, and recovery reads from the head.
       if (absl::Status s = CheckpointLocked();
           !s.ok() && s.code() != absl::StatusCode::kResourceExhausted) {
         return s;
       }
     }
-    if (absl::Status s = log_->Truncate(done_to); !s.ok()) return s;
+    absl::Status s = truncate ? log_->Truncate(done_to)
+                              : log_->Release(from, status.ok() ? to : done_to);
+    if (!s.ok()) return s;
   }
+  ForgetRegions(from, truncate ? log_->head() : gone_to);
   if (status.ok()) cleanings_.fetch_add(1, std::memory_order_relaxed);
   // What was evicted stays so; one changed meanwhile stays in memory.
   for (uint64_t pid : evicted) Evict(pid).IgnoreError();
   return status;
+}
+
+absl::StatusOr<Hole> PageStore::CleanNext() {
+  const uint64_t head = log_->head();
+  const uint64_t boundary = log_->CheckpointBoundary();
+  const std::vector<Hole> holes = log_->holes();
+  // A released region's hole starts at its first block, within a buffer of
+  // its start, and reaches at least its end.
+  auto released = [&](uint64_t k) {
+    const uint64_t from = k * region_bytes_;
+    const uint64_t to = from + region_bytes_;
+    return std::any_of(holes.begin(), holes.end(), [&](const Hole& h) {
+      return h.begin < from + buffer_bytes_ && h.end >= to;
+    });
+  };
+  // Near the limit, a new range must merge with one (or be the head's).
+  const bool merge_only = holes.size() + 4 >= kMaxHoles;
+  // The relocations must fit in what is free until the region goes, and
+  // leave the reserve for the head's region, which cleaning in order
+  // always frees in the end.
+  const uint64_t room = capacity_bytes_ != 0 ? FreeBytes() : UINT64_MAX;
+  const uint64_t end = log_->AppendedEnd();
+  std::optional<uint64_t> best;
+  double best_score = -1;
+  bool any = false;
+  const uint64_t last = policy_ == CleaningPolicy::kOldest
+                            ? Region(head) + 1
+                            : boundary / region_bytes_;
+  for (uint64_t k = Region(head); k < last; ++k) {
+    if ((k + 1) * region_bytes_ > boundary) break;
+    if (k != Region(head) && released(k)) continue;
+    if (merge_only && k != Region(head) && !released(k - 1) &&
+        !released(k + 1)) {
+      continue;
+    }
+    any = true;
+    const RegionUse use = region_use(k * region_bytes_);
+    if (policy_ == CleaningPolicy::kOldest) {
+      best = k;
+      break;
+    }
+    if (use.live >= region_bytes_ || use.relocation + reserve_bytes_ > room) {
+      continue;
+    }
+    // LFS's cost-benefit: space freed times its age (bytes appended since
+    // the region was written), over the cost of reading the region and
+    // writing its live bytes. Cold regions are cleaned fuller than hot
+    // ones, whose pieces are still dying. A relocated page is written
+    // whole, which frees its pieces elsewhere too: in the end cleaning
+    // gains the region less its live bytes.
+    const double free = double(region_bytes_ - use.live);
+    const double age = double(end - std::min(end, (k + 1) * region_bytes_)) +
+                       double(region_bytes_);
+    const double score =
+        free * age / (double(region_bytes_) + double(use.live));
+    if (score > best_score) {
+      best = k;
+      best_score = score;
+    }
+  }
+  if (!any) return Hole{};
+  // None whose relocations fit: the head's, relocated as far as it goes
+  // (its pages' other pieces, further on, die with them).
+  if (!best.has_value()) best = Region(head);
+  const uint64_t from = std::max(*best * region_bytes_, head);
+  const uint64_t to = (*best + 1) * region_bytes_;
+  if (absl::Status s = CleanRange(from, to); !s.ok()) return s;
+  return Hole{.begin = from, .end = to};
 }
 
 PageStore::FlushStats PageStore::flush_stats() const {

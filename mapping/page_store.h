@@ -32,6 +32,11 @@
 //   kPageFreedRecord   the PID was freed
 //   kFailedFlushRecord space a Flush reserved but lost its CAS for:
 //                      recovery ignores it
+//   kPageTombstoneRecord  the free at u64 address F still holds: written
+//                      by the cleaner when it releases the free record's
+//                      range while older pieces of the PID may remain.
+//                      Frees the PID unless its newest piece is above F
+//                      (a later life of the PID, which it leaves alone).
 // Logs written before delta pieces existed hold only images and read as
 // before. Recovery keeps, per PID, its newest piece unless a later free
 // record follows; so after a crash every page reads as its last stable
@@ -39,18 +44,27 @@
 // are free. Every piece of a chain lies below the newest (links point
 // back), so a stable newest piece means a stable chain.
 //
-// Clean relocates every page with a piece at the head of the log (a whole
-// image at the tail) before the log is truncated there, so a delta piece
-// left above the head may link below it; recovery accepts such a piece if a
-// later image or free replaces it.
+// Cleaning (LLAMA's): the log is cut into regions of
+// CleanerOptions::region_bytes, and PageStore keeps for each the bytes of
+// the pieces there that pages' flushed chains still hold. The cleaner
+// takes the head's region, or the one LFS's cost-benefit rates best
+// (CleaningPolicy): the head's moves the head, any other is released
+// (LogStructuredStore::Release), after each page with a piece there is
+// written whole at the tail. So a delta piece may link below the head
+// or into a released range; recovery accepts such a piece if a later image
+// or free replaces it. A free record in a released range is written again
+// as a tombstone, since older pieces of its PID may lie below the range.
 //
 // Checkpoints (LLAMA's, of the mapping table): what recovery's replay
 // knows of every PID (its newest piece, or free) as of some address of the
 // log, written as a log checkpoint (LogStructuredStore::WriteCheckpoint:
-// u32 version 1, u32 zero, u64 high water, u64 count, then per PID in
+// u32 version 2, u32 zero, u64 high water, u64 count, then per PID in
 // ascending order u64 PID, u64 address of its newest piece, u32 the
-// piece's position in its chain, u32 flags, 1 = its chain's image is not in
-// the log). Open loads the newest and replays only the log after it. The
+// piece's position in its chain, u32 flags (1 = its chain's image is not in
+// the log), u32 n, and n x (u64 address, u32 bytes on the log) for the
+// chain's pieces in the log, oldest first, the newest last; version 1, of
+// older builds, has no n and no pieces). Open loads the newest and replays
+// only the log after it. The
 // checkpoint is built by replaying the log itself, the records since the
 // last one read back, not from the table in memory, so it says exactly
 // what a replay of the whole log would: it never holds a flush that is not
@@ -59,9 +73,9 @@
 //
 // DataLoss, naming the file and offset: at Open, a page record whose key is
 // not below max_pages, a delta piece that links to a piece other than its
-// page's newest (it would join pieces of different lives of the PID), or a
-// page whose newest piece belongs to a chain without an image in the log
-// (after a free, or below the head); at
+// page's newest, or one below it (it would join pieces of different lives
+// of the PID), or a page whose newest chain lacks a piece (its image after
+// a free, below the head or in a released range); at
 // Read of an evicted page, a link that does not lead to the piece one
 // position lower of the same page, or an unreadable piece.
 //
@@ -70,6 +84,7 @@
 #ifndef LSS_MAPPING_PAGE_STORE_H_
 #define LSS_MAPPING_PAGE_STORE_H_
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -78,6 +93,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -94,11 +110,25 @@ inline constexpr uint32_t kPageImageRecord = kFirstUserRecordType;
 inline constexpr uint32_t kPageFreedRecord = kFirstUserRecordType + 1;
 inline constexpr uint32_t kFailedFlushRecord = kFirstUserRecordType + 2;
 inline constexpr uint32_t kPageDeltaRecord = kFirstUserRecordType + 3;
+inline constexpr uint32_t kPageTombstoneRecord = kFirstUserRecordType + 4;
 
-// The background cleaner (PageStore::Clean, run by a thread of its own).
+// Which region CleanNext cleans.
+enum class CleaningPolicy {
+  // The head's, oldest first (FIFO): every page is relocated once a lap.
+  kOldest,
+  // LFS's cost-benefit: the most (free bytes x age) / (region + live
+  // bytes), age counted in bytes appended since the region was written,
+  // among the regions whose relocations fit in the capacity left (the
+  // head's if none does).
+  kCostBenefit,
+};
+
+// The background cleaner (PageStore::CleanNext, run by a thread of its
+// own).
 struct CleanerOptions {
-  // Runs a thread that cleans the head of the log whenever less than
-  // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
+  CleaningPolicy policy = CleaningPolicy::kCostBenefit;
+  // Runs a thread that cleans the emptiest regions of the log whenever less
+  // than free_bytes_low of store.capacity_bytes is free; a Flush that finds the
   // log full waits for it instead of failing (ResourceExhausted once a few
   // passes, each at most once round the log, leave no room). Flushes leave
   // the last
@@ -106,11 +136,11 @@ struct CleanerOptions {
   // the cleaner, which writes each page it relocates whole while freeing
   // only its pieces in the region. Needs store.capacity_bytes.
   bool background = false;
-  // How much of the log one cleaning takes from the head, at least two
-  // flush buffers (the head moves by whole blocks, a block at most a
-  // buffer); 0: a 64th of store.capacity_bytes, or two buffers if more.
-  // Smaller regions keep the log fuller (less is held back for the
-  // cleaner), larger ones clean in fewer passes.
+  // The size of the regions the log is cleaned in, at least two flush
+  // buffers (the log is freed by whole blocks, a block at most a buffer);
+  // 0: a 64th of store.capacity_bytes, or two buffers if more. Smaller
+  // regions keep the log fuller (less is held back for the cleaner) and
+  // tell live from dead more finely, larger ones clean in fewer passes.
   uint64_t region_bytes = 0;
   // 0: 4 x region_bytes + ring_size x buffer_bytes: the cleaner's reserve,
   // and room for flushes while a region is cleaned.
@@ -207,6 +237,34 @@ class PageStore {
   // the head moves up to the first page not relocated and the result is
   // ResourceExhausted.
   absl::Status Clean(uint64_t to);
+  // Cleans the blocks that start in [from, to) (from the head's block if
+  // `from` is at or below the head, which moves the head): every page with a
+  // piece there is written whole at the tail, a free record there is
+  // written again as a tombstone unless its PID has a piece since, those
+  // are made durable, and the blocks are released (their space goes back;
+  // LogStructuredStore::Release). `to` is at most the log's
+  // CheckpointBoundary(), InvalidArgument otherwise. If the log fills up
+  // part way, the blocks below the first page not relocated are released
+  // and the result is ResourceExhausted.
+  // The same promise as Clean after a crash.
+  absl::Status CleanRange(uint64_t from, uint64_t to);
+  // Cleans one region (CleanerOptions::region_bytes) below the log's
+  // CheckpointBoundary(), chosen by CleanerOptions::policy, and returns its
+  // range (empty if there is none yet). ResourceExhausted if the log fills
+  // up part way (CleanRange). Near kMaxHoles
+  // released ranges, only a region next to one, or the head's, is taken,
+  // so that ranges merge.
+  absl::StatusOr<Hole> CleanNext();
+  // What the cleaner knows of the region that holds `from`: the bytes of
+  // the pieces there that pages' flushed chains hold (`live`), and what
+  // cleaning it would write (`relocation`: the bytes of those chains,
+  // since each page is written whole).
+  struct RegionUse {
+    uint64_t live = 0;
+    uint64_t relocation = 0;
+  };
+  RegionUse region_use(uint64_t from);
+  uint64_t region_bytes() const { return region_bytes_; }
 
   // Writes a checkpoint of every PID's durable state as of the log's
   // CheckpointBoundary(), reading the log since the last one to build it.
@@ -217,8 +275,8 @@ class PageStore {
 
   // Stops the background cleaner (waiting for a cleaning under way),
   // writes a checkpoint (unless off; one that does not fit in the log's
-  // capacity is left out) and closes the log (LogStructuredStore::Close). Other calls fail after
-  // it.
+  // capacity is left out) and closes the log (LogStructuredStore::Close).
+  // Other calls fail after it.
   absl::Status Close();
   // How the background cleaner's last pass ended: ResourceExhausted if it
   // could not make room (it tries again when a flush next waits), another
@@ -261,15 +319,23 @@ class PageStore {
  private:
   PageStore(std::unique_ptr<LogStructuredStore> log,
             std::unique_ptr<MappingTable> table, const PageStoreOptions& o);
+  // A piece of a page's flushed chain: where, and its bytes on the log.
+  struct PieceRef {
+    uint64_t address = 0;
+    uint32_t bytes = 0;
+  };
+  using Chain = std::vector<PieceRef>;  // oldest first
   // What recovery's scan of the log says: the newest piece of each PID,
   // unless a later record freed it.
   struct Replay {
     struct Latest {
       uint64_t address = 0;
       uint32_t pieces = 0;  // its position in its chain
-      // The chain's first pieces are not in the log (truncated, or before
-      // a free): the page cannot be read unless a later record replaces it.
+      // The chain's first pieces are not in the log (truncated, released,
+      // or before a free): the page cannot be read unless a later record
+      // replaces it.
       bool broken = false;
+      Chain chain;  // the pieces the scan saw; the newest is `address`
     };
     uint64_t max_pages = 0;
     std::map<uint64_t, Latest> latest;  // PID -> its newest piece
@@ -287,9 +353,20 @@ class PageStore {
   // Flush, or with `image` a whole image of the page's current state even
   // if nothing changed (loading an evicted page first: Aborted, try again).
   absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
-  // An image of the page at the tail unless its chain needs nothing below
-  // `to` (false then), loading an evicted page to find out.
-  absl::StatusOr<bool> Relocate(uint64_t pid, uint64_t to);
+  // Clean (truncate: up to the block that holds `to`) or CleanRange.
+  absl::Status CleanBlocks(uint64_t from, uint64_t to, bool truncate);
+  // An image of the page at the tail unless its flushed chain has no
+  // piece in [from, to) (false then).
+  absl::StatusOr<bool> Relocate(uint64_t pid, uint64_t from, uint64_t to);
+  // Whether the page's flushed chain has a piece in [from, to), and
+  // whether it has one above `address` (a life after a free there).
+  bool ChainIn(uint64_t pid, uint64_t from, uint64_t to);
+  bool ChainAbove(uint64_t pid, uint64_t address);
+  // The page's flushed chain becomes `next`; holding its stripe's lock.
+  void SetChain(uint64_t pid, Chain next);
+  // The region of `address`, and forgetting regions the log no longer has.
+  uint64_t Region(uint64_t address) const { return address / region_bytes_; }
+  void ForgetRegions(uint64_t from, uint64_t to);
   // Bytes of capacity the log does not use yet (give or take a buffer).
   uint64_t FreeBytes() const;
   // Wakes the background cleaner if the log is short of free space.
@@ -300,8 +377,6 @@ class PageStore {
   void CleanerLoop();
   // Stops the cleaner and waits for it (idempotent).
   void StopCleaner();
-  // Whether the page in memory needs nothing of the log below `to`.
-  bool ChainStartsAtOrAbove(uint64_t pid, uint64_t to);
   // Whether a Free of the page is under way (a freeing node on top).
   bool BeingFreed(uint64_t pid);
   // Loads the chain of pieces whose newest is at `address` into memory
@@ -332,7 +407,9 @@ class PageStore {
   // The background cleaner. Its sizes are set at construction; clean_mu_
   // guards stopping_ and cleaner_status_.
   uint64_t capacity_bytes_ = 0;
+  uint64_t buffer_bytes_ = 0;
   uint64_t region_bytes_ = 0;
+  CleaningPolicy policy_ = CleaningPolicy::kCostBenefit;
   uint64_t free_bytes_low_ = 0;
   uint64_t reserve_bytes_ = 0;  // kept free for the cleaner's relocations
   std::thread cleaner_;
@@ -353,6 +430,20 @@ class PageStore {
   std::atomic<uint64_t> relocated_{0};
   std::atomic<uint64_t> relocated_bytes_{0};
   std::atomic<uint64_t> flushed_bytes_{0};
+  // Liveness, for choosing what to clean: each page's flushed chain (the
+  // newest that won its CAS; durable by the time a cleaning's Sync
+  // returns), and per region the bytes of the chains with a piece there.
+  // A page's stripe lock is held across its CAS and the change of its
+  // chain, so chains change in the order of the CASes.
+  struct Stripe {
+    std::mutex mu;
+    std::unordered_map<uint64_t, Chain> chains;
+  };
+  static constexpr size_t kStripes = 64;
+  Stripe& StripeOf(uint64_t pid) { return stripes_[pid % kStripes]; }
+  std::array<Stripe, kStripes> stripes_;
+  std::mutex regions_mu_;
+  std::map<uint64_t, RegionUse> regions_;  // by region
 };
 
 }  // namespace lss

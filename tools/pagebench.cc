@@ -57,6 +57,9 @@ DEFINE_uint32(max_flushed_pieces, 8,
 DEFINE_double(seconds, 10, "seconds of updates");
 DEFINE_int32(threads, 1, "updating threads, each owning a share of the pages");
 DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
+DEFINE_string(cleaner_policy, "cost_benefit",
+              "oldest | cost_benefit: which region the cleaner takes "
+              "(CleaningPolicy)");
 DEFINE_uint64(buffer_bytes, 1 << 20, "flush buffer bytes (a block at most)");
 DEFINE_uint64(region_bytes, 0,
               "what one cleaning takes from the head (0: the store's "
@@ -137,6 +140,11 @@ int Main() {
   if (!cleaning && FLAGS_cleaning != "off") {
     Die(absl::InvalidArgumentError("--cleaning must be on or off"));
   }
+  const bool cost_benefit = FLAGS_cleaner_policy == "cost_benefit";
+  if (!cost_benefit && FLAGS_cleaner_policy != "oldest") {
+    Die(absl::InvalidArgumentError(
+        "--cleaner_policy must be oldest or cost_benefit"));
+  }
   if (FLAGS_utilization < 0.05 || FLAGS_utilization > 0.9 ||
       FLAGS_page_bytes == 0 || FLAGS_update_bytes == 0 ||
       FLAGS_flush_every == 0 || FLAGS_deltas_per_base == 0 ||
@@ -169,6 +177,8 @@ int Main() {
   options.store.allow_buffered_fallback = true;
   options.store.buffer_bytes = FLAGS_buffer_bytes;
   options.cleaner.region_bytes = FLAGS_region_bytes;
+  options.cleaner.policy = cost_benefit ? CleaningPolicy::kCostBenefit
+                                        : CleaningPolicy::kOldest;
   options.store.preallocate_bytes = 16 << 20;
   options.store.capacity_bytes = cleaning ? FLAGS_capacity_bytes : 0;
   options.cleaner.background = cleaning;
@@ -376,6 +386,7 @@ int Main() {
         PRIu64 ", \"crash_recovery_resumed\": %s"
         ", \"live_log_bytes\": %" PRIu64
         ", \"distribution\": \"%s\", \"cleaning\": \"%s\""
+        ", \"cleaner_policy\": \"%s\""
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
         recovery_s, written, user_bytes, run_written, run_user,
@@ -386,7 +397,7 @@ int Main() {
         crash_report.bytes_scanned,
         crash_report.checkpoint != 0 ? "true" : "false", live_log_bytes,
         FLAGS_distribution.c_str(), FLAGS_cleaning.c_str(),
-        verified ? "true" : "false");
+        FLAGS_cleaner_policy.c_str(), verified ? "true" : "false");
   }
   return verified ? 0 : 1;
 }
