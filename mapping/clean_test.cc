@@ -549,5 +549,74 @@ TEST(CleanTest, CleanNextTakesTheRegionThatMovedOn) {
   for (uint64_t pid : pids) ASSERT_TRUE(t.Read(pid).ok()) << pid;
 }
 
+
+// A store resumed from a version 1 checkpoint (older builds) knows only each
+// page's newest piece: the rest of a chain may lie in any region below it,
+// so cleaning a region that holds a page's image must relocate the page,
+// not release the image under its newer delta piece.
+TEST(CleanTest, AVersionOneCheckpointKeepsWholeChains) {
+  const std::string path = TempPath("clean_v1.log");
+  std::map<uint64_t, uint64_t> newest;  // pid -> its newest piece
+  uint64_t pid = 0;
+  uint64_t image = 0;
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    pid = *s.Allocate();
+    std::vector<uint64_t> fillers = FillTo(s, 2 * s.region_bytes());
+    image = WriteImage(s, pid, PageState::Free(), "chained");
+    for (uint64_t filler :
+         FillTo(s, RegionOf(s, image) + 3 * s.region_bytes())) {
+      fillers.push_back(filler);
+    }
+    absl::StatusOr<Page> page = s.Read(pid);
+    ASSERT_TRUE(page.ok());
+    ASSERT_TRUE(s.UpdateD(pid, page->state, "delta").ok());
+    newest[pid] = *s.Flush(pid);
+    for (uint64_t filler :
+         FillTo(s, s.log().AppendedEnd() + s.region_bytes())) {
+      fillers.push_back(filler);
+    }
+    for (uint64_t filler : fillers) newest[filler] = *s.Flush(filler);
+    // Version 1: u32 1, u32 0, u64 high water, u64 count, then per page
+    // u64 PID, u64 newest piece, u32 its position, u32 flags.
+    std::string bytes;
+    auto put = [&](auto v) {
+      bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
+    };
+    put(uint32_t{1});
+    put(uint32_t{0});
+    put(uint64_t{newest.rbegin()->first + 1});
+    put(uint64_t{newest.size()});
+    for (const auto& [p, address] : newest) {
+      put(p);
+      put(address);
+      put(uint32_t{p == pid ? 2u : 1u});
+      put(uint32_t{0});
+    }
+    LogStructuredStore& log = s.log();
+    ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+    ASSERT_TRUE(s.Close().ok());
+  }
+  {
+    auto store = PageStore::Open(path, Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_NE((*store)->log().recovery().checkpoint, 0u);
+    const uint64_t from = RegionOf(**store, image);
+    ASSERT_TRUE((*store)->CleanRange(from, from + (*store)->region_bytes())
+                    .ok());
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  for (const PageStoreOptions& o : {NoCheckpoints(), Options()}) {
+    auto store = PageStore::Open(path, o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<Page> page = (*store)->Read(pid);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_TRUE(page->base.starts_with(absl::StrCat("page ", pid, " chained")));
+    EXPECT_EQ(page->deltas, std::vector<std::string>{"delta"});
+  }
+}
+
 }  // namespace
 }  // namespace lss

@@ -415,9 +415,13 @@ absl::Status PageStore::Replay::Load(const std::string& path,
                               flags, ", ", known, " pieces listed) is out of "
                               "order or out of range"));
     }
-    // Version 1 names only the newest piece, its size unknown: the
-    // cleaner's costs count it as nothing until the page flushes again.
-    if (version == 1) l.chain.push_back(PieceRef{.address = l.address});
+    // Version 1 names only the newest piece: the rest of its chain lies
+    // anywhere below it, which a first piece of no bytes at 0 says
+    // (ChainIn), until the page's next image.
+    if (version == 1) {
+      if (l.pieces > 1) l.chain.push_back(PieceRef{});
+      l.chain.push_back(PieceRef{.address = l.address});
+    }
     for (uint32_t k = 0; version == 2 && k < known; ++k) {
       PieceRef p;
       if (!GetU64(in, p.address) || !GetU32(in, p.bytes)) {
@@ -512,6 +516,7 @@ absl::Status PageStore::Restore(const Replay& replay) {
           "or nowhere)"));
     }
     for (const PieceRef& p : newest.chain) {
+      if (p.bytes == 0) continue;  // not known (a version 1 checkpoint)
       if (std::optional<std::string> where = gone(p.address)) {
         return absl::DataLossError(absl::StrCat(
             log_->path(), ": page ", pid, ": its piece at offset ", p.address,
@@ -994,10 +999,16 @@ bool PageStore::ChainIn(uint64_t pid, uint64_t from, uint64_t to) {
   std::lock_guard<std::mutex> lock(stripe.mu);
   const auto it = stripe.chains.find(pid);
   if (it == stripe.chains.end()) return false;
-  return std::any_of(it->second.begin(), it->second.end(),
-                     [&](const PieceRef& p) {
-                       return p.address >= from && p.address < to;
-                     });
+  const Chain& chain = it->second;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    if (chain[i].address >= from && chain[i].address < to) return true;
+    // A piece of no bytes stands for pieces not known, up to the next.
+    if (chain[i].bytes == 0 && i + 1 < chain.size() &&
+        chain[i].address < to && chain[i + 1].address > from) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool PageStore::ChainAbove(uint64_t pid, uint64_t address) {

@@ -320,6 +320,8 @@ class PageStore {
   PageStore(std::unique_ptr<LogStructuredStore> log,
             std::unique_ptr<MappingTable> table, const PageStoreOptions& o);
   // A piece of a page's flushed chain: where, and its bytes on the log.
+  // Every record has bytes: a piece of none stands for pieces not known
+  // (from a version 1 checkpoint) between it and the next.
   struct PieceRef {
     uint64_t address = 0;
     uint32_t bytes = 0;
