@@ -618,5 +618,16 @@ TEST(CleanTest, AVersionOneCheckpointKeepsWholeChains) {
   }
 }
 
+
+TEST(CleanTest, ARegionSmallerThanTwoBuffersIsRefused) {
+  const std::string path = TempPath("clean_small_region.log");
+  PageStoreOptions o = Options();
+  o.cleaner.region_bytes = o.store.buffer_bytes;
+  auto store = PageStore::Open(path, o);
+  ASSERT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument)
+      << store.status();
+  EXPECT_NE(store.status().message().find(path), std::string::npos);
+}
+
 }  // namespace
 }  // namespace lss

@@ -212,6 +212,13 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
         ", at least 1 (1: every flush writes a whole image)"));
   }
   const CleanerOptions& cleaner = options.cleaner;
+  if (cleaner.region_bytes != 0 &&
+      cleaner.region_bytes < 2 * uint64_t{options.store.buffer_bytes}) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": cleaner.region_bytes is ", cleaner.region_bytes,
+        ", below two flush buffers (", 2 * options.store.buffer_bytes,
+        "): a block is at most a buffer, and a region must hold one"));
+  }
   if (cleaner.background) {
     const uint64_t capacity = options.store.capacity_bytes;
     const uint64_t region = RegionBytes(options);
@@ -437,6 +444,13 @@ absl::Status PageStore::Replay::Load(const std::string& path,
       l.chain.push_back(p);
     }
     l.broken = flags == 1;
+    // A chain in the log whole lists every piece, unless what it does not
+    // know is marked (a version 1 checkpoint's, carried on).
+    if (version == 2 && !l.broken && known < l.pieces &&
+        l.chain.front().bytes != 0) {
+      return bad(absl::StrCat("entry ", i, " (page ", pid, ") lists ", known,
+                              " of its ", l.pieces, " pieces"));
+    }
     // What a replay from the head would not see: every piece of the page
     // is below it.
     if (l.address < c.head) continue;
@@ -498,11 +512,13 @@ absl::Status PageStore::Restore(const Replay& replay) {
   // checkpoint may name pieces the log has let go since).
   auto gone = [&](uint64_t address) -> std::optional<std::string> {
     if (address < head) return absl::StrCat("below the head ", head);
-    for (const Hole& h : holes) {
-      if (address >= h.begin && address < h.end) {
-        return absl::StrCat("in the released range [", h.begin, ", ", h.end,
-                            ")");
-      }
+    // The last hole that begins at or below it (holes are in order).
+    auto h = std::upper_bound(
+        holes.begin(), holes.end(), address,
+        [](uint64_t a, const Hole& hole) { return a < hole.begin; });
+    if (h != holes.begin() && address < std::prev(h)->end) {
+      return absl::StrCat("in the released range [", std::prev(h)->begin,
+                          ", ", std::prev(h)->end, ")");
     }
     return std::nullopt;
   };
@@ -573,6 +589,7 @@ absl::Status PageStore::Free(uint64_t pid) {
   }
   const absl::StatusOr<uint64_t> logged =
       log_->Append("F", RecordTag{.type = kPageFreedRecord, .key = pid});
+  if (logged.ok()) CountFree(*logged, 1);
   if (!logged.ok()) {
     // Not logged, so not freed: recovery would bring the page back (or,
     // once Clean truncated its pieces, not), so the table must not lose it
@@ -1018,6 +1035,11 @@ bool PageStore::ChainAbove(uint64_t pid, uint64_t address) {
   return it != stripe.chains.end() && it->second.back().address > address;
 }
 
+void PageStore::CountFree(uint64_t address, size_t payload_bytes) {
+  std::lock_guard<std::mutex> lock(regions_mu_);
+  regions_[Region(address)].live += RecordFootprint(payload_bytes);
+}
+
 PageStore::RegionUse PageStore::region_use(uint64_t from) {
   std::lock_guard<std::mutex> lock(regions_mu_);
   const auto it = regions_.find(Region(from));
@@ -1043,16 +1065,22 @@ bool PageStore::BeingFreed(uint64_t pid) {
 absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
                                          uint64_t to) {
   for (;;) {
-    // A Free under way appends its record before it frees the PID (or puts
-    // the page back if it cannot): once it is done, the Sync before the
-    // range goes covers the record, so recovery never finds the page's
-    // pieces gone without its free. It waits for nothing but one Append.
+    // A Free under way appends its record before it clears the page's
+    // chain and frees the PID (or puts the page back if it cannot): once
+    // the chain is clear, the Sync before the range goes covers the
+    // record, so recovery never finds the page's pieces gone without its
+    // free. It waits for nothing but one Append.
     while (BeingFreed(pid)) std::this_thread::yield();
     if (!ChainIn(pid, from, to)) return false;
     absl::StatusOr<uint64_t> a = FlushPiece(pid, /*image=*/true);
     if (a.ok()) return true;
-    if (a.status().code() != absl::StatusCode::kAborted) return a.status();
-    // Evicted and now loaded, or changed meanwhile: look again.
+    // Evicted and now loaded, changed meanwhile, or a Free began after
+    // the look (FailedPrecondition: free, and the Free may yet fail and
+    // put the page back): look again.
+    if (a.status().code() != absl::StatusCode::kAborted &&
+        a.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return a.status();
+    }
   }
 }
 
@@ -1066,6 +1094,8 @@ absl::Status PageStore::CleanRange(uint64_t from, uint64_t to) {
 
 absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
                                     bool truncate) {
+  // Another cleaning could release blocks this one reads.
+  std::lock_guard<std::mutex> cleaning(cleaning_mu_);
   // Truncate keeps the block that holds `to`; Release frees whole blocks,
   // the last one's records past `to` too, so its pieces count as well.
   const uint64_t head = log_->head();
@@ -1129,8 +1159,7 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   for (const Found& f : first) {
     absl::StatusOr<PageState> before = table_->Read(f.pid);
     absl::StatusOr<bool> moved = Relocate(f.pid, from, end);
-    if (!moved.ok() &&
-        moved.status().code() != absl::StatusCode::kFailedPrecondition) {
+    if (!moved.ok()) {
       status = moved.status();
       done_to = truncate ? f.address : f.block;
       break;
@@ -1155,13 +1184,10 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
     }
     std::string payload;
     PutU64(payload, f.freed_at);
-    if (absl::Status s =
-            log_->Append(payload, RecordTag{.type = kPageTombstoneRecord,
-                                            .key = f.pid})
-                .status();
-        !s.ok()) {
-      return s;
-    }
+    absl::StatusOr<uint64_t> a = log_->Append(
+        payload, RecordTag{.type = kPageTombstoneRecord, .key = f.pid});
+    if (!a.ok()) return a.status();
+    CountFree(*a, payload.size());
   }
   // Durable before the range goes: the relocated images and tombstones,
   // and the chains of the pages skipped above (their newest pieces may not

@@ -72,14 +72,16 @@
 // the piece it already has, so records replayed twice change nothing.
 //
 // DataLoss, naming the file and offset: at Open, a page record whose key is
-// not below max_pages, a delta piece that links to a piece other than its
-// page's newest, or one below it (it would join pieces of different lives
-// of the PID), or a page whose newest chain lacks a piece (its image after
-// a free, below the head or in a released range); at
+// not below max_pages, a delta piece that links to a piece of its page
+// other than the newest (it would join pieces of different lives of the
+// PID; a link to a piece never seen, above the newest, is taken as cut:
+// see Cleaning), or a page whose newest chain lacks a piece (its image
+// after a free, below the head or in a released range); at
 // Read of an evicted page, a link that does not lead to the piece one
 // position lower of the same page, or an unreadable piece.
 //
-// Thread safety: every method may be called concurrently.
+// Thread safety: every method may be called concurrently; cleanings (Clean,
+// CleanRange, CleanNext, the background cleaner) take turns.
 
 #ifndef LSS_MAPPING_PAGE_STORE_H_
 #define LSS_MAPPING_PAGE_STORE_H_
@@ -232,8 +234,9 @@ class PageStore {
   // must be durable (at most HiStable()). After a crash at any point every
   // page reads as its last durable flush or a later one: a relocated image
   // is a flush of the page's current state, and the head moves only once
-  // they are durable. An evicted page is read in to learn where its chain
-  // starts, and evicted again afterwards. If the log fills up part way,
+  // they are durable. Which pages have a piece there comes from each page's
+  // flushed chain, kept in memory; an evicted page that must move is read
+  // in, and evicted again afterwards. If the log fills up part way,
   // the head moves up to the first page not relocated and the result is
   // ResourceExhausted.
   absl::Status Clean(uint64_t to);
@@ -256,7 +259,8 @@ class PageStore {
   // so that ranges merge.
   absl::StatusOr<Hole> CleanNext();
   // What the cleaner knows of the region that holds `from`: the bytes of
-  // the pieces there that pages' flushed chains hold (`live`), and what
+  // the pieces there that pages' flushed chains hold, and of its free
+  // records and tombstones (`live`), and what
   // cleaning it would write (`relocation`: the bytes of those chains,
   // since each page is written whole).
   struct RegionUse {
@@ -366,6 +370,10 @@ class PageStore {
   bool ChainAbove(uint64_t pid, uint64_t address);
   // The page's flushed chain becomes `next`; holding its stripe's lock.
   void SetChain(uint64_t pid, Chain next);
+  // A free record or tombstone counts as live in its region until the
+  // region goes (it is written again there while it may be needed), so a
+  // region of them does not look free to clean.
+  void CountFree(uint64_t address, size_t payload_bytes);
   // The region of `address`, and forgetting regions the log no longer has.
   uint64_t Region(uint64_t address) const { return address / region_bytes_; }
   void ForgetRegions(uint64_t from, uint64_t to);
@@ -444,6 +452,7 @@ class PageStore {
   static constexpr size_t kStripes = 64;
   Stripe& StripeOf(uint64_t pid) { return stripes_[pid % kStripes]; }
   std::array<Stripe, kStripes> stripes_;
+  std::mutex cleaning_mu_;  // one cleaning at a time
   std::mutex regions_mu_;
   std::map<uint64_t, RegionUse> regions_;  // by region
 };
