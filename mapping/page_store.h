@@ -129,8 +129,8 @@ enum class CleaningPolicy {
 // own).
 struct CleanerOptions {
   CleaningPolicy policy = CleaningPolicy::kCostBenefit;
-  // Runs a thread that cleans the emptiest regions of the log whenever less
-  // than free_bytes_low of store.capacity_bytes is free; a Flush that finds the
+  // Runs a thread that cleans regions (CleanNext) whenever less than
+  // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
   // log full waits for it instead of failing (ResourceExhausted once a few
   // passes, each at most once round the log, leave no room). Flushes leave
   // the last
@@ -241,28 +241,27 @@ class PageStore {
   // ResourceExhausted.
   absl::Status Clean(uint64_t to);
   // Cleans the blocks that start in [from, to) (from the head's block if
-  // `from` is at or below the head, which moves the head): every page with a
-  // piece there is written whole at the tail, a free record there is
+  // `from` is at or below the head, which moves the head): every page with
+  // a piece there is written whole at the tail, a free record there is
   // written again as a tombstone unless its PID has a piece since, those
   // are made durable, and the blocks are released (their space goes back;
   // LogStructuredStore::Release). `to` is at most the log's
   // CheckpointBoundary(), InvalidArgument otherwise. If the log fills up
   // part way, the blocks below the first page not relocated are released
-  // and the result is ResourceExhausted.
-  // The same promise as Clean after a crash.
+  // and the result is ResourceExhausted. The same promise as Clean after a
+  // crash.
   absl::Status CleanRange(uint64_t from, uint64_t to);
   // Cleans one region (CleanerOptions::region_bytes) below the log's
   // CheckpointBoundary(), chosen by CleanerOptions::policy, and returns its
   // range (empty if there is none yet). ResourceExhausted if the log fills
-  // up part way (CleanRange). Near kMaxHoles
-  // released ranges, only a region next to one, or the head's, is taken,
-  // so that ranges merge.
+  // up part way (CleanRange). Near kMaxHoles released ranges, only a region
+  // next to one, or the head's, is taken, so that ranges merge.
   absl::StatusOr<Hole> CleanNext();
   // What the cleaner knows of the region that holds `from`: the bytes of
   // the pieces there that pages' flushed chains hold, and of its free
-  // records and tombstones (`live`), and what
-  // cleaning it would write (`relocation`: the bytes of those chains,
-  // since each page is written whole).
+  // records and tombstones (`live`), and what cleaning it would write
+  // (`relocation`: the bytes of those chains, since each page is written
+  // whole).
   struct RegionUse {
     uint64_t live = 0;
     uint64_t relocation = 0;
