@@ -629,5 +629,85 @@ TEST(CleanTest, ARegionSmallerThanTwoBuffersIsRefused) {
   EXPECT_NE(store.status().message().find(path), std::string::npos);
 }
 
+
+TEST(CleanTest, ARangePastTheDurableBlocksIsRefused) {
+  const std::string path = TempPath("clean_past.log");
+  auto store = PageStore::Open(path, Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  PageStore& s = **store;
+  FillTo(s, 2 * s.region_bytes());
+  const uint64_t past = s.log().CheckpointBoundary() + s.region_bytes();
+  const absl::Status refused = s.CleanRange(s.region_bytes(), past);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_NE(refused.message().find(path), std::string::npos) << refused;
+  EXPECT_TRUE(s.log().holes().empty());
+}
+
+// Damage the replay must name rather than act on: a tombstone too short
+// for its free's address.
+TEST(CleanTest, AMalformedTombstoneIsDataLoss) {
+  const std::string path = TempPath("clean_bad_tombstone.log");
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    const uint64_t pid = *(*store)->Allocate();
+    WriteImage(**store, pid, PageState::Free(), "page");
+    ASSERT_TRUE((*store)
+                    ->log()
+                    .Append("xyz", RecordTag{.type = kPageTombstoneRecord,
+                                             .key = pid})
+                    .ok());
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  auto store = PageStore::Open(path, NoCheckpoints());
+  ASSERT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_NE(store.status().message().find(path), std::string::npos);
+  EXPECT_NE(store.status().message().find("tombstone"), std::string::npos);
+}
+
+// And a version 2 checkpoint entry that leaves out pieces of its chain
+// without marking them: the cleaner would release them under the page.
+TEST(CleanTest, ACheckpointEntryMissingPiecesIsDataLoss) {
+  const std::string path = TempPath("clean_bad_entry.log");
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    const uint64_t pid = *s.Allocate();
+    WriteImage(s, pid, PageState::Free(), "page");
+    absl::StatusOr<Page> page = s.Read(pid);
+    ASSERT_TRUE(page.ok());
+    ASSERT_TRUE(s.UpdateD(pid, page->state, "delta").ok());
+    const uint64_t newest = *s.Flush(pid);
+    ASSERT_TRUE(s.log().Sync().ok());
+    // Version 2, one page: its newest piece is #2, but only it is listed.
+    std::string bytes;
+    auto put = [&](auto v) {
+      bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
+    };
+    put(uint32_t{2});
+    put(uint32_t{0});
+    put(uint64_t{pid + 1});
+    put(uint64_t{1});
+    put(uint64_t{pid});
+    put(newest);
+    put(uint32_t{2});
+    put(uint32_t{0});
+    put(uint32_t{1});
+    put(newest);
+    put(uint32_t{100});
+    LogStructuredStore& log = s.log();
+    ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+    ASSERT_TRUE(s.Close().ok());
+  }
+  auto store = PageStore::Open(path, Options());
+  ASSERT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_NE(store.status().message().find("lists 1 of its 2 pieces"),
+            std::string::npos)
+      << store.status();
+}
+
 }  // namespace
 }  // namespace lss
