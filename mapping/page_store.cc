@@ -804,11 +804,11 @@ void PageStore::CleanerLoop() {
       if (stopping_) return;
       clean_wanted_.store(false, std::memory_order_release);
     }
-    // Clean the emptiest region until the low mark is cleared. Only
-    // durable regions can be cleaned: a Sync makes more so when none is.
-    // A pass cleans at most the capacity's worth, so a cleaner that
-    // frees little (the live pages nearly fill the log) gives waiting
-    // flushes their answer.
+    // Clean regions (CleanNext) until the low mark is cleared. Only
+    // durable regions can be cleaned: CleanNext Syncs when none is. A
+    // pass cleans at most the capacity's worth, so a cleaner that frees
+    // little (the live pages nearly fill the log) gives waiting flushes
+    // their answer.
     absl::Status status;
     uint64_t cleaned = 0;
     while (status.ok() && FreeBytes() < free_bytes_low_ &&
@@ -819,11 +819,8 @@ void PageStore::CleanerLoop() {
       }
       const uint64_t free_before = FreeBytes();
       absl::StatusOr<Hole> range = CleanNext();
-      if (range.ok() && range->begin == range->end) {
-        status = log_->Sync();
-        if (!status.ok()) break;
-        range = CleanNext();
-      }
+      // None yet: CleanNext made more of the log durable, so try again.
+      if (range.ok() && range->begin == range->end) range = CleanNext();
       if (!range.ok()) {
         // A full log stops a cleaning part way; what it freed up to there
         // is gone, and the next round goes on if that made room.
@@ -1101,7 +1098,9 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   const uint64_t head = log_->head();
   const bool at_head = from <= head;
   if (at_head) from = head;
-  if (to <= from) return absl::OkStatus();
+  // Nothing to clean, but what was appended before is durable on return,
+  // as after any cleaning.
+  if (to <= from) return log_->Sync();
   if (!truncate && to > log_->CheckpointBoundary()) {
     return absl::InvalidArgumentError(absl::StrCat(
         log_->path(), ": cannot clean [", from, ", ", to, "): it reaches past ",
@@ -1276,7 +1275,11 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
       best_score = score;
     }
   }
-  if (!any) return Hole{};
+  if (!any) {
+    // As after any cleaning, what was appended before is durable.
+    if (absl::Status s = log_->Sync(); !s.ok()) return s;
+    return Hole{};
+  }
   // None whose relocations fit: the head's, relocated as far as it goes
   // (its pages' other pieces, further on, die with them).
   if (!best.has_value()) best = Region(head);

@@ -249,12 +249,14 @@ class PageStore {
   // CheckpointBoundary(), InvalidArgument otherwise. If the log fills up
   // part way, the blocks below the first page not relocated are released
   // and the result is ResourceExhausted. The same promise as Clean after a
-  // crash.
+  // crash. Both return OK only with everything appended before them
+  // durable, an empty range too.
   absl::Status CleanRange(uint64_t from, uint64_t to);
   // Cleans one region (CleanerOptions::region_bytes) below the log's
   // CheckpointBoundary(), chosen by CleanerOptions::policy, and returns its
-  // range (empty if there is none yet). ResourceExhausted if the log fills
-  // up part way (CleanRange). Near kMaxHoles released ranges, only a region
+  // range (empty if there is none yet; everything appended before is
+  // durable on return either way). ResourceExhausted if the log fills up
+  // part way (CleanRange). Near kMaxHoles released ranges, only a region
   // next to one, or the head's, is taken, so that ranges merge.
   absl::StatusOr<Hole> CleanNext();
   // What the cleaner knows of the region that holds `from`: the bytes of

@@ -31,9 +31,11 @@
 // PowerLoss.Pages runs the same cycles over mapping/PageStore: every page
 // reads as its last acknowledged flush or a later one, a page whose free was
 // acknowledged stays free, a page never flushed is free. Its workload also
-// cleans (PageStore::Clean of a random durable part of the log), so cuts
-// land in the relocation, its Sync, the superblock write and the hole
-// punch, and later cycles recover from a moved head. It also checkpoints
+// cleans (PageStore::Clean of a random durable part of the log, and half
+// the time CleanNext or CleanRange, which release regions from the middle
+// and write tombstones), so cuts land in the relocation, its Sync, the
+// superblock write and the hole punch, and later cycles recover from a
+// moved head and over released ranges. It also checkpoints
 // (PageStore::Checkpoint), so cuts land in a checkpoint's record and its
 // superblock, and later reopens resume from a checkpoint.
 // PowerLoss.ALyingDiskIsCaught checks the checks: on a disk whose fdatasync
@@ -820,7 +822,16 @@ class PagePowerLossRun {
     const uint64_t stable = store.HiStable();
     const uint64_t to = head + rng_() % (std::max(stable, head) - head + 1);
     absl::StatusOr<uint64_t> before = store.log().Flush();
-    absl::Status s = before.ok() ? store.Clean(to) : before.status();
+    // Half the time a region released from the middle of the log instead
+    // (CleanNext, or a range by hand): tombstones, holes.
+    const uint64_t boundary = store.log().CheckpointBoundary();
+    const uint64_t kind = rng_() % 4;
+    const uint64_t from = head + rng_() % (std::max(boundary, head) - head + 1);
+    absl::Status s =
+        !before.ok() ? before.status()
+        : kind == 0  ? store.CleanNext().status()
+        : kind == 1  ? store.CleanRange(from, std::max(from, boundary))
+                     : store.Clean(to);
     if (!s.ok()) {
       totals_.cleans_cut += disk_.failing();
       for (auto& [pid, page] : pages_) {
@@ -841,8 +852,12 @@ class PagePowerLossRun {
       if (!more.ok()) return Stop("reading what Clean wrote", more.status());
       if (!*more) break;
       const RecordView& r = (*reader)->record();
-      // Clean writes a checkpoint before it truncates past the newest.
-      if (r.tag.type == kCheckpointRecordType) continue;
+      // Clean writes a checkpoint before it truncates past the newest, and
+      // a tombstone for each free in a range it releases.
+      if (r.tag.type == kCheckpointRecordType ||
+          r.tag.type == kPageTombstoneRecord) {
+        continue;
+      }
       PageModel& page = pages_[r.tag.key];
       if (r.tag.type != kPageImageRecord || !page.live) {
         return absl::InternalError(absl::StrCat(
