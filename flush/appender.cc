@@ -49,7 +49,8 @@ void Appender::Dispatch(const SealedBuffer& sealed) {
     const bool wanted = !sealed.last ||
                         options_.durability == Durability::kSync ||
                         sync_wanted_ > HiStable();
-    if (wanted && !sync_in_flight_ && backlog_.size() == 1 &&
+    if (wanted && syncs_in_flight_.size() < kMaxSyncsInFlight &&
+        backlog_.size() == 1 &&
         written_end_ == sealed.address) {
       ops_[tag].linked = true;
       const uint64_t sync_tag = next_tag_++;
@@ -57,8 +58,7 @@ void Appender::Dispatch(const SealedBuffer& sealed) {
       sync.kind = Op::Kind::kSync;
       sync.sync_end = sealed.address + sealed.padded;
       sync.linked = true;
-      sync_in_flight_ = true;
-      sync_in_flight_end_ = sync.sync_end;
+      syncs_in_flight_.insert(sync.sync_end);
       Enqueue(sync_tag);
     }
   }
@@ -82,17 +82,29 @@ void Appender::RequestStable(uint64_t address) {
 
 uint64_t Appender::CommitInProgress() const {
   std::lock_guard<std::mutex> lock(mu_);
-  const uint64_t end = std::max(
-      sync_wanted_, sync_in_flight_ ? sync_in_flight_end_ : uint64_t{0});
+  const uint64_t end = std::max(sync_wanted_, Syncing());
   return end > HiStable() ? end : 0;
 }
 
 absl::Status Appender::WaitStable(uint64_t address) {
   if (HiStable() >= address) return absl::OkStatus();
   RequestStable(address);
+  return WaitFor(hi_stable_, address);
+}
+
+absl::Status Appender::WaitWritten(uint64_t address) {
+  if (HiWritten() >= address) return absl::OkStatus();
+  return WaitFor(hi_written_, address);
+}
+
+absl::Status Appender::WaitFor(const std::atomic<uint64_t>& mark,
+                               uint64_t address) {
+  auto reached = [&] {
+    return mark.load(std::memory_order_acquire) >= address;
+  };
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    if (HiStable() >= address) return absl::OkStatus();
+    if (reached()) return absl::OkStatus();
     if (!failure_.ok()) return failure_;
     Submit();
     if (!failure_.ok()) return failure_;  // nothing it prepared will complete
@@ -105,7 +117,7 @@ absl::Status Appender::WaitStable(uint64_t address) {
     if (reaping_) {
       lock.unlock();
       stable_events_.wait(seen, std::memory_order_acquire);
-      if (HiStable() >= address) return absl::OkStatus();
+      if (reached()) return absl::OkStatus();
       lock.lock();
     } else if (io_->pending() == 0) {
       lock.unlock();
@@ -343,6 +355,16 @@ void Appender::Submit() {
         }
         break;
     }
+    if (!queued && op.kind == Op::Kind::kSync && op.linked) {
+      // Its write went without it, so queued alone it could run first:
+      // dropped like a cancelled one, and issued again once the write is
+      // complete.
+      syncs_in_flight_.erase(syncs_in_flight_.find(op.sync_end));
+      ops_.erase(tag);
+      backlog_.pop_front();
+      MaybeSync();
+      break;
+    }
     if (!queued) break;  // queue full: resumes after the next completions
     prepared = true;
     backlog_.pop_front();
@@ -375,7 +397,7 @@ void Appender::OnCompletion(const IoCompletion& c) {
     // (an fdatasync reads no user memory: EFAULT means nothing else). It
     // goes again once the write is complete, never before.
     if (op.linked && (c.result == -ECANCELED || c.result == -EFAULT)) {
-      sync_in_flight_ = false;
+      syncs_in_flight_.erase(syncs_in_flight_.find(op.sync_end));
       ops_.erase(it);
       MaybeSync();
       return;
@@ -454,7 +476,10 @@ void Appender::OnWriteDone(Op& op) {
     serial_busy_ = false;
     PumpSerialized();
   }
-  hi_written_.store(written_end_, std::memory_order_release);
+  if (written_end_ > hi_written_.load(std::memory_order_relaxed)) {
+    hi_written_.store(written_end_, std::memory_order_release);
+    WakeStableWaiters();
+  }
   if (options_.durability == Durability::kOnWait) {
     ring_->Recycle(op.buffer);
   } else {
@@ -464,22 +489,24 @@ void Appender::OnWriteDone(Op& op) {
 }
 
 void Appender::MaybeSync() {
-  if (sync_in_flight_ || written_end_ <= HiStable()) return;
-  if (options_.durability == Durability::kOnWait &&
-      sync_wanted_ <= HiStable()) {
+  const uint64_t covered = std::max(HiStable(), Syncing());
+  if (syncs_in_flight_.size() >= kMaxSyncsInFlight ||
+      written_end_ <= covered) {
+    return;
+  }
+  if (options_.durability == Durability::kOnWait && sync_wanted_ <= covered) {
     return;  // nobody waits for what is written but not durable
   }
   const uint64_t tag = next_tag_++;
   Op& sync = ops_[tag];
   sync.kind = Op::Kind::kSync;
   sync.sync_end = written_end_;
-  sync_in_flight_ = true;
-  sync_in_flight_end_ = written_end_;
+  syncs_in_flight_.insert(written_end_);
   Enqueue(tag);
 }
 
 void Appender::OnSyncDone(const Op& op) {
-  sync_in_flight_ = false;
+  syncs_in_flight_.erase(syncs_in_flight_.find(op.sync_end));
   ++stats_.syncs;
   SetStable(op.sync_end);
   // The synced buffers' bytes are durable: their memory can be reused.
@@ -490,6 +517,10 @@ void Appender::OnSyncDone(const Op& op) {
   for (auto it = synced; it != unsynced_.end(); ++it) ring_->Recycle(*it);
   unsynced_.erase(synced, unsynced_.end());
   MaybeSync();
+}
+
+uint64_t Appender::Syncing() const {
+  return syncs_in_flight_.empty() ? 0 : *syncs_in_flight_.rbegin();
 }
 
 void Appender::SetStable(uint64_t end) {

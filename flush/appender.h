@@ -24,19 +24,21 @@
 //     - anything else (EIO, ENOSPC, EFBIG, EINVAL, ...): the appender fails.
 //   Stability: hi_stable is the end of the longest prefix of the log whose
 //     writes have all completed and been covered by an fdatasync issued after
-//     those completions were reaped: stable always means durable. One
-//     fdatasync at a time; it covers every write completed before it was
-//     issued, so syncs batch themselves while writes keep flowing.
+//     those completions were reaped: stable always means durable. At most
+//     two fdatasyncs in flight, so one group's write and fdatasync overlap
+//     the last group's fdatasync; each covers every write completed before
+//     it was issued, whichever completes first, so syncs batch themselves
+//     while writes keep flowing.
 //     Durability only chooses when fdatasyncs are issued: kSync after every
 //     written buffer, kOnWait only while someone waits (WaitStable) for an
 //     address that is not yet durable.
 //   Group commit: a block that a cut ended (someone waits for it), or any
-//     block under kSync, that directly follows the written prefix while no
-//     fdatasync is in flight is written with its fdatasync linked behind it:
-//     one submission, executed back to back in the kernel. A write that
-//     fails or is short cancels the linked fdatasync, which is then dropped
-//     (not retried: it would run before the rest of the write) and issued
-//     again once the write is complete. So is one that io_uring failed with
+//     block under kSync, that directly follows the written prefix while
+//     fewer than two fdatasyncs are in flight is written with its fdatasync
+//     linked behind it: one submission, executed back to back in the
+//     kernel. A write that fails or is short cancels the linked fdatasync,
+//     which is then dropped (not retried: it would run before the rest of
+//     the write) and issued again once the write is complete. So is one that io_uring failed with
 //     EFAULT without running it: the kernel issues a linked operation from
 //     the submitting thread's task_work, and that thread (any caller's that
 //     dispatched the block) may have exited.
@@ -61,6 +63,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <mutex>
 #include <span>
 #include <string>
@@ -133,10 +136,13 @@ class Appender final : public SealedBufferSink {
   // Asks for HiStable() >= address without waiting: an fdatasync follows
   // once the writes below `address` complete. Same REQUIRES as WaitStable.
   void RequestStable(uint64_t address);
+  // Blocks, helping to reap, until HiWritten() >= address, or returns the
+  // sticky error; issues no fdatasync. Same REQUIRES as WaitStable.
+  absl::Status WaitWritten(uint64_t address);
   // The end of the group commit in progress: the highest address someone
   // asked to become durable, or an fdatasync in flight covers, that is not
-  // durable yet; 0 if there is none. A group commit leader waits for it
-  // before it forms the next group.
+  // durable yet; 0 if there is none. A group commit leader waits for its
+  // write before it forms the next group.
   uint64_t CommitInProgress() const;
   // Reads `out.size()` bytes at `offset` of the file through the same
   // IoRing (LogReader's sequential reads; reads by address have rings of
@@ -192,6 +198,8 @@ class Appender final : public SealedBufferSink {
   void OnSyncDone(const Op& op);
   void OnReadCompletion(uint64_t tag, Op& op, int32_t result);
   void MaybeSync();
+  // The end of what the fdatasyncs in flight cover; 0 if none is.
+  uint64_t Syncing() const;
   void SetStable(uint64_t end);
   void Fail(absl::Status status);
   bool Retry(uint64_t tag, Op& op, int error);
@@ -204,6 +212,7 @@ class Appender final : public SealedBufferSink {
   // mu_ and no thread is reaping; it holds mu_ again on return.
   void ReapBatch(std::unique_lock<std::mutex>& lock, bool block);
   void WakeStableWaiters();
+  absl::Status WaitFor(const std::atomic<uint64_t>& mark, uint64_t address);
 
   IoRing* const io_;
   const AppenderOptions options_;
@@ -232,8 +241,12 @@ class Appender final : public SealedBufferSink {
   std::map<uint64_t, uint64_t> completed_;  // written extents past the prefix
   uint64_t written_end_ = 0;                // end of the written prefix
   std::vector<SealedBuffer> unsynced_;      // kSync: written, awaiting sync
-  bool sync_in_flight_ = false;
-  uint64_t sync_in_flight_end_ = 0;  // what the fdatasync in flight covers
+  // Two: the next group's write and fdatasync go while the last group's
+  // fdatasync runs. More gained nothing in peerbench's W3.
+  static constexpr size_t kMaxSyncsInFlight = 2;
+  // What each fdatasync in flight covers: the written prefix's end when it
+  // was issued.
+  std::multiset<uint64_t> syncs_in_flight_;
   uint64_t sync_wanted_ = 0;  // kOnWait: the highest address waited for
   int backoff_level_ = 0;  // highest retry count in the last batch
   Stats stats_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -481,6 +482,134 @@ TEST(AppenderReadTest, AfterAFailureReadsReturnTheStickyError) {
   AlignedBuffer out =
       *AlignedBuffer::Allocate(4096, 512, AlignedBuffer::Pages::kOrdinary);
   EXPECT_EQ(ReadAll(h.appender(), kStart, out.span()), h.appender().status());
+}
+
+// An IoRing whose operations complete only when the test says so, with the
+// result it gives.
+class ManualIoRing final : public IoRing {
+ public:
+  struct Op {
+    bool sync;
+    uint64_t tag;
+    size_t bytes;
+  };
+
+  bool PrepareWrite(int, std::span<const std::byte> data, uint64_t,
+                    uint64_t tag, bool) override {
+    return Queue({.sync = false, .tag = tag, .bytes = data.size()});
+  }
+  bool PrepareRead(int, std::span<std::byte>, uint64_t, uint64_t,
+                   bool) override {
+    return false;
+  }
+  bool PrepareDataSync(int, uint64_t tag, bool) override {
+    return Queue({.sync = true, .tag = tag, .bytes = 0});
+  }
+  absl::Status Submit() override { return absl::OkStatus(); }
+  absl::StatusOr<size_t> Reap(size_t min_complete, size_t max,
+                              std::vector<IoCompletion>& out) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_.size() >= min_complete; });
+    size_t n = 0;
+    for (; n < max && !done_.empty(); ++n) {
+      out.push_back(done_.front());
+      done_.erase(done_.begin());
+    }
+    return n;
+  }
+  size_t pending() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return in_flight_.size() + done_.size();
+  }
+  size_t capacity() const override { return 64; }
+  absl::StatusOr<size_t> DirectIoAlignment(int) const override { return 512; }
+
+  // The operations handed over and not completed yet, in order.
+  std::vector<Op> in_flight() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return in_flight_;
+  }
+  // Completes the in-flight operation `i` (of in_flight()) in full.
+  void Complete(size_t i) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Op& op = in_flight_.at(i);
+    done_.push_back({.tag = op.tag, .result = int32_t(op.bytes)});
+    in_flight_.erase(in_flight_.begin() + i);
+    cv_.notify_all();
+  }
+
+ private:
+  bool Queue(Op op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.push_back(op);
+    return true;
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Op> in_flight_;
+  std::vector<IoCompletion> done_;
+};
+
+// Group commit pipelines: once a group's write completes, the next group's
+// write and fdatasync go while the first group's fdatasync still runs, and
+// the second fdatasync, which covers both writes, makes both durable even
+// if it completes first.
+TEST(AppenderGroupCommitTest, TheNextGroupSyncsWhileTheLastOneDoes) {
+  ManualIoRing io;
+  AppenderOptions options;
+  options.fd = kFd;
+  options.path = "/fake/log";
+  options.direct_io = false;
+  options.alignment = 512;
+  options.start_address = kStart;
+  Appender appender(&io, options);
+  FlushBufferRingOptions ring_options;
+  ring_options.buffer_bytes = 16384;
+  ring_options.ring_size = 3;
+  ring_options.start_address = kStart;
+  ring_options.pages = AlignedBuffer::Pages::kOrdinary;
+  auto ring = FlushBufferRing::Create(ring_options, &appender);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  appender.set_ring(ring->get());
+
+  // One group: a record, waited for, its buffer sealed.
+  auto group = [&](uint64_t index) -> uint64_t {
+    absl::StatusOr<Reservation> r = (*ring)->Reserve(100);
+    EXPECT_TRUE(r.ok()) << r.status();
+    FillPayload(0, index, r->data());
+    const uint64_t address = r->address();
+    (*ring)->Commit(*std::move(r));
+    appender.RequestStable(address + 100);
+    absl::StatusOr<uint64_t> end = (*ring)->SealCurrent();
+    EXPECT_TRUE(end.ok()) << end.status();
+    return end.ok() ? *end : 0;
+  };
+  auto kinds = [&] {
+    std::vector<bool> syncs;
+    for (const ManualIoRing::Op& op : io.in_flight()) syncs.push_back(op.sync);
+    return syncs;
+  };
+
+  const uint64_t first = group(0);
+  ASSERT_THAT(kinds(), ::testing::ElementsAre(false, true));
+  io.Complete(0);  // the first group's write, not its fdatasync
+  ASSERT_TRUE(appender.WaitWritten(first).ok());
+  EXPECT_LT(appender.HiStable(), first);
+
+  const uint64_t second = group(1);
+  ASSERT_THAT(kinds(), ::testing::ElementsAre(true, false, true))
+      << "the second group waits for the first group's fdatasync";
+  io.Complete(1);  // the second group's write, then its fdatasync,
+  io.Complete(1);  // before the first group's fdatasync
+  ASSERT_TRUE(appender.WaitStable(second).ok());
+  EXPECT_GE(appender.HiStable(), second);
+  EXPECT_EQ(io.in_flight().size(), 1u) << "the first fdatasync is done";
+
+  io.Complete(0);
+  EXPECT_TRUE(appender.Drain().ok());
+  EXPECT_EQ(appender.stats().syncs, 2u);
+  ring->reset();
 }
 
 }  // namespace

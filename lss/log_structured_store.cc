@@ -906,10 +906,12 @@ absl::Status LogStructuredStore::Sync() {
 
 // Group commit. A caller whose records are still in the open block joins
 // the next group rather than cutting a block for itself while an earlier
-// group is being written and synced: it waits (once) for that group, then
-// the first waiter to take commit_mu_ leads. The leader cuts the open block,
+// group is being written: it waits (once) for that group's write, then the
+// first waiter to take commit_mu_ leads. The leader cuts the open block,
 // which takes every record appended so far, whoever appended it, and asks
-// for one fdatasync; everyone below the cut waits for that one sync.
+// for one fdatasync; everyone below the cut waits for that one sync. Its
+// write and fdatasync run while the earlier group's fdatasync still does
+// (the appender keeps two in flight).
 absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
   bool joined = false;
   for (;;) {
@@ -918,7 +920,7 @@ absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
     if (!joined) {
       joined = true;
       if (const uint64_t group = appender_->CommitInProgress(); group != 0) {
-        if (absl::Status s = appender_->WaitStable(group); !s.ok()) return s;
+        if (absl::Status s = appender_->WaitWritten(group); !s.ok()) return s;
         continue;
       }
     }
