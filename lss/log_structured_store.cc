@@ -906,12 +906,13 @@ absl::Status LogStructuredStore::Sync() {
 
 // Group commit. A caller whose records are still in the open block joins
 // the next group rather than cutting a block for itself while an earlier
-// group is being written: it waits (once) for that group's write, then the
-// first waiter to take commit_mu_ leads. The leader cuts the open block,
-// which takes every record appended so far, whoever appended it, and asks
-// for one fdatasync; everyone below the cut waits for that one sync. Its
-// write and fdatasync run while the earlier group's fdatasync still does
-// (the appender keeps two in flight).
+// group is being written: it waits (once) for that group's write (and, if
+// no other thread waits with it, for its fdatasync), then the first waiter
+// to take commit_mu_ leads. The leader cuts the open block, which takes
+// every record appended so far, whoever appended it, and asks for one
+// fdatasync; everyone below the cut waits for that one sync. Its write and
+// fdatasync may run while the earlier group's fdatasync still does (the
+// appender keeps two in flight).
 absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
   bool joined = false;
   for (;;) {
@@ -920,7 +921,7 @@ absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
     if (!joined) {
       joined = true;
       if (const uint64_t group = appender_->CommitInProgress(); group != 0) {
-        if (absl::Status s = appender_->WaitWritten(group); !s.ok()) return s;
+        if (absl::Status s = JoinGroup(group); !s.ok()) return s;
         continue;
       }
     }
@@ -937,6 +938,22 @@ absl::Status LogStructuredStore::MakeDurable(uint64_t end) {
     // past it only by an empty block's header.
     end = std::min(end, *cut);
   }
+}
+
+absl::Status LogStructuredStore::JoinGroup(uint64_t group) {
+  joining_.fetch_add(1, std::memory_order_relaxed);
+  absl::Cleanup left = [&] {
+    joining_.fetch_sub(1, std::memory_order_relaxed);
+  };
+  if (absl::Status s = appender_->WaitWritten(group); !s.ok()) return s;
+  // With another joiner, lead the next group now: its write and fdatasync
+  // overlap the last group's fdatasync. Alone, that group would hold this
+  // record only (at two threads the other waits in the last group): then
+  // wait for the last group's sync, so the threads it releases join.
+  if (joining_.load(std::memory_order_relaxed) < 2) {
+    return appender_->WaitStable(group);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> LogStructuredStore::LeadCut(uint64_t end) {

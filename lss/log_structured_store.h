@@ -121,8 +121,7 @@ struct StoreOptions {
   // Group commit: how long a leader waits before it cuts the open block, so
   // that more records join its fdatasync (fewer syncs, higher latency).
   // Zero (the default) cuts at once; a group still forms from every record
-  // appended while the previous group was being written and synced. At
-  // most 100 ms.
+  // appended while the previous group was being written. At most 100 ms.
   std::chrono::microseconds commit_delay{0};
   // The file is extended (fallocate) ahead of the tail, so writes land in
   // allocated space rather than extending the file. The step grows with the
@@ -383,6 +382,9 @@ class LogStructuredStore {
   // released): cuts the open block unless a cut already covers `end`, asks
   // for its fdatasync and returns where the cut ends.
   absl::StatusOr<uint64_t> LeadCut(uint64_t end);
+  // A waiter's wait for the group commit in flight, `group` its end, before
+  // it forms the next group.
+  absl::Status JoinGroup(uint64_t group);
   // After the last sync: a block with no records whose watermark says that
   // everything before it is durable, so that recovery can tell damage
   // anywhere in a cleanly closed log from a torn tail.
@@ -453,6 +455,7 @@ class LogStructuredStore {
   std::mutex commit_mu_;  // one group commit leader at a time
   // Cuts led so far: what threads that find commit_mu_ taken wait on.
   std::atomic<uint32_t> cuts_{0};
+  std::atomic<int> joining_{0};  // threads in JoinGroup
   // One Truncate, Release or superblock rewrite at a time.
   mutable std::mutex head_mu_;
   std::atomic<uint64_t> head_{0};
