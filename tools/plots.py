@@ -289,9 +289,11 @@ def plot_write_amplification(data, out):
 
 def _workload(run):
   dist = run.get("distribution", "uniform")
+  # Runs from before the policy was a flag cleaned oldest first.
+  policy = run.get("cleaner_policy", "oldest").replace("_", "-")
   if run.get("flush_every") == 1 and run.get("max_flushed_pieces") == 1:
-    return f"{dist}, every update a whole-page flush"
-  return dist
+    return f"{dist}, {policy}, every update a whole-page flush"
+  return f"{dist}, {policy}"
 
 
 def _fifo_model(u):
