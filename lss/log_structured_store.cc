@@ -1050,40 +1050,64 @@ absl::Status LogStructuredStore::Release(uint64_t from, uint64_t to) {
         "start ", boundary, "; only whole durable blocks can be released: "
         "Sync first"));
   }
-  const uint64_t begin =
-      index_->BlockStartAtOrAbove(std::max(from, head()), boundary);
-  const uint64_t end = index_->BlockStartAtOrAbove(to, boundary);
+  ReleasePlan plan = PlanRelease(from, to, boundary);
   // Nothing new (a retry, say): what an earlier punch left is punched now.
-  if (begin >= end) return PunchReleased();
+  if (plan.released.begin >= plan.released.end) return PunchReleased();
+  if (plan.holes.size() > kMaxHoles) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        path_, ": Release(", from, ", ", to, "): the log would have ",
+        plan.holes.size(), " released ranges, more than the ", kMaxHoles,
+        " its superblock lists; release a range next to one, or Truncate"));
+  }
+  if (absl::Status s = MoveHeadAndHoles(plan.head, std::move(plan.holes),
+                                        plan.released);
+      !s.ok()) {
+    return s;
+  }
+  return PunchReleased();
+}
+
+LogStructuredStore::ReleasePlan LogStructuredStore::PlanRelease(
+    uint64_t from, uint64_t to, uint64_t boundary) const {
+  ReleasePlan plan;
+  plan.released = {
+      .begin = index_->BlockStartAtOrAbove(std::max(from, head()), boundary),
+      .end = index_->BlockStartAtOrAbove(to, boundary)};
+  if (plan.released.begin >= plan.released.end) return plan;
   // Merged with the holes it overlaps or touches.
-  Hole merged{.begin = begin, .end = end};
-  std::vector<Hole> holes;
+  Hole merged = plan.released;
   for (const Hole& h : sb_.holes) {
     if (h.end < merged.begin || h.begin > merged.end) {
-      holes.push_back(h);
+      plan.holes.push_back(h);
     } else {
       merged.begin = std::min(merged.begin, h.begin);
       merged.end = std::max(merged.end, h.end);
     }
   }
-  holes.insert(std::upper_bound(holes.begin(), holes.end(), merged,
-                                [](const Hole& a, const Hole& b) {
-                                  return a.begin < b.begin;
-                                }),
-               merged);
-  const uint64_t head = AbsorbAtHead(this->head(), holes);
-  if (holes.size() > kMaxHoles) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        path_, ": Release(", from, ", ", to, "): the log would have ",
-        holes.size(), " released ranges, more than the ", kMaxHoles,
-        " its superblock lists; release a range next to one, or Truncate"));
-  }
-  if (absl::Status s = MoveHeadAndHoles(head, std::move(holes),
-                                        Hole{.begin = begin, .end = end});
-      !s.ok()) {
-    return s;
-  }
-  return PunchReleased();
+  plan.holes.insert(std::upper_bound(plan.holes.begin(), plan.holes.end(),
+                                     merged,
+                                     [](const Hole& a, const Hole& b) {
+                                       return a.begin < b.begin;
+                                     }),
+                    merged);
+  plan.head = AbsorbAtHead(head(), plan.holes);
+  return plan;
+}
+
+bool LogStructuredStore::ReleaseDropsCheckpoint(uint64_t from, uint64_t to) {
+  std::lock_guard<std::mutex> lock(head_mu_);
+  const ReleasePlan plan = PlanRelease(from, to, CheckpointBoundary());
+  return plan.released.begin < plan.released.end &&
+         DropsCheckpoint(plan.head, plan.holes);
+}
+
+bool LogStructuredStore::DropsCheckpoint(
+    uint64_t head, const std::vector<Hole>& holes) const {
+  return sb_.checkpoint != 0 &&
+         (head > checkpoint_resume() ||
+          std::any_of(holes.begin(), holes.end(), [&](const Hole& h) {
+            return h.begin <= sb_.checkpoint && h.end > checkpoint_low_;
+          }));
 }
 
 absl::Status LogStructuredStore::PunchReleased() {
@@ -1118,12 +1142,7 @@ absl::Status LogStructuredStore::MoveHeadAndHoles(
   ++next.sequence;
   // Recovery could no longer start at a checkpoint the head passes, nor
   // read one whose records are released.
-  const bool drop_checkpoint =
-      sb_.checkpoint != 0 &&
-      (head > checkpoint_resume() ||
-       std::any_of(next.holes.begin(), next.holes.end(), [&](const Hole& h) {
-         return h.begin <= sb_.checkpoint && h.end > checkpoint_low_;
-       }));
+  const bool drop_checkpoint = DropsCheckpoint(head, next.holes);
   if (drop_checkpoint) next.checkpoint = 0;
   if (absl::Status s = WriteSuperblock(*file_, next); !s.ok()) return s;
   // Field by field: the rest of sb_ is read without head_mu_.

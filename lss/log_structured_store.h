@@ -308,6 +308,11 @@ class LogStructuredStore {
   // if it was reading their block as its space went. FailedPrecondition on
   // a read-only store.
   absl::Status Release(uint64_t from, uint64_t to);
+  // Whether Release(from, to) would drop the newest checkpoint now (its
+  // records released, or the head moved past its resume address, holes it
+  // reaches included); false without one, or for an empty range. A layer
+  // that writes checkpoints writes a new one first only then.
+  bool ReleaseDropsCheckpoint(uint64_t from, uint64_t to);
   // The released ranges above the head, in address order.
   std::vector<Hole> holes() const;
   // Where capacity_bytes ends the log: appends that would pass it fail
@@ -413,6 +418,19 @@ class LogStructuredStore {
   // Punches below the head and every released range not punched yet
   // (unpunched_, kept until its punch succeeds); holding head_mu_.
   absl::Status PunchReleased();
+  // What Release(from, to) would do: the blocks it releases (empty if
+  // none), the hole list after merging, and the head after it absorbs the
+  // holes it reaches. REQUIRES head_mu_.
+  struct ReleasePlan {
+    Hole released;
+    std::vector<Hole> holes;
+    uint64_t head = 0;
+  };
+  ReleasePlan PlanRelease(uint64_t from, uint64_t to,
+                          uint64_t boundary) const;
+  // Whether a head and hole list leave the newest checkpoint unusable.
+  // REQUIRES head_mu_.
+  bool DropsCheckpoint(uint64_t head, const std::vector<Hole>& holes) const;
   // Sets hole_credit_ from the holes of sb_ that are punched.
   void CountHoles();
   // The block that holds `address`, pinned, sealing and helping the buffer

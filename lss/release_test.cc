@@ -356,8 +356,14 @@ TEST(ReleaseTest, CheckpointsSurviveReleasesThatLeaveTheirRecords) {
     const std::vector<uint64_t> more = FillLog(**store, 400, 400, kPayloadBytes);
     a.insert(a.end(), more.begin(), more.end());
     // Below the resume address, and up to it.
+    EXPECT_FALSE((*store)->ReleaseDropsCheckpoint(a[100], a[200]));
     ASSERT_TRUE((*store)->Release(a[100], a[200]).ok());
+    EXPECT_FALSE((*store)->ReleaseDropsCheckpoint(a[300], resume));
     ASSERT_TRUE((*store)->Release(a[300], resume).ok());
+    // At the head, the holes it reaches absorbed: still below the resume
+    // address.
+    EXPECT_FALSE(
+        (*store)->ReleaseDropsCheckpoint((*store)->head(), a[300]));
     EXPECT_EQ((*store)->checkpoint_resume(), resume);
     ASSERT_TRUE((*store)->Close().ok());
   }
@@ -379,10 +385,17 @@ TEST(ReleaseTest, CheckpointsSurviveReleasesThatLeaveTheirRecords) {
   EXPECT_EQ((*store)->holes().size(), 2u);
   ExpectLog(**store, a);
   // Now one that takes the record: the checkpoint goes.
+  EXPECT_FALSE((*store)->ReleaseDropsCheckpoint(a[500], a[700]));
   ASSERT_TRUE((*store)->Release(a[500], a[700]).ok());
   EXPECT_EQ((*store)->checkpoint_resume(), resume);
+  // From the head to a block past the resume address, the holes between
+  // absorbed: the head would pass it.
+  EXPECT_TRUE((*store)->ReleaseDropsCheckpoint((*store)->head(), a[420]));
+  EXPECT_TRUE((*store)->ReleaseDropsCheckpoint(resume, at + 8));
   ASSERT_TRUE((*store)->Release(resume, at + 8).ok());
   EXPECT_EQ((*store)->checkpoint_resume(), 0u);
+  EXPECT_FALSE((*store)->ReleaseDropsCheckpoint(a[750], a[780]))
+      << "no checkpoint is left to drop";
   ASSERT_TRUE((*store)->Close().ok());
   store = reopen(resumed);
   ASSERT_TRUE(store.ok()) << store.status();

@@ -1193,12 +1193,16 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   // be durable yet).
   if (absl::Status s = log_->Sync(); !s.ok()) return s;
   const uint64_t gone_to = truncate || !status.ok() ? done_to : end;
+  const uint64_t release_to = status.ok() ? to : done_to;
   {
     // Recovery can resume from the newest checkpoint only while its
-    // records are in the log: write a newer one first.
+    // records are in the log and the head is below its resume address:
+    // write a newer one first if this takes either away.
     std::lock_guard<std::mutex> lock(checkpoint_mu_);
-    if (checkpoints_ && log_->checkpoint_resume() != 0 &&
-        gone_to > log_->checkpoint_resume()) {
+    const bool drops =
+        truncate ? gone_to > log_->checkpoint_resume()
+                 : log_->ReleaseDropsCheckpoint(from, release_to);
+    if (checkpoints_ && log_->checkpoint_resume() != 0 && drops) {
       // One that does not fit (or finds the log full) is left out: the
       // old one is dropped, and recovery reads from the head.
       if (absl::Status s = CheckpointLocked();
@@ -1207,7 +1211,7 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
       }
     }
     absl::Status s = truncate ? log_->Truncate(done_to)
-                              : log_->Release(from, status.ok() ? to : done_to);
+                              : log_->Release(from, release_to);
     if (!s.ok()) return s;
   }
   ForgetRegions(from, truncate ? log_->head() : gone_to);
