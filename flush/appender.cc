@@ -48,9 +48,10 @@ void Appender::Dispatch(const SealedBuffer& sealed) {
     // A cut block is only ever ended for someone who waits for it.
     const bool wanted = !sealed.last ||
                         options_.durability == Durability::kSync ||
-                        sync_wanted_ > HiStable();
+                        sync_wanted_ > std::max(HiStable(), Syncing());
+    // A ring of depth 1 can never take a linked pair.
     if (wanted && syncs_in_flight_.size() < kMaxSyncsInFlight &&
-        backlog_.size() == 1 &&
+        io_->capacity() >= 2 && backlog_.size() == 1 &&
         written_end_ == sealed.address) {
       ops_[tag].linked = true;
       const uint64_t sync_tag = next_tag_++;
@@ -108,10 +109,10 @@ absl::Status Appender::WaitFor(const std::atomic<uint64_t>& mark,
     if (!failure_.ok()) return failure_;
     Submit();
     if (!failure_.ok()) return failure_;  // nothing it prepared will complete
-    // Sleepers are woken when bytes become durable, on failure, when the
-    // reaper leaves and when a buffer is dispatched, not by each of the
-    // reaper's batches; and without mu_, which the many threads of a group
-    // commit would otherwise take in turn.
+    // Sleepers are woken when bytes become written or durable, on failure,
+    // when the reaper leaves and when a buffer is dispatched, not by each
+    // of the reaper's batches; and without mu_, which the many threads of a
+    // group commit would otherwise take in turn.
     const uint32_t seen = stable_events_.load(std::memory_order_acquire);
     const bool backlog_empty = backlog_.empty();
     if (reaping_) {
@@ -460,6 +461,9 @@ bool Appender::Retry(uint64_t tag, Op& op, int error) {
   ++op.retries;
   ++stats_.retries;
   backoff_level_ = std::max(backoff_level_, op.retries);
+  // A linked fdatasync that ran and failed transiently ran after its write
+  // completed: it goes again alone.
+  if (op.kind == Op::Kind::kSync) op.linked = false;
   Enqueue(tag);
   return true;
 }

@@ -225,9 +225,9 @@ class Appender final : public SealedBufferSink {
   // One reaper at a time, calling IoRing::Reap without holding mu_.
   bool reaping_ = false;
   uint64_t progress_ = 0;  // batches of completions processed
-  // What WaitStable's sleepers wait on: bumped (under mu_) when HiStable()
-  // moves, on failure, when a reaper leaves and when a buffer is
-  // dispatched.
+  // What WaitStable's and WaitWritten's sleepers wait on: bumped (under
+  // mu_) when HiStable() or HiWritten() moves, on failure, when a reaper
+  // leaves and when a buffer is dispatched.
   std::atomic<uint32_t> stable_events_{0};
   bool io_broken_ = false;  // Submit or Reap failed: nothing more completes
   absl::Status failure_;

@@ -188,6 +188,32 @@ TEST(GroupCommitTest, WaitersJoinTheNextGroupWhileOneIsInFlight) {
   }
 }
 
+// A ring one operation deep cannot take a write with its fdatasync linked
+// behind it: group commits then write and sync one after the other (they
+// used to wait for ever for room for the pair).
+TEST(GroupCommitTest, AQueueOneDeepStillCommits) {
+  const std::string path = TempPath("depth1.log");
+  StoreOptions o = RealFileOptions();
+  o.queue_depth = 1;
+  auto store = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<uint64_t> at;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<uint64_t> a = (*store)->Append(Payload(1, i));
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE((*store)->WaitStable(*a).ok());
+    at.push_back(*a);
+  }
+  ASSERT_TRUE((*store)->Close().ok());
+  auto reopened = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<LogRecord> r = (*reopened)->Read(at[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->payload, Payload(1, i));
+  }
+}
+
 // A leader's cut block is written only once every copy into it has ended.
 // Its waiter, with nothing in flight meanwhile, sleeps until the block is
 // handed to the appender; that hand-off must wake it (or the test hangs).
