@@ -38,10 +38,11 @@
 //     linked behind it: one submission, executed back to back in the
 //     kernel. A write that fails or is short cancels the linked fdatasync,
 //     which is then dropped (not retried: it would run before the rest of
-//     the write) and issued again once the write is complete. So is one that io_uring failed with
-//     EFAULT without running it: the kernel issues a linked operation from
-//     the submitting thread's task_work, and that thread (any caller's that
-//     dispatched the block) may have exited.
+//     the write) and issued again once the write is complete. So is one
+//     that io_uring failed with EFAULT without running it: the kernel
+//     issues a linked operation from the submitting thread's task_work, and
+//     that thread (any caller's that dispatched the block) may have exited.
+//     A ring of depth 1 never links.
 //   Recycling: under kSync a block goes back to the ring once an fdatasync
 //     covers it, so the ring throttles writers to the sync rate; under
 //     kOnWait once its write completed (its bytes are in the file).
@@ -63,8 +64,8 @@
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
