@@ -160,8 +160,9 @@ struct PageStoreOptions {
   // Checkpoints (above): Close writes one, so does Checkpoint(), the
   // background cleaner once checkpoint_every_bytes (0: a quarter of
   // store.capacity_bytes, or 64 MiB without a bound) were appended since
-  // the last, and Clean before it truncates the log past the newest. Open
-  // resumes from the newest. false: none is written or used, and Open
+  // the last, and Clean and CleanRange before a truncation or release that
+  // would drop the newest (LogStructuredStore::ReleaseDropsCheckpoint).
+  // Open resumes from the newest. false: none is written or used, and Open
   // replays the whole log. Read-only stores only use them.
   // store.on_checkpoint is PageStore's own (a caller's is not called), and
   // a resumed Open calls store.on_recovered_record only for the records
