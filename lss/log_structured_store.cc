@@ -1101,6 +1101,13 @@ bool LogStructuredStore::ReleaseDropsCheckpoint(uint64_t from, uint64_t to) {
          DropsCheckpoint(plan.head, plan.holes);
 }
 
+size_t LogStructuredStore::HolesAfterRelease(uint64_t from, uint64_t to) {
+  std::lock_guard<std::mutex> lock(head_mu_);
+  const ReleasePlan plan = PlanRelease(from, to, CheckpointBoundary());
+  return plan.released.begin < plan.released.end ? plan.holes.size()
+                                                 : sb_.holes.size();
+}
+
 bool LogStructuredStore::DropsCheckpoint(
     uint64_t head, const std::vector<Hole>& holes) const {
   return sb_.checkpoint != 0 &&

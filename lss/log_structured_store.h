@@ -313,6 +313,10 @@ class LogStructuredStore {
   // reaches included); false without one, or for an empty range. A layer
   // that writes checkpoints writes a new one first only then.
   bool ReleaseDropsCheckpoint(uint64_t from, uint64_t to);
+  // How many released ranges holes() would list after Release(from, to)
+  // now (as many as now for an empty range): more than kMaxHoles, and
+  // Release would refuse it.
+  size_t HolesAfterRelease(uint64_t from, uint64_t to);
   // The released ranges above the head, in address order.
   std::vector<Hole> holes() const;
   // Where capacity_bytes ends the log: appends that would pass it fail

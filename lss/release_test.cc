@@ -213,6 +213,12 @@ TEST(ReleaseTest, WhatCannotBeReleasedIsRefused) {
     ASSERT_TRUE((*store)->Release(a[1 + 2 * i], a[2 + 2 * i]).ok()) << i;
   }
   EXPECT_EQ((*store)->holes().size(), kMaxHoles);
+  EXPECT_EQ((*store)->HolesAfterRelease(a[2 * kMaxHoles + 1],
+                                        a[2 * kMaxHoles + 2]),
+            kMaxHoles + 1);
+  EXPECT_EQ((*store)->HolesAfterRelease(a[2 * kMaxHoles], a[2 * kMaxHoles + 1]),
+            kMaxHoles);
+  EXPECT_EQ((*store)->HolesAfterRelease(a[5], a[5]), kMaxHoles);
   const absl::Status many =
       (*store)->Release(a[2 * kMaxHoles + 1], a[2 * kMaxHoles + 2]);
   EXPECT_EQ(many.code(), absl::StatusCode::kResourceExhausted) << many;

@@ -643,6 +643,38 @@ TEST(CleanTest, ARangePastTheDurableBlocksIsRefused) {
   EXPECT_TRUE(s.log().holes().empty());
 }
 
+// A range whose release would list one released range too many is
+// refused before any page is relocated: relocations the release then
+// refused would only use up the room left.
+TEST(CleanTest, ARangeThatWouldAddAHoleTooManyIsRefusedFirst) {
+  const std::string path = TempPath("clean_holes.log");
+  auto store = PageStore::Open(path, NoCheckpoints());
+  ASSERT_TRUE(store.ok()) << store.status();
+  PageStore& s = **store;
+  // A block per page: each Sync ends one.
+  std::vector<uint64_t> blocks;
+  while (blocks.size() < 2 * kMaxHoles + 6) {
+    const uint64_t pid = *s.Allocate();
+    WriteImage(s, pid, PageState::Free(), "one block");
+    ASSERT_TRUE(s.log().Sync().ok());
+    const uint64_t at = s.log().AppendedEnd();
+    if (blocks.empty() || at > blocks.back()) blocks.push_back(at);
+  }
+  // blocks[i] is where a block starts (or past it, in its header).
+  for (size_t i = 0; i < kMaxHoles; ++i) {
+    ASSERT_TRUE(s.log().Release(blocks[2 * i + 1], blocks[2 * i + 2]).ok())
+        << i;
+  }
+  ASSERT_EQ(s.log().holes().size(), kMaxHoles);
+  const uint64_t appended = s.log().AppendedEnd();
+  const uint64_t from = blocks[2 * kMaxHoles + 2];
+  const absl::Status refused = s.CleanRange(from, blocks[2 * kMaxHoles + 3]);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_NE(refused.message().find(path), std::string::npos) << refused;
+  EXPECT_EQ(s.log().AppendedEnd(), appended) << "it relocated pages first";
+  EXPECT_EQ(s.log().holes().size(), kMaxHoles);
+}
+
 // Damage the replay must name rather than act on: a tombstone too short
 // for its free's address.
 TEST(CleanTest, AMalformedTombstoneIsDataLoss) {

@@ -1106,6 +1106,15 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
         log_->path(), ": cannot clean [", from, ", ", to, "): it reaches past ",
         "the durable blocks, which end at ", log_->CheckpointBoundary()));
   }
+  // Refused before any page is relocated: relocations that the release
+  // then refuses would only use up the room left.
+  if (const size_t holes = truncate ? 0 : log_->HolesAfterRelease(from, to);
+      holes > kMaxHoles) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        log_->path(), ": cannot clean [", from, ", ", to, "): its release ",
+        "would leave ", holes, " released ranges, more than the ", kMaxHoles,
+        " the superblock lists; clean a range next to one, or the head's"));
+  }
   // The pages with pieces there, in the order of their first piece, and
   // the frees: every record of the range is read once.
   struct Found {
@@ -1236,6 +1245,10 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
   };
   // Near the limit, a new range must merge with one (or be the head's).
   const bool merge_only = holes.size() + 4 >= kMaxHoles;
+  auto adds_a_hole = [&](uint64_t k) {
+    return log_->HolesAfterRelease(k * region_bytes_,
+                                   (k + 1) * region_bytes_) > holes.size();
+  };
   // The relocations must fit in what is free until the region goes, and
   // leave the reserve for the head's region, which cleaning in order
   // always frees in the end.
@@ -1250,10 +1263,7 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
   for (uint64_t k = Region(head); k < last; ++k) {
     if ((k + 1) * region_bytes_ > boundary) break;
     if (k != Region(head) && released(k)) continue;
-    if (merge_only && k != Region(head) && !released(k - 1) &&
-        !released(k + 1)) {
-      continue;
-    }
+    if (merge_only && k != Region(head) && adds_a_hole(k)) continue;
     any = true;
     const RegionUse use = region_use(k * region_bytes_);
     if (policy_ == CleaningPolicy::kOldest) {
