@@ -484,8 +484,7 @@ TEST(AppenderReadTest, AfterAFailureReadsReturnTheStickyError) {
   EXPECT_EQ(ReadAll(h.appender(), kStart, out.span()), h.appender().status());
 }
 
-// An IoRing whose operations complete only when the test says so, with the
-// result it gives.
+// An IoRing whose operations complete, in full, only when the test says so.
 class ManualIoRing final : public IoRing {
  public:
   struct Op {
