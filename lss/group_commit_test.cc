@@ -295,15 +295,21 @@ TEST(GroupCommitTest, AFailedFdatasyncWakesEveryWaiter) {
 }
 
 // Two sessions, so the second one's group commits run after a recovered
-// log, which they must leave alone.
-TEST(GroupCommitTest, DurableSmallAppendsKeepFillingOneBuffer) {
+// log, which they must leave alone. Over zero-ahead windows: off, one
+// block (zeros just ahead of every group's block, never over one), the
+// default and the largest.
+class ZeroAheadTest : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(ZeroAheadTest, DurableSmallAppendsKeepFillingOneBuffer) {
   const std::string path = TempPath("small.log");
+  StoreOptions options = RealFileOptions();
+  options.zero_ahead_bytes = GetParam();
   constexpr int kSessions = 2;
   constexpr int kThreads = 8;
   constexpr int kPerThread = 300;
   std::vector<std::vector<uint64_t>> at(kSessions * kThreads);
   for (int session = 0; session < kSessions; ++session) {
-    auto store = LogStructuredStore::Open(path, RealFileOptions());
+    auto store = LogStructuredStore::Open(path, options);
     ASSERT_TRUE(store.ok()) << store.status();
     LogStructuredStore& log = **store;
     std::vector<std::thread> threads;
@@ -331,7 +337,7 @@ TEST(GroupCommitTest, DurableSmallAppendsKeepFillingOneBuffer) {
     EXPECT_LE(io.syncs, uint64_t{kThreads * kPerThread});
     ASSERT_TRUE(log.Close().ok());
   }
-  auto reopened = LogStructuredStore::Open(path, RealFileOptions());
+  auto reopened = LogStructuredStore::Open(path, options);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_FALSE((*reopened)->recovery().cut);
   for (int t = 0; t < kSessions * kThreads; ++t) {
@@ -342,6 +348,11 @@ TEST(GroupCommitTest, DurableSmallAppendsKeepFillingOneBuffer) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Windows, ZeroAheadTest,
+                         ::testing::Values(0, 4096,
+                                           StoreOptions().zero_ahead_bytes,
+                                           1 << 20));
 
 StoreOptions SimOptions(testing::SimDisk& disk, uint64_t seed) {
   testing::SimStoreKnobs knobs;

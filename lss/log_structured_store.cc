@@ -47,8 +47,8 @@ uint64_t RoundDown(uint64_t x, uint64_t to) { return x / to * to; }
 constexpr size_t kMaxBufferBytes = size_t{1} << 30;
 constexpr size_t kMaxRingSize = 1024;
 constexpr unsigned kMaxQueueDepth = 4096;
-// What a group commit leader keeps written ahead of the tail (Sink::ZeroAhead).
-constexpr uint64_t kZeroAheadBytes = uint64_t{1} << 20;
+// The largest StoreOptions::zero_ahead_bytes.
+constexpr uint64_t kMaxZeroAheadBytes = uint64_t{1} << 20;
 // Longer than any fdatasync: a longer delay would only add latency.
 constexpr std::chrono::microseconds kMaxCommitDelay{100'000};
 
@@ -92,6 +92,12 @@ absl::Status CheckOptions(const std::string& path, const StoreOptions& o) {
   if (o.lock_wait.count() < 0) {
     return bad("lock_wait ", o.lock_wait.count(), " ms is negative");
   }
+  const uint64_t zero = o.zero_ahead_bytes;
+  if (zero != 0 && (zero < block || zero > kMaxZeroAheadBytes ||
+                    (zero & (zero - 1)) != 0)) {
+    return bad("zero_ahead_bytes ", zero, " is not 0 or a power of two from ",
+               "block_bytes ", block, " to ", kMaxZeroAheadBytes);
+  }
   if (o.commit_delay.count() < 0 || o.commit_delay > kMaxCommitDelay) {
     return bad("commit_delay ", o.commit_delay.count(),
                " us is not from 0 to ", kMaxCommitDelay.count());
@@ -133,8 +139,10 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   // `stale_blocks`, the intact blocks recovery found past the tail.
   Sink(File* file, const Superblock& sb,
        const std::vector<std::pair<uint64_t, uint64_t>>* stale_blocks,
-       BlockIndex* index, uint64_t allocated, uint64_t step)
-      : file_(file),
+       BlockIndex* index, uint64_t allocated, uint64_t step,
+       uint64_t zero_ahead_bytes)
+      : zero_ahead_bytes_(zero_ahead_bytes),
+        file_(file),
         sb_(sb),
         stale_blocks_(stale_blocks),
         index_(index),
@@ -182,7 +190,7 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   // over space written before, it is a device cache flush (4 KiB O_DIRECT
   // write + fdatasync here: 3,200/s vs 6,100/s). So a group commit leader
   // keeps the file written with zeros a little ahead of `end`, never where
-  // a block has been handed out: up to kZeroAheadBytes, less for a small
+  // a block has been handed out: up to zero_ahead_bytes, less for a small
   // log and never more than the preallocation step (none when that is
   // off), so the file grows no faster than preallocation makes it. Bulk
   // appends never call this: for them it would double the bytes written.
@@ -191,7 +199,7 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
   void ZeroAhead(uint64_t end) {
     // A power of two of at least a block, so every write stays aligned.
     const uint64_t window =
-        std::bit_floor(std::min({kZeroAheadBytes, std::bit_ceil(end),
+        std::bit_floor(std::min({zero_ahead_bytes_, std::bit_ceil(end),
                                  step_.load(std::memory_order_relaxed)}));
     if (window < sb_.block_bytes ||
         end + window / 2 <= zeroed_.load(std::memory_order_acquire)) {
@@ -200,8 +208,8 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
     std::lock_guard<std::mutex> lock(zero_mu_);
     if (zero_failed_) return;
     if (zero_block_ == nullptr) {
-      zero_block_ = AllocateAligned(sb_.block_bytes, kZeroAheadBytes);
-      std::memset(zero_block_.get(), 0, kZeroAheadBytes);
+      zero_block_ = AllocateAligned(sb_.block_bytes, zero_ahead_bytes_);
+      std::memset(zero_block_.get(), 0, zero_ahead_bytes_);
     }
     // Only inside the space preallocation already gave the file.
     uint64_t to = std::min(RoundUp(end + window, window),
@@ -216,7 +224,8 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
     uint64_t from = std::max({zeroed_.load(std::memory_order_relaxed),
                               dispatched_end_, sb_.epoch_start});
     while (from < to) {
-      const size_t n = static_cast<size_t>(std::min(to - from, kZeroAheadBytes));
+      const size_t n =
+          static_cast<size_t>(std::min(to - from, zero_ahead_bytes_));
       if (!file_->WriteAt(from, {zero_block_.get(), n}).ok()) {
         zero_failed_ = true;
         return;
@@ -282,6 +291,7 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
     }
   }
 
+  const uint64_t zero_ahead_bytes_;  // 0: no zeros (window 0 < a block)
   File* const file_;
   const Superblock& sb_;
   const std::vector<std::pair<uint64_t, uint64_t>>* const stale_blocks_;
@@ -789,7 +799,8 @@ absl::Status LogStructuredStore::PrepareWriting() {
   appender_ = *std::move(appender);
   sink_ = std::make_unique<Sink>(file_.get(), sb_, &intact_past_tail_,
                                  index_.get(), file_size_,
-                                 options_.preallocate_bytes);
+                                 options_.preallocate_bytes,
+                                 options_.zero_ahead_bytes);
   absl::StatusOr<std::unique_ptr<FlushBufferRing>> ring =
       FlushBufferRing::Create(
           FlushBufferRingOptions{.buffer_bytes = options_.buffer_bytes,

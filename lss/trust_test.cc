@@ -276,6 +276,11 @@ TEST(TrustTest, BadOptionsChangeNothingAndCreateNothing) {
     bad.push_back(SmallOptions());
     bad.back().commit_delay = std::chrono::microseconds(delay_us);
   }
+  // Not a power of two, below a block, above 1 MiB.
+  for (uint64_t zero : {uint64_t{3} << 12, uint64_t{512}, uint64_t{2} << 20}) {
+    bad.push_back(SmallOptions());
+    bad.back().zero_ahead_bytes = zero;
+  }
   bad.push_back(SmallOptions());
   bad.back().lock = false;  // a writer always locks
   const std::string fresh = TempPath("never-created.log");
@@ -283,6 +288,7 @@ TEST(TrustTest, BadOptionsChangeNothingAndCreateNothing) {
     SCOPED_TRACE(absl::StrCat("ring_size ", o.ring_size, " buffer_bytes ",
                               o.buffer_bytes, " queue_depth ", o.queue_depth,
                               " commit_delay ", o.commit_delay.count(),
+                              " zero_ahead_bytes ", o.zero_ahead_bytes,
                               " lock ", o.lock));
     auto store = LogStructuredStore::Open(path, o);
     ASSERT_FALSE(store.ok());

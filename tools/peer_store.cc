@@ -170,6 +170,7 @@ absl::StatusOr<std::unique_ptr<PeerStore>> OpenPeerStore(
     case Peer::kOurs: {
       StoreOptions store_options;
       store_options.durability = options.durability;
+      store_options.zero_ahead_bytes = options.zero_ahead_bytes;
       // As lssbench: a file system without O_DIRECT (tmpfs) still runs,
       // with a warning, since the comparison then changes.
       store_options.allow_buffered_fallback = true;

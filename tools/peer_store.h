@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "flush/appender.h"
+#include "lss/log_structured_store.h"
 
 namespace lss {
 
@@ -50,6 +51,8 @@ class PeerStore {
 struct PeerOptions {
   // Ours only: when the log issues fdatasyncs (StoreOptions::durability).
   Durability durability = Durability::kOnWait;
+  // Ours only: StoreOptions::zero_ahead_bytes.
+  uint64_t zero_ahead_bytes = StoreOptions().zero_ahead_bytes;
 };
 
 // Opens (creating if needed) `peer`'s store in the directory `dir`. Errors

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -63,6 +64,9 @@ DEFINE_double(w3_seconds, 10, "W3: seconds per thread count and system");
 DEFINE_string(durability, "on_wait",
               "ours: on_wait (fdatasync when waited for) | sync (after every "
               "buffer as well)");
+DEFINE_uint64(zero_ahead_bytes, lss::PeerOptions().zero_ahead_bytes,
+              "ours: StoreOptions::zero_ahead_bytes (0, or a power of two "
+              "from 4096 to 1 MiB)");
 DEFINE_bool(json, false, "print one JSON object as the last line of stdout");
 DEFINE_bool(keep, false, "keep the work directory and every store in it");
 
@@ -556,7 +560,8 @@ void Bench::Print() const {
               absl::StrJoin(systems_, ", ").c_str(), FLAGS_rounds,
               FLAGS_rounds == 1 ? "" : "s", work_.c_str(),
               FLAGS_keep ? " (kept)" : "");
-  std::printf("ours: durability %s\n", FLAGS_durability.c_str());
+  std::printf("ours: durability %s, zero_ahead_bytes %" PRIu64 "\n",
+              FLAGS_durability.c_str(), FLAGS_zero_ahead_bytes);
   if (Runs("W1")) {
     PrintSystems(absl::StrFormat("W1: 4 KiB records x %d threads, %d MiB, one "
                                  "final sync (fio: 1 MiB writes, depth 8)",
@@ -597,6 +602,7 @@ void Bench::Print() const {
     out["systems"] = systems_;
     out["workloads"] = workloads_;
     out["durability"] = FLAGS_durability;
+    out["zero_ahead_bytes"] = FLAGS_zero_ahead_bytes;
     out["w1_bytes"] = FLAGS_w1_bytes;
     out["w2_bytes"] = FLAGS_w2_bytes;
     out["w3_threads"] = w3_threads_;
@@ -638,6 +644,7 @@ int Main() {
     Die(absl::InvalidArgumentError(
         "--durability must be on_wait or sync, not " + FLAGS_durability));
   }
+  options.zero_ahead_bytes = FLAGS_zero_ahead_bytes;
   if (FLAGS_rounds < 1 || !(FLAGS_w3_seconds > 0)) {
     Die(absl::InvalidArgumentError("--rounds and --w3_seconds must be > 0"));
   }
