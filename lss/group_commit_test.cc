@@ -25,6 +25,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -353,6 +354,42 @@ INSTANTIATE_TEST_SUITE_P(Windows, ZeroAheadTest,
                          ::testing::Values(0, 4096,
                                            StoreOptions().zero_ahead_bytes,
                                            1 << 20));
+
+// A window below a block zeroes a block at a time: logs of large blocks
+// open with the default window, and their group commits keep every record.
+TEST(GroupCommitTest, AZeroWindowBelowABlockZeroesABlock) {
+  for (const auto& [block, window] :
+       {std::pair<uint32_t, uint64_t>{1 << 20, StoreOptions().zero_ahead_bytes},
+        std::pair<uint32_t, uint64_t>{4096, 512}}) {
+    SCOPED_TRACE(absl::StrCat("block_bytes ", block, " zero_ahead_bytes ",
+                              window));
+    const std::string path = TempPath(absl::StrCat("window", block, ".log"));
+    StoreOptions o = RealFileOptions();
+    o.block_bytes = block;
+    o.buffer_bytes = 4 * size_t{block};
+    o.preallocate_bytes = 8 * uint64_t{block};
+    o.zero_ahead_bytes = window;
+    std::vector<uint64_t> at;
+    {
+      auto store = LogStructuredStore::Open(path, o);
+      ASSERT_TRUE(store.ok()) << store.status();
+      for (int i = 0; i < 20; ++i) {
+        absl::StatusOr<uint64_t> a = (*store)->Append(Payload(0, i));
+        ASSERT_TRUE(a.ok()) << a.status();
+        ASSERT_TRUE((*store)->WaitStable(*a).ok());
+        at.push_back(*a);
+      }
+      ASSERT_TRUE((*store)->Close().ok());
+    }
+    auto reopened = LogStructuredStore::Open(path, o);
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    for (int i = 0; i < 20; ++i) {
+      absl::StatusOr<LogRecord> r = (*reopened)->Read(at[i]);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->payload, Payload(0, i));
+    }
+  }
+}
 
 StoreOptions SimOptions(testing::SimDisk& disk, uint64_t seed) {
   testing::SimStoreKnobs knobs;

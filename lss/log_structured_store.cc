@@ -93,10 +93,11 @@ absl::Status CheckOptions(const std::string& path, const StoreOptions& o) {
     return bad("lock_wait ", o.lock_wait.count(), " ms is negative");
   }
   const uint64_t zero = o.zero_ahead_bytes;
-  if (zero != 0 && (zero < block || zero > kMaxZeroAheadBytes ||
+  if (zero != 0 && (zero < 512 || zero > kMaxZeroAheadBytes ||
                     (zero & (zero - 1)) != 0)) {
-    return bad("zero_ahead_bytes ", zero, " is not 0 or a power of two from ",
-               "block_bytes ", block, " to ", kMaxZeroAheadBytes);
+    return bad("zero_ahead_bytes ", zero,
+               " is not 0 or a power of two from 512 to ",
+               kMaxZeroAheadBytes);
   }
   if (o.commit_delay.count() < 0 || o.commit_delay > kMaxCommitDelay) {
     return bad("commit_delay ", o.commit_delay.count(),
@@ -141,7 +142,10 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
        const std::vector<std::pair<uint64_t, uint64_t>>* stale_blocks,
        BlockIndex* index, uint64_t allocated, uint64_t step,
        uint64_t zero_ahead_bytes)
-      : zero_ahead_bytes_(zero_ahead_bytes),
+      : zero_ahead_bytes_(zero_ahead_bytes == 0
+                              ? 0
+                              : std::max<uint64_t>(zero_ahead_bytes,
+                                                   sb.block_bytes)),
         file_(file),
         sb_(sb),
         stale_blocks_(stale_blocks),
@@ -291,7 +295,8 @@ class LogStructuredStore::Sink final : public SealedBufferSink,
     }
   }
 
-  const uint64_t zero_ahead_bytes_;  // 0: no zeros (window 0 < a block)
+  // StoreOptions::zero_ahead_bytes, at least a block; 0: no zeros.
+  const uint64_t zero_ahead_bytes_;
   File* const file_;
   const Superblock& sb_;
   const std::vector<std::pair<uint64_t, uint64_t>>* const stale_blocks_;

@@ -124,8 +124,9 @@ struct StoreOptions {
   // appended while the previous group was being written. At most 100 ms.
   std::chrono::microseconds commit_delay{0};
   // Group commit: how far ahead of the tail a leader keeps the file
-  // written with zeros (0, or a power of two from block_bytes to 1 MiB; 0
-  // turns it off). On ext4 the fdatasync after a write into space that was
+  // written with zeros (0 turns it off, or a power of two from 512 to 1
+  // MiB: a block at least, and at most the preallocation step, so none
+  // when preallocate_bytes is 0). On ext4 the fdatasync after a write into space that was
   // only fallocated must also commit the extent's conversion to the
   // journal; over space written before, it is a device cache flush (without
   // zeros, half the durable appends/s here). Each window of zeros costs one

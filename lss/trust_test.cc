@@ -276,8 +276,8 @@ TEST(TrustTest, BadOptionsChangeNothingAndCreateNothing) {
     bad.push_back(SmallOptions());
     bad.back().commit_delay = std::chrono::microseconds(delay_us);
   }
-  // Not a power of two, below a block, above 1 MiB.
-  for (uint64_t zero : {uint64_t{3} << 12, uint64_t{512}, uint64_t{2} << 20}) {
+  // Not a power of two, below 512, above 1 MiB.
+  for (uint64_t zero : {uint64_t{3} << 12, uint64_t{256}, uint64_t{2} << 20}) {
     bad.push_back(SmallOptions());
     bad.back().zero_ahead_bytes = zero;
   }

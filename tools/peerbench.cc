@@ -66,7 +66,7 @@ DEFINE_string(durability, "on_wait",
               "buffer as well)");
 DEFINE_uint64(zero_ahead_bytes, lss::PeerOptions().zero_ahead_bytes,
               "ours: StoreOptions::zero_ahead_bytes (0, or a power of two "
-              "from 4096 to 1 MiB)");
+              "from 512 to 1 MiB)");
 DEFINE_bool(json, false, "print one JSON object as the last line of stdout");
 DEFINE_bool(keep, false, "keep the work directory and every store in it");
 
