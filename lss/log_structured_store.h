@@ -126,15 +126,16 @@ struct StoreOptions {
   // Group commit: how far ahead of the tail a leader keeps the file
   // written with zeros (0 turns it off, or a power of two from 512 to 1
   // MiB: a block at least, and at most the preallocation step, so none
-  // when preallocate_bytes is 0). On ext4 the fdatasync after a write into space that was
-  // only fallocated must also commit the extent's conversion to the
-  // journal; over space written before, it is a device cache flush (without
-  // zeros, half the durable appends/s here). Each window of zeros costs one
-  // such commit, which the groups syncing at that moment wait for: a larger
-  // window means fewer, longer stalls. At 32 threads here 1 MiB gave a p99
-  // of about 5 ms and 128 KiB under 2 ms, for up to a fifth fewer
-  // appends/s (BENCHMARKS.md, "The zero-ahead window"). Bulk appends never
-  // zero: for them it would double the bytes written.
+  // when preallocate_bytes is 0). On ext4 the fdatasync after a write into
+  // space that was only fallocated must also commit the extent's
+  // conversion to the journal; over space written before, it is a device
+  // cache flush (without zeros, half the durable appends/s here). Each
+  // window of zeros costs one such commit, which the groups syncing at that
+  // moment wait for: a larger window means fewer, longer stalls. At 32
+  // threads here 1 MiB gave a p99 of about 5 ms and 128 KiB under 2 ms,
+  // for up to a fifth fewer appends/s (BENCHMARKS.md, "The zero-ahead
+  // window"). Bulk appends never zero: for them it would double the bytes
+  // written.
   uint64_t zero_ahead_bytes = uint64_t{128} << 10;
   // The file is extended (fallocate) ahead of the tail, so writes land in
   // allocated space rather than extending the file. The step grows with the
