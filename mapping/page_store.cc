@@ -185,8 +185,7 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
   if (!background_) return;
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
-                        : 4 * region_bytes_ +
-                              o.store.ring_size * o.store.buffer_bytes;
+                        : 3 * region_bytes_;
   // A relocated page is written whole, its current state, while only its
   // pieces in the region are freed: cleaning borrows space for a while
   // (the rest of its old chain dies later), hence two regions.

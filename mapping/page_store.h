@@ -133,10 +133,10 @@ struct CleanerOptions {
   // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
   // log full waits for it instead of failing (ResourceExhausted once a few
   // passes, each at most once round the log, leave no room). Flushes leave
-  // the last
-  // 2 x region_bytes + buffer_bytes (at most half of free_bytes_low) to
-  // the cleaner, which writes each page it relocates whole while freeing
-  // only its pieces in the region. Needs store.capacity_bytes.
+  // the last 2 x region_bytes + buffer_bytes (at most half of
+  // free_bytes_low) to the cleaner, which writes each page it relocates
+  // whole while freeing only its pieces in the region. Needs
+  // store.capacity_bytes.
   bool background = false;
   // The size of the regions the log is cleaned in, at least two flush
   // buffers (the log is freed by whole blocks, a block at most a buffer);
@@ -144,8 +144,13 @@ struct CleanerOptions {
   // regions keep the log fuller (less is held back for the cleaner) and
   // tell live from dead more finely, larger ones clean in fewer passes.
   uint64_t region_bytes = 0;
-  // 0: 4 x region_bytes + ring_size x buffer_bytes: the cleaner's reserve,
-  // and room for flushes while a region is cleaned.
+  // 0: 3 x region_bytes: the cleaner's reserve (half of it), and room for
+  // flushes while a region is cleaned. What is held back here the live
+  // pages cannot use, which raises the utilization the cleaner works at:
+  // at 75% of 128 MiB, 2 MiB regions and 1 MiB buffers, a mark of 12 MiB
+  // (4 regions and the ring, the default before) gave a write
+  // amplification of 3.74, 6 MiB 2.96; 4 MiB (a reserve of one region)
+  // ran out of room (BENCHMARKS.md, "The cleaner's low mark").
   uint64_t free_bytes_low = 0;
 };
 

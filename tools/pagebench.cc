@@ -2,8 +2,8 @@
 // capacity, then updates them from --threads threads (64-byte deltas by
 // default, uniform or zipf), flushing each page every --flush_every of its
 // updates, while PageStore's background cleaner keeps the log within
-// --capacity_bytes (it cleans a 32nd of the capacity from the head
-// whenever less than two such regions and two rings of buffers are free).
+// --capacity_bytes (it cleans a region, a 64th of the capacity by default,
+// chosen by --cleaner_policy, whenever less than --free_bytes_low is free).
 // Then drops the store without PageStore::Close, as a crash would, and
 // reopens it (recovery from the newest checkpoint the cleaner wrote:
 // crash_recovery_s), closes (which writes a checkpoint) and reopens again
@@ -15,9 +15,9 @@
 // the page count is chosen for the target, and the run reports the mean it
 // measured. write_amplification = bytes written to the log (block headers
 // and padding included) / bytes of page state the user's flushes wrote
-// (the load's images, delta pieces, consolidations). The cleaner is FIFO,
-// as LLAMA's: it relocates the live pages of the log's oldest region as
-// whole images (no hot/cold split or cost-benefit choice).
+// (the load's images, delta pieces, consolidations). The cleaner relocates
+// the live pages of the region it takes as whole images, at the tail next
+// to fresh flushes (no stream of their own).
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,6 +64,9 @@ DEFINE_uint64(buffer_bytes, 1 << 20, "flush buffer bytes (a block at most)");
 DEFINE_uint64(region_bytes, 0,
               "what one cleaning takes from the head (0: the store's "
               "default, CleanerOptions::region_bytes)");
+DEFINE_uint64(free_bytes_low, 0,
+              "the cleaner cleans while less is free (0: the store's "
+              "default, CleanerOptions::free_bytes_low)");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
@@ -182,6 +185,7 @@ int Main() {
   options.store.preallocate_bytes = 16 << 20;
   options.store.capacity_bytes = cleaning ? FLAGS_capacity_bytes : 0;
   options.cleaner.background = cleaning;
+  options.cleaner.free_bytes_low = FLAGS_free_bytes_low;
   options.max_flushed_pieces = FLAGS_max_flushed_pieces;
   options.table.max_pages = pages + 1;
   options.checkpoints = FLAGS_checkpoints == "on";
@@ -381,6 +385,7 @@ int Main() {
         ", \"threads\": %d, \"flush_every\": %" PRIu64
         ", \"max_flushed_pieces\": %u"
         ", \"buffer_bytes\": %" PRIu64 ", \"region_bytes\": %" PRIu64
+        ", \"free_bytes_low\": %" PRIu64
         ", \"checkpoints\": \"%s\", \"recovery_bytes_scanned\": %" PRIu64
         ", \"crash_recovery_s\": %.3f, \"crash_recovery_bytes_scanned\": %"
         PRIu64 ", \"crash_recovery_resumed\": %s"
@@ -392,7 +397,8 @@ int Main() {
         recovery_s, written, user_bytes, run_written, run_user,
         stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
-        FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_checkpoints.c_str(),
+        FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_free_bytes_low,
+        FLAGS_checkpoints.c_str(),
         report.bytes_scanned, crash_recovery_s,
         crash_report.bytes_scanned,
         crash_report.checkpoint != 0 ? "true" : "false", live_log_bytes,
