@@ -117,6 +117,31 @@ StoreOptions RealFileOptions() {
   return o;
 }
 
+// Appends `records` records one at a time, each waited for until stable,
+// closes, reopens and reads every one back.
+void DurableAppendsReadBack(const std::string& path, const StoreOptions& o,
+                            int records) {
+  std::vector<uint64_t> at;
+  {
+    auto store = LogStructuredStore::Open(path, o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (int i = 0; i < records; ++i) {
+      absl::StatusOr<uint64_t> a = (*store)->Append(Payload(1, i));
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE((*store)->WaitStable(*a).ok());
+      at.push_back(*a);
+    }
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  auto reopened = LogStructuredStore::Open(path, o);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  for (int i = 0; i < records; ++i) {
+    absl::StatusOr<LogRecord> r = (*reopened)->Read(at[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->payload, Payload(1, i));
+  }
+}
+
 TEST(GroupCommitTest, WaitersJoinTheNextGroupWhileOneIsInFlight) {
   const std::string path = TempPath("join.log");
   GatedIoRing* gate = nullptr;
@@ -193,26 +218,9 @@ TEST(GroupCommitTest, WaitersJoinTheNextGroupWhileOneIsInFlight) {
 // behind it: group commits then write and sync one after the other (they
 // used to wait for ever for room for the pair).
 TEST(GroupCommitTest, AQueueOneDeepStillCommits) {
-  const std::string path = TempPath("depth1.log");
   StoreOptions o = RealFileOptions();
   o.queue_depth = 1;
-  auto store = LogStructuredStore::Open(path, o);
-  ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<uint64_t> at;
-  for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<uint64_t> a = (*store)->Append(Payload(1, i));
-    ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_TRUE((*store)->WaitStable(*a).ok());
-    at.push_back(*a);
-  }
-  ASSERT_TRUE((*store)->Close().ok());
-  auto reopened = LogStructuredStore::Open(path, o);
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<LogRecord> r = (*reopened)->Read(at[i]);
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->payload, Payload(1, i));
-  }
+  DurableAppendsReadBack(TempPath("depth1.log"), o, 3);
 }
 
 // A leader's cut block is written only once every copy into it has ended.
@@ -363,31 +371,13 @@ TEST(GroupCommitTest, AZeroWindowBelowABlockZeroesABlock) {
         std::pair<uint32_t, uint64_t>{4096, 512}}) {
     SCOPED_TRACE(absl::StrCat("block_bytes ", block, " zero_ahead_bytes ",
                               window));
-    const std::string path = TempPath(absl::StrCat("window", block, ".log"));
     StoreOptions o = RealFileOptions();
     o.block_bytes = block;
     o.buffer_bytes = 4 * size_t{block};
     o.preallocate_bytes = 8 * uint64_t{block};
     o.zero_ahead_bytes = window;
-    std::vector<uint64_t> at;
-    {
-      auto store = LogStructuredStore::Open(path, o);
-      ASSERT_TRUE(store.ok()) << store.status();
-      for (int i = 0; i < 20; ++i) {
-        absl::StatusOr<uint64_t> a = (*store)->Append(Payload(0, i));
-        ASSERT_TRUE(a.ok()) << a.status();
-        ASSERT_TRUE((*store)->WaitStable(*a).ok());
-        at.push_back(*a);
-      }
-      ASSERT_TRUE((*store)->Close().ok());
-    }
-    auto reopened = LogStructuredStore::Open(path, o);
-    ASSERT_TRUE(reopened.ok()) << reopened.status();
-    for (int i = 0; i < 20; ++i) {
-      absl::StatusOr<LogRecord> r = (*reopened)->Read(at[i]);
-      ASSERT_TRUE(r.ok()) << r.status();
-      EXPECT_EQ(r->payload, Payload(0, i));
-    }
+    DurableAppendsReadBack(TempPath(absl::StrCat("window", block, ".log")), o,
+                           20);
   }
 }
 
