@@ -188,7 +188,9 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
                         : 3 * region_bytes_;
   // A relocated page is written whole, its current state, while only its
   // pieces in the region are freed: cleaning borrows space for a while
-  // (the rest of its old chain dies later), hence two regions.
+  // (the rest of its old chain dies later), hence up to two regions; with
+  // the default low mark, half of it: 1.5 regions (a reserve of one ran
+  // out of room).
   reserve_bytes_ = std::min(2 * region_bytes_ + o.store.buffer_bytes,
                             free_bytes_low_ / 2);
 }

@@ -133,10 +133,10 @@ struct CleanerOptions {
   // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
   // log full waits for it instead of failing (ResourceExhausted once a few
   // passes, each at most once round the log, leave no room). Flushes leave
-  // the last 2 x region_bytes + buffer_bytes (at most half of
-  // free_bytes_low) to the cleaner, which writes each page it relocates
-  // whole while freeing only its pieces in the region. Needs
-  // store.capacity_bytes.
+  // the last 2 x region_bytes + buffer_bytes, at most half of
+  // free_bytes_low (1.5 regions by default), to the cleaner, which writes
+  // each page it relocates whole while freeing only its pieces in the
+  // region. Needs store.capacity_bytes.
   bool background = false;
   // The size of the regions the log is cleaned in, at least two flush
   // buffers (the log is freed by whole blocks, a block at most a buffer);
