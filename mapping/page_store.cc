@@ -962,8 +962,19 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
                              std::memory_order_relaxed);
     if (image) {
-      relocated_bytes_.fetch_add(RecordFootprint(payload.size()),
-                                 std::memory_order_relaxed);
+      // A relocation writes the page as it is now. What it has of changes
+      // no flush wrote yet (the deltas above the last flush, or all of a
+      // page never flushed since its UpdateR) is new page state, which the
+      // page's next flush would otherwise write: only the rest was moved.
+      uint64_t fresh_bytes = payload.size();
+      if (linkable) {
+        fresh_bytes = 0;
+        for (const std::string& d : fresh) fresh_bytes += 4 + d.size();
+      }
+      relocated_bytes_.fetch_add(
+          RecordFootprint(payload.size()) - fresh_bytes,
+          std::memory_order_relaxed);
+      relocated_new_bytes_.fetch_add(fresh_bytes, std::memory_order_relaxed);
     }
     return address;
   }
@@ -1313,6 +1324,8 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
   stats.relocated = relocated_.load(std::memory_order_relaxed);
   stats.relocated_bytes = relocated_bytes_.load(std::memory_order_relaxed);
+  stats.relocated_new_bytes =
+      relocated_new_bytes_.load(std::memory_order_relaxed);
   stats.cleanings = cleanings_.load(std::memory_order_relaxed);
   return stats;
 }

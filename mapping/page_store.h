@@ -312,7 +312,13 @@ class PageStore {
     uint64_t failed = 0;          // failed-flush markers (lost CAS races)
     uint64_t bytes = 0;           // of all of them
     uint64_t relocated = 0;       // images Clean wrote (also in `images`)
-    uint64_t relocated_bytes = 0; // their bytes (also in `bytes`)
+    // Their bytes (also in `bytes`), less relocated_new_bytes.
+    uint64_t relocated_bytes = 0;
+    // The changes no flush had written yet that they took along (the
+    // deltas above a page's last flush, or all of a page not flushed since
+    // its UpdateR): new page state, which the page's next flush would
+    // otherwise have written.
+    uint64_t relocated_new_bytes = 0;
     uint64_t cleanings = 0;       // Clean calls that finished, either kind
   };
   FlushStats flush_stats() const;
@@ -446,6 +452,7 @@ class PageStore {
   std::atomic<uint64_t> failed_flushes_{0};
   std::atomic<uint64_t> relocated_{0};
   std::atomic<uint64_t> relocated_bytes_{0};
+  std::atomic<uint64_t> relocated_new_bytes_{0};
   std::atomic<uint64_t> flushed_bytes_{0};
   // Liveness, for choosing what to clean: each page's flushed chain (the
   // newest that won its CAS; durable by the time a cleaning's Sync

@@ -14,10 +14,13 @@
 // Utilization = live page state (each page's base and deltas) / capacity:
 // the page count is chosen for the target, and the run reports the mean it
 // measured. write_amplification = bytes written to the log (block headers
-// and padding included) / bytes of page state the user's flushes wrote
-// (the load's images, delta pieces, consolidations). The cleaner relocates
-// the live pages of the region it takes as whole images, at the tail next
-// to fresh flushes (no stream of their own).
+// and padding included) / bytes of new page state written: by the user's
+// flushes (the load's images, delta pieces, consolidations), and by
+// relocations, which write a page as it is now and so take along changes
+// no flush wrote yet (FlushStats::relocated_new_bytes; the page's next
+// flush would have written them). The cleaner relocates the live pages of
+// the region it takes as whole images, at the tail next to fresh flushes
+// (no stream of their own).
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -291,6 +294,8 @@ int Main() {
   const uint64_t run_written = store->log().HiStable() - loaded_end;
   const uint64_t run_user = user_bytes - (loaded.bytes - loaded.relocated_bytes);
   const double wa = run_user > 0 ? double(run_written) / run_user : 0;
+  const uint64_t run_new =
+      stats.relocated_new_bytes - loaded.relocated_new_bytes;
   const double utilization = live_samples > 0 ? live_sum / live_samples : 0;
   Check(store->cleaner_status());
   // Every page reads exactly as it was last written.
@@ -354,9 +359,11 @@ int Main() {
   std::printf("  updates             %10.0f /s\n", updates_per_s);
   std::printf("  flushes             %10.0f /s\n", flushes_per_s);
   std::printf("  write amplification %10.2f (updates: %" PRIu64 " B to the log "
-              "for %" PRIu64 " B of flushed page state; %" PRIu64
+              "for %" PRIu64 " B of new page state, %" PRIu64 " B of it "
+              "taken along by relocations; %" PRIu64
               " pages relocated in %" PRIu64 " cleanings)\n",
-              wa, run_written, run_user, stats.relocated, stats.cleanings);
+              wa, run_written, run_user, run_new, stats.relocated,
+              stats.cleanings);
   std::printf("  written             %10.1f x the capacity, load included\n",
               double(written) / FLAGS_capacity_bytes);
   std::printf("  largest disk use    %10.1f MB of %.1f MB\n", disk_max / 1e6,
@@ -380,6 +387,7 @@ int Main() {
         "\"bytes_written_total\": %" PRIu64 ", \"user_flush_bytes\": %" PRIu64
         ", \"update_phase_bytes_written\": %" PRIu64
         ", \"update_phase_user_flush_bytes\": %" PRIu64
+        ", \"update_phase_relocated_new_bytes\": %" PRIu64
         ", \"relocated_pages\": %" PRIu64 ", \"cleanings\": %" PRIu64
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
         ", \"threads\": %d, \"flush_every\": %" PRIu64
@@ -394,7 +402,7 @@ int Main() {
         ", \"cleaner_policy\": \"%s\""
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
-        recovery_s, written, user_bytes, run_written, run_user,
+        recovery_s, written, user_bytes, run_written, run_user, run_new,
         stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
         FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_free_bytes_low,
