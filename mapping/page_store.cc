@@ -1268,6 +1268,13 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
   const uint64_t end = log_->AppendedEnd();
   std::optional<uint64_t> best;
   double best_score = -1;
+  // When none leaves the reserve (the relocations of earlier cleanings
+  // came out larger than their estimates: pages grow, and a region's last
+  // block reaches into the next), the one that gains the most room, if
+  // half as much again as its estimate fits. Cleaning the head's region
+  // instead may write more than it frees, and the room shrinks to nothing.
+  std::optional<uint64_t> roomiest;
+  uint64_t roomiest_gain = 0;
   bool any = false;
   const uint64_t last = policy_ == CleaningPolicy::kOldest
                             ? Region(head) + 1
@@ -1281,6 +1288,13 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
     if (policy_ == CleaningPolicy::kOldest) {
       best = k;
       break;
+    }
+    const uint64_t freed =
+        (k + 1) * region_bytes_ - std::max(k * region_bytes_, head);
+    if (use.relocation < freed && use.relocation * 3 / 2 < room &&
+        freed - use.relocation > roomiest_gain) {
+      roomiest = k;
+      roomiest_gain = freed - use.relocation;
     }
     if (use.live >= region_bytes_ || use.relocation + reserve_bytes_ > room) {
       continue;
@@ -1306,9 +1320,10 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
     if (absl::Status s = log_->Sync(); !s.ok()) return s;
     return Hole{};
   }
-  // None whose relocations fit: the head's, relocated as far as it goes
-  // (its pages' other pieces, further on, die with them).
-  if (!best.has_value()) best = Region(head);
+  // None that leaves the reserve: the roomiest; none whose relocations fit
+  // at all: the head's, relocated as far as it goes (its pages' other
+  // pieces, further on, die with them).
+  if (!best.has_value()) best = roomiest.value_or(Region(head));
   const uint64_t from = std::max(*best * region_bytes_, head);
   const uint64_t to = (*best + 1) * region_bytes_;
   if (absl::Status s = CleanRange(from, to); !s.ok()) return s;

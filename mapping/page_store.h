@@ -120,8 +120,9 @@ enum class CleaningPolicy {
   kOldest,
   // LFS's cost-benefit: the most (free bytes x age) / (region + live
   // bytes), age counted in bytes appended since the region was written,
-  // among the regions whose relocations fit in the capacity left (the
-  // head's if none does).
+  // among the regions whose relocations leave the cleaner's reserve free
+  // (if none does, the one that gains the most room; the head's if no
+  // relocations fit at all).
   kCostBenefit,
 };
 
