@@ -495,7 +495,10 @@ absl::Status PageStore::CheckpointLocked() {
     }
     shadow_end_ = resume;
   }
-  return log_->WriteCheckpoint(resume, shadow_.Serialize()).status();
+  const std::string checkpoint = shadow_.Serialize();
+  checkpoint_bytes_.store(RecordFootprint(checkpoint.size()),
+                          std::memory_order_relaxed);
+  return log_->WriteCheckpoint(resume, checkpoint).status();
 }
 
 bool PageStore::CheckpointDue() const {
@@ -791,7 +794,12 @@ bool PageStore::WaitForCleaning(uint64_t passes) {
            (!cleaner_status_.ok() &&
             cleaner_status_.code() != absl::StatusCode::kResourceExhausted);
   });
-  return !stopping_ && cleaner_status_.ok();
+  // A pass that found no room may be followed by one that makes some
+  // (its relocations came out larger than their estimates, and what it
+  // freed is gone): Flush gives up after a few.
+  return !stopping_ &&
+         (cleaner_status_.ok() ||
+          cleaner_status_.code() == absl::StatusCode::kResourceExhausted);
 }
 
 void PageStore::CleanerLoop() {
@@ -1289,14 +1297,26 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
       best = k;
       break;
     }
-    const uint64_t freed =
-        (k + 1) * region_bytes_ - std::max(k * region_bytes_, head);
-    if (use.relocation < freed && use.relocation * 3 / 2 < room &&
-        freed - use.relocation > roomiest_gain) {
-      roomiest = k;
-      roomiest_gain = freed - use.relocation;
+    const uint64_t from = std::max(k * region_bytes_, head);
+    const uint64_t freed = (k + 1) * region_bytes_ - from;
+    // What cleaning it writes before its space comes back: its pages,
+    // whole, and those of its last block, which may reach a buffer into
+    // the next region; and a checkpoint first if the release drops the
+    // newest.
+    uint64_t need =
+        use.relocation +
+        region_use((k + 1) * region_bytes_).relocation *
+            std::min(buffer_bytes_, region_bytes_) / region_bytes_;
+    if (checkpoints_ &&
+        log_->ReleaseDropsCheckpoint(from, (k + 1) * region_bytes_)) {
+      need += checkpoint_bytes_.load(std::memory_order_relaxed);
     }
-    if (use.live >= region_bytes_ || use.relocation + reserve_bytes_ > room) {
+    if (need < freed && need * 3 / 2 < room &&
+        freed - need > roomiest_gain) {
+      roomiest = k;
+      roomiest_gain = freed - need;
+    }
+    if (use.live >= region_bytes_ || need + reserve_bytes_ > room) {
       continue;
     }
     // LFS's cost-benefit: space freed times its age (bytes appended since
