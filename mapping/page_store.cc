@@ -747,15 +747,20 @@ absl::StatusOr<Page> PageStore::Read(uint64_t pid) {
 
 absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   // With a background cleaner, the last reserve_bytes_ of the capacity are
-  // the cleaner's, so that relocating a region always finds room: a flush
-  // that would dig into them (or finds the log full) waits for a cleaning
-  // pass, a few at most: if they leave no room, the live pages do not fit.
+  // the cleaner's, so that relocating a region always finds room, and so
+  // is room for a checkpoint (one written while flushes go on must not eat
+  // into the reserve): a flush that would dig into them (or finds the log
+  // full) waits for a cleaning pass, a few at most: if they leave no room,
+  // the live pages do not fit.
   for (int waits = 0;; ++waits) {
     const uint64_t passes = passes_.load(std::memory_order_acquire);
-    const bool short_of_room = background_ && FreeBytes() < reserve_bytes_;
+    const uint64_t reserve =
+        reserve_bytes_ +
+        (checkpoints_ ? checkpoint_bytes_.load(std::memory_order_relaxed) : 0);
+    const bool short_of_room = background_ && FreeBytes() < reserve;
     absl::StatusOr<uint64_t> a =
         short_of_room ? absl::ResourceExhaustedError(absl::StrCat(
-                            log_->path(), ": fewer than ", reserve_bytes_,
+                            log_->path(), ": fewer than ", reserve,
                             " bytes of capacity_bytes ", capacity_bytes_,
                             " are free, and those are the cleaner's"))
                       : FlushPiece(pid, /*image=*/false);

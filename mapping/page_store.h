@@ -137,7 +137,8 @@ struct CleanerOptions {
   // the last 2 x region_bytes + buffer_bytes, at most half of
   // free_bytes_low (1.5 regions by default), to the cleaner, which writes
   // each page it relocates whole while freeing only its pieces in the
-  // region. Needs store.capacity_bytes.
+  // region, and room for a checkpoint as large as the last. Needs
+  // store.capacity_bytes.
   bool background = false;
   // The size of the regions the log is cleaned in, at least two flush
   // buffers (the log is freed by whole blocks, a block at most a buffer);
