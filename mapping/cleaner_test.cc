@@ -139,7 +139,7 @@ TEST(CleanerTest, KeepsTheLogWithinCapacityOverTenTimesItsSize) {
   };
   // Left without PageStore::Close (which would write a checkpoint): the
   // reopen resumes from one of the checkpoints the cleaner wrote (every
-  // quarter of the capacity) while the threads flushed.
+  // half of the capacity) while the threads flushed.
   opened->reset();
   opened = PageStore::Open(path, Options());
   ASSERT_TRUE(opened.ok()) << opened.status();

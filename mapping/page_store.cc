@@ -151,7 +151,7 @@ Page Materialize(const Node* head, PageState state) {
 // a region of two buffers always gets past the head's block.
 uint64_t RegionBytes(const PageStoreOptions& o) {
   if (o.cleaner.region_bytes != 0) return o.cleaner.region_bytes;
-  return std::max<uint64_t>(o.store.capacity_bytes / 64,
+  return std::max<uint64_t>(o.store.capacity_bytes / 128,
                             2 * uint64_t{o.store.buffer_bytes});
 }
 
@@ -176,7 +176,7 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
       checkpoints_(o.checkpoints && !o.store.read_only) {
   checkpoint_every_ = o.checkpoint_every_bytes != 0 ? o.checkpoint_every_bytes
                       : o.store.capacity_bytes != 0
-                          ? o.store.capacity_bytes / 4
+                          ? o.store.capacity_bytes / 2
                           : uint64_t{64} << 20;
   buffer_bytes_ = o.store.buffer_bytes;
   region_bytes_ = RegionBytes(o);

@@ -142,9 +142,13 @@ struct CleanerOptions {
   bool background = false;
   // The size of the regions the log is cleaned in, at least two flush
   // buffers (the log is freed by whole blocks, a block at most a buffer);
-  // 0: a 64th of store.capacity_bytes, or two buffers if more. Smaller
+  // 0: a 128th of store.capacity_bytes, or two buffers if more. Smaller
   // regions keep the log fuller (less is held back for the cleaner) and
-  // tell live from dead more finely, larger ones clean in fewer passes.
+  // tell live from dead more finely, larger ones clean in fewer passes: at
+  // 75% of 128 MiB, uniform updates, 1 MiB regions (a 128th) wrote 2.19
+  // times the new page state, 2 MiB regions (a 64th, the default before,
+  // with checkpoints every quarter) 2.50 (BENCHMARKS.md, "Smaller
+  // regions").
   uint64_t region_bytes = 0;
   // 0: 3 x region_bytes: the cleaner's reserve (half of it), and room for
   // flushes while a region is cleaned. What is held back here the live
@@ -166,7 +170,7 @@ struct PageStoreOptions {
   // per piece; each whole image costs the page's size in log bytes.
   uint32_t max_flushed_pieces = 8;
   // Checkpoints (above): Close writes one, so does Checkpoint(), the
-  // background cleaner once checkpoint_every_bytes (0: a quarter of
+  // background cleaner once checkpoint_every_bytes (0: half of
   // store.capacity_bytes, or 64 MiB without a bound) were appended since
   // the last, and Clean and CleanRange before a truncation or release that
   // would drop the newest (LogStructuredStore::ReleaseDropsCheckpoint).
@@ -174,7 +178,9 @@ struct PageStoreOptions {
   // replays the whole log. Read-only stores only use them.
   // store.on_checkpoint is PageStore's own (a caller's is not called), and
   // a resumed Open calls store.on_recovered_record only for the records
-  // from the checkpoint's resume address on.
+  // from the checkpoint's resume address on. A checkpoint takes about 50
+  // bytes a page: at 75% of 128 MiB, one every quarter of the capacity
+  // was 3% of what the log wrote (BENCHMARKS.md, "Smaller regions").
   bool checkpoints = true;
   uint64_t checkpoint_every_bytes = 0;
 };

@@ -2,7 +2,7 @@
 // capacity, then updates them from --threads threads (64-byte deltas by
 // default, uniform or zipf), flushing each page every --flush_every of its
 // updates, while PageStore's background cleaner keeps the log within
-// --capacity_bytes (it cleans a region, a 64th of the capacity by default,
+// --capacity_bytes (it cleans a region, a 128th of the capacity by default,
 // chosen by --cleaner_policy, whenever less than --free_bytes_low is free).
 // Then drops the store without PageStore::Close, as a crash would, and
 // reopens it (recovery from the newest checkpoint the cleaner wrote:
@@ -63,7 +63,9 @@ DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
 DEFINE_string(cleaner_policy, "cost_benefit",
               "oldest | cost_benefit: which region the cleaner takes "
               "(CleaningPolicy)");
-DEFINE_uint64(buffer_bytes, 1 << 20, "flush buffer bytes (a block at most)");
+DEFINE_uint64(buffer_bytes, 512 << 10,
+              "flush buffer bytes (a block at most; a region is at least "
+              "two)");
 DEFINE_uint64(region_bytes, 0,
               "what one cleaning takes from the head (0: the store's "
               "default, CleanerOptions::region_bytes)");
@@ -74,7 +76,7 @@ DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
 DEFINE_uint64(checkpoint_every_bytes, 0,
-              "log bytes between checkpoints (0: a quarter of the capacity)");
+              "log bytes between checkpoints (0: half the capacity)");
 DEFINE_bool(json, false, "print one JSON object as the last line of stdout");
 
 namespace lss {
