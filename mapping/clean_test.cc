@@ -147,50 +147,73 @@ TEST(CleanTest, PagesSurviveCleaningAndReopening) {
   ExpectPages(**store, model, freed);
 }
 
-// Updates and flushes from another thread while the cleaner runs: no
-// update is lost, and the log reopens with every page.
 // A relocation writes the page as it is now: the changes no flush wrote
-// yet that it takes along are new page state, not relocated bytes.
-TEST(CleanTest, RelocatedBytesLeaveOutChangesNotFlushed) {
+// yet that it takes along count as relocated until the page's next Flush
+// finds them (it would have written them), then as new page state; not if
+// an UpdateR replaces them first.
+TEST(CleanTest, RelocatedBytesLeaveOutChangesTheNextFlushFinds) {
   const std::string path = TempPath("clean_new_state.log");
   auto store = PageStore::Open(path, Options());
   ASSERT_TRUE(store.ok()) << store.status();
   PageStore& s = **store;
-  // Page a: flushed, then a delta no flush wrote.
+  // Pages a, c and d: flushed, then a delta no flush wrote.
   const uint64_t a = *s.Allocate();
   ASSERT_TRUE(s.UpdateR(a, PageState::Free(), std::string(1000, 'a')).ok());
   ASSERT_TRUE(s.Flush(a).ok());
   ASSERT_TRUE(s.UpdateD(a, s.Read(a)->state, "d1").ok());
+  const uint64_t c = *s.Allocate();
+  ASSERT_TRUE(s.UpdateR(c, PageState::Free(), std::string(900, 'c')).ok());
+  ASSERT_TRUE(s.Flush(c).ok());
+  ASSERT_TRUE(s.UpdateD(c, s.Read(c)->state, "d3").ok());
+  const uint64_t d = *s.Allocate();
+  ASSERT_TRUE(s.UpdateR(d, PageState::Free(), std::string(600, 'd')).ok());
+  ASSERT_TRUE(s.Flush(d).ok());
+  ASSERT_TRUE(s.UpdateD(d, s.Read(d)->state, "d4").ok());
   // Page b: flushed, then a new base no flush wrote.
   const uint64_t b = *s.Allocate();
   ASSERT_TRUE(s.UpdateR(b, PageState::Free(), std::string(700, 'b')).ok());
   ASSERT_TRUE(s.Flush(b).ok());
-  ASSERT_TRUE(s.UpdateR(b, s.Read(b)->state, std::string(500, 'c')).ok());
+  ASSERT_TRUE(s.UpdateR(b, s.Read(b)->state, std::string(500, 'e')).ok());
   ASSERT_TRUE(s.log().Sync().ok());
   const PageStore::FlushStats before = s.flush_stats();
   ASSERT_TRUE(s.Clean(s.log().HiStable()).ok());
-  const PageStore::FlushStats after = s.flush_stats();
   // Images: u32 base length, base, u32 delta count, (u32 length, delta).
-  const size_t image_a = 4 + 1000 + 4 + 4 + 2;
-  const size_t image_b = 4 + 500 + 4;
-  EXPECT_EQ(after.relocated - before.relocated, 2u);
+  const size_t image_a = RecordFootprint(4 + 1000 + 4 + 4 + 2);
+  const size_t image_b = RecordFootprint(4 + 500 + 4);
+  const size_t image_c = RecordFootprint(4 + 900 + 4 + 4 + 2);
+  const size_t image_d = RecordFootprint(4 + 600 + 4 + 4 + 2);
+  PageStore::FlushStats after = s.flush_stats();
+  EXPECT_EQ(after.relocated - before.relocated, 4u);
   EXPECT_EQ(after.bytes - before.bytes,
-            RecordFootprint(image_a) + RecordFootprint(image_b));
-  EXPECT_EQ(after.relocated_new_bytes - before.relocated_new_bytes,
-            (4 + 2) + image_b);
+            image_a + image_b + image_c + image_d);
   EXPECT_EQ(after.relocated_bytes - before.relocated_bytes,
-            RecordFootprint(image_a) - (4 + 2) + RecordFootprint(image_b) -
-                image_b);
-  // Taken along, so the next flushes have nothing to write.
+            image_a + image_b + image_c + image_d);
+  EXPECT_EQ(after.relocated_new_bytes, before.relocated_new_bytes);
+  // a and b: their flushes have nothing left to write; d's writes only
+  // the delta since; what the relocations took along is new page state.
+  // c: replaced first.
   const uint64_t end = s.log().AppendedEnd();
   ASSERT_TRUE(s.Flush(a).ok());
   ASSERT_TRUE(s.Flush(b).ok());
   EXPECT_EQ(s.log().AppendedEnd(), end);
+  ASSERT_TRUE(s.UpdateD(d, s.Read(d)->state, "d5").ok());
+  ASSERT_TRUE(s.Flush(d).ok());
+  ASSERT_TRUE(s.UpdateR(c, s.Read(c)->state, std::string(800, 'f')).ok());
+  ASSERT_TRUE(s.Flush(c).ok());
+  after = s.flush_stats();
+  EXPECT_EQ(after.relocated_new_bytes - before.relocated_new_bytes,
+            (4 + 2) + image_b + (4 + 2));
+  EXPECT_EQ(after.relocated_bytes - before.relocated_bytes,
+            image_a - (4 + 2) + image_c + image_d - (4 + 2));
   ExpectPages(s, {{a, {std::string(1000, 'a'), "d1"}},
-                  {b, {std::string(500, 'c')}}},
+                  {b, {std::string(500, 'e')}},
+                  {c, {std::string(800, 'f')}},
+                  {d, {std::string(600, 'd'), "d4", "d5"}}},
               {});
 }
 
+// Updates and flushes from another thread while the cleaner runs: no
+// update is lost, and the log reopens with every page.
 TEST(CleanTest, CleaningRacesUpdates) {
   const std::string path = TempPath("clean_race.log");
   auto store = PageStore::Open(path, Options());

@@ -1,6 +1,7 @@
 #include "mapping/page_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -24,6 +25,9 @@ struct alignas(8) PageStore::Node {
   // of the log below it.
   uint64_t image = 0;
   const Node* next = nullptr;  // older state; nullptr below a base
+  // kFlush of a relocation: the bytes it took along of changes no flush
+  // had written (PageStore::CreditCarried), until a Flush counts them.
+  mutable std::atomic<uint32_t> carried = 0;
 };
 
 namespace {
@@ -263,6 +267,13 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
   if (absl::Status s = store->Restore(replay); !s.ok()) return s;
   store->shadow_end_ = store->log_->recovery().tail;
   store->shadow_ = std::move(replay);
+  if (store->checkpoints_) {
+    // About the size of the next checkpoint, which flushes and the
+    // cleaner leave room for.
+    store->checkpoint_bytes_.store(
+        RecordFootprint(store->shadow_.Serialize().size()),
+        std::memory_order_relaxed);
+  }
   if (store->background_) {
     store->cleaner_ = std::thread([s = store.get()] { s->CleanerLoop(); });
     store->MaybeWakeCleaner();
@@ -754,9 +765,7 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   // the live pages do not fit.
   for (int waits = 0;; ++waits) {
     const uint64_t passes = passes_.load(std::memory_order_acquire);
-    const uint64_t reserve =
-        reserve_bytes_ +
-        (checkpoints_ ? checkpoint_bytes_.load(std::memory_order_relaxed) : 0);
+    const uint64_t reserve = FlushReserve();
     const bool short_of_room = background_ && FreeBytes() < reserve;
     absl::StatusOr<uint64_t> a =
         short_of_room ? absl::ResourceExhaustedError(absl::StrCat(
@@ -775,6 +784,18 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
   }
 }
 
+uint64_t PageStore::FlushReserve() const {
+  return reserve_bytes_ +
+         (checkpoints_ ? checkpoint_bytes_.load(std::memory_order_relaxed) : 0);
+}
+
+uint64_t PageStore::CleanBelow() const {
+  // A buffer above what flushes leave alone, or a flush could wait for a
+  // cleaner that finds nothing to do (a checkpoint as large as 1.5
+  // regions, with the default mark).
+  return std::max(free_bytes_low_, FlushReserve() + buffer_bytes_);
+}
+
 uint64_t PageStore::FreeBytes() const {
   const uint64_t end = log_->AppendedEnd();
   const uint64_t space_end = log_->SpaceEnd();
@@ -782,7 +803,7 @@ uint64_t PageStore::FreeBytes() const {
 }
 
 void PageStore::MaybeWakeCleaner() {
-  if (!background_ || (FreeBytes() >= free_bytes_low_ && !CheckpointDue()) ||
+  if (!background_ || (FreeBytes() >= CleanBelow() && !CheckpointDue()) ||
       clean_wanted_.exchange(true, std::memory_order_acq_rel)) {
     return;
   }
@@ -825,7 +846,7 @@ void PageStore::CleanerLoop() {
     // their answer.
     absl::Status status;
     uint64_t cleaned = 0;
-    while (status.ok() && FreeBytes() < free_bytes_low_ &&
+    while (status.ok() && FreeBytes() < CleanBelow() &&
            cleaned < capacity_bytes_) {
       {
         std::lock_guard<std::mutex> lock(clean_mu_);
@@ -916,7 +937,10 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   }
   const Node* head = Head(*s);
   if (head->kind == Node::Kind::kFreeing) return IsFree(pid);
-  if (head->kind == Node::Kind::kFlush && !image) return head->address;
+  if (head->kind == Node::Kind::kFlush && !image) {
+    CreditCarried(head);
+    return head->address;
+  }
   // What changed since the last flush: the deltas above its flush node. A
   // base with no flush node above it (never flushed, or replaced by
   // UpdateR since; a freed PID comes back that way) has no piece to link
@@ -944,14 +968,29 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
       log_->Reserve(payload.size(), RecordTag{.type = type, .key = pid});
   if (!r.ok()) return r.status();
   const uint64_t address = r->address();
+  const uint64_t footprint = RecordFootprint(payload.size());
+  // A relocation writes the page as it is now, so it takes along the
+  // changes no flush wrote yet: the deltas above the last flush, or all of
+  // a page not flushed since its UpdateR. Counted as relocated until the
+  // page's next Flush finds them (CreditCarried); before the CAS, which
+  // makes the node visible to that Flush.
+  uint64_t carried = 0;
+  if (image) {
+    carried = footprint;
+    if (linkable) {
+      carried = 0;
+      for (const std::string& d : fresh) carried += 4 + d.size();
+    }
+    relocated_bytes_.fetch_add(footprint, std::memory_order_relaxed);
+  }
   Node* flush = new Node{.kind = Node::Kind::kFlush,
                          .address = address,
                          .pieces = pieces,
                          .image = incremental ? below->image : address,
-                         .next = head};
-  const PieceRef piece = {
-      .address = address,
-      .bytes = static_cast<uint32_t>(RecordFootprint(payload.size()))};
+                         .next = head,
+                         .carried = static_cast<uint32_t>(carried)};
+  const PieceRef piece = {.address = address,
+                          .bytes = static_cast<uint32_t>(footprint)};
   bool won = false;
   {
     Stripe& stripe = StripeOf(pid);
@@ -972,27 +1011,13 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     if (linkable && !incremental) {
       consolidations_.fetch_add(1, std::memory_order_relaxed);
     }
-    flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
-                             std::memory_order_relaxed);
-    if (image) {
-      // A relocation writes the page as it is now. What it has of changes
-      // no flush wrote yet (the deltas above the last flush, or all of a
-      // page never flushed since its UpdateR) is new page state, which the
-      // page's next flush would otherwise write: only the rest was moved.
-      uint64_t fresh_bytes = payload.size();
-      if (linkable) {
-        fresh_bytes = 0;
-        for (const std::string& d : fresh) fresh_bytes += 4 + d.size();
-      }
-      relocated_bytes_.fetch_add(
-          RecordFootprint(payload.size()) - fresh_bytes,
-          std::memory_order_relaxed);
-      relocated_new_bytes_.fetch_add(fresh_bytes, std::memory_order_relaxed);
-    }
+    flushed_bytes_.fetch_add(footprint, std::memory_order_relaxed);
+    if (incremental) CreditCarried(below);
     return address;
   }
   // Lost the race: the space must still hold a record, one that recovery
   // knows to skip.
+  if (image) relocated_bytes_.fetch_sub(footprint, std::memory_order_relaxed);
   delete flush;
   std::memset(r->payload().data(), 0, payload.size());
   r->set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
@@ -1001,6 +1026,17 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
                            std::memory_order_relaxed);
   return Changed(pid);
+}
+
+void PageStore::CreditCarried(const Node* flush) {
+  // This Flush would have written what the relocation took along: new page
+  // state, not moved. One that an UpdateR or a Free drops first stays
+  // relocated (it was written for the cleaner's sake alone).
+  const uint64_t carried =
+      flush->carried.exchange(0, std::memory_order_relaxed);
+  if (carried == 0) return;
+  relocated_bytes_.fetch_sub(carried, std::memory_order_relaxed);
+  relocated_new_bytes_.fetch_add(carried, std::memory_order_relaxed);
 }
 
 void PageStore::SetChain(uint64_t pid, Chain next) {

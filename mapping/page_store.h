@@ -131,7 +131,8 @@ enum class CleaningPolicy {
 struct CleanerOptions {
   CleaningPolicy policy = CleaningPolicy::kCostBenefit;
   // Runs a thread that cleans regions (CleanNext) whenever less than
-  // free_bytes_low of store.capacity_bytes is free; a Flush that finds the
+  // free_bytes_low of store.capacity_bytes is free (or than what flushes
+  // leave it, below, and a buffer, if more); a Flush that finds the
   // log full waits for it instead of failing (ResourceExhausted once a few
   // passes, each at most once round the log, leave no room). Flushes leave
   // the last 2 x region_bytes + buffer_bytes, at most half of
@@ -145,9 +146,9 @@ struct CleanerOptions {
   // 0: a 128th of store.capacity_bytes, or two buffers if more. Smaller
   // regions keep the log fuller (less is held back for the cleaner) and
   // tell live from dead more finely, larger ones clean in fewer passes: at
-  // 75% of 128 MiB, uniform updates, 1 MiB regions (a 128th) wrote 2.19
+  // 75% of 128 MiB, uniform updates, 1 MiB regions (a 128th) wrote 2.37
   // times the new page state, 2 MiB regions (a 64th, the default before,
-  // with checkpoints every quarter) 2.50 (BENCHMARKS.md, "Smaller
+  // with checkpoints every quarter) 2.71 (BENCHMARKS.md, "Smaller
   // regions").
   uint64_t region_bytes = 0;
   // 0: 3 x region_bytes: the cleaner's reserve (half of it), and room for
@@ -288,7 +289,7 @@ class PageStore {
 
   // Writes a checkpoint of every PID's durable state as of the log's
   // CheckpointBoundary(), reading the log since the last one to build it.
-  // About 24 bytes per page that has a flush. FailedPrecondition if
+  // About 50 bytes per page that has a flush. FailedPrecondition if
   // checkpoints are off or the store is read-only; ResourceExhausted if it
   // does not fit in the log's capacity.
   absl::Status Checkpoint();
@@ -323,10 +324,11 @@ class PageStore {
     uint64_t relocated = 0;       // images Clean wrote (also in `images`)
     // Their bytes (also in `bytes`), less relocated_new_bytes.
     uint64_t relocated_bytes = 0;
-    // The changes no flush had written yet that they took along (the
-    // deltas above a page's last flush, or all of a page not flushed since
-    // its UpdateR): new page state, which the page's next flush would
-    // otherwise have written.
+    // What they took along of changes no flush had written (the deltas
+    // above a page's last flush, or all of a page not flushed since its
+    // UpdateR), once the page's next Flush found it: that Flush would have
+    // written it, so it is new page state. Until then, and for good if an
+    // UpdateR or a Free replaces it first, it counts as relocated.
     uint64_t relocated_new_bytes = 0;
     uint64_t cleanings = 0;       // Clean calls that finished, either kind
   };
@@ -391,6 +393,14 @@ class PageStore {
   bool ChainIn(uint64_t pid, uint64_t from, uint64_t to);
   bool ChainAbove(uint64_t pid, uint64_t address);
   // The page's flushed chain becomes `next`; holding its stripe's lock.
+  // What flushes leave free with a background cleaner: its reserve, and
+  // room for a checkpoint as large as the last.
+  uint64_t FlushReserve() const;
+  // The cleaner cleans while less than this is free.
+  uint64_t CleanBelow() const;
+  // Counts what the relocation that wrote `flush` took along as new page
+  // state (FlushStats::relocated_new_bytes), once.
+  void CreditCarried(const Node* flush);
   void SetChain(uint64_t pid, Chain next);
   // A free record or tombstone counts as live in its region until the
   // region goes (it is written again there while it may be needed), so a

@@ -17,10 +17,10 @@
 // and padding included) / bytes of new page state written: by the user's
 // flushes (the load's images, delta pieces, consolidations), and by
 // relocations, which write a page as it is now and so take along changes
-// no flush wrote yet (FlushStats::relocated_new_bytes; the page's next
-// flush would have written them). The cleaner relocates the live pages of
-// the region it takes as whole images, at the tail next to fresh flushes
-// (no stream of their own).
+// no flush wrote yet, once the page's next flush finds them (it would have
+// written them; FlushStats::relocated_new_bytes). The cleaner relocates
+// the live pages of the region it takes as whole images, at the tail next
+// to fresh flushes (no stream of their own).
 
 #include <sys/stat.h>
 #include <unistd.h>
