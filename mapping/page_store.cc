@@ -21,13 +21,15 @@ struct alignas(8) PageStore::Node {
   std::string bytes = {};     // kBase, kDelta
   uint64_t address = 0;       // kFlush: the newest piece holding `next`
   uint32_t pieces = 0;        // kFlush: its position in its chain (image: 1)
+  // kFlush of a relocation: the bytes it took along of changes no flush
+  // had written (the deltas' payload bytes, or the whole record of a page
+  // not flushed since its UpdateR), until a Flush or Evict counts them
+  // (PageStore::CreditCarried).
+  mutable std::atomic<uint32_t> carried = 0;
   // kFlush: the chain's image, its lowest piece: the chain needs nothing
   // of the log below it.
   uint64_t image = 0;
   const Node* next = nullptr;  // older state; nullptr below a base
-  // kFlush of a relocation: the bytes it took along of changes no flush
-  // had written (PageStore::CreditCarried), until a Flush counts them.
-  mutable std::atomic<uint32_t> carried = 0;
 };
 
 namespace {
@@ -267,7 +269,7 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
   if (absl::Status s = store->Restore(replay); !s.ok()) return s;
   store->shadow_end_ = store->log_->recovery().tail;
   store->shadow_ = std::move(replay);
-  if (store->checkpoints_) {
+  if (store->checkpoints_ && store->background_) {
     // About the size of the next checkpoint, which flushes and the
     // cleaner leave room for.
     store->checkpoint_bytes_.store(
@@ -793,7 +795,10 @@ uint64_t PageStore::CleanBelow() const {
   // A buffer above what flushes leave alone, or a flush could wait for a
   // cleaner that finds nothing to do (a checkpoint as large as 1.5
   // regions, with the default mark).
-  return std::max(free_bytes_low_, FlushReserve() + buffer_bytes_);
+  // At most half the capacity: a checkpoint too large for the log would
+  // otherwise keep the cleaner going round it for nothing.
+  return std::min(std::max(free_bytes_low_, FlushReserve() + buffer_bytes_),
+                  capacity_bytes_ / 2);
 }
 
 uint64_t PageStore::FreeBytes() const {
@@ -973,12 +978,15 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   // changes no flush wrote yet: the deltas above the last flush, or all of
   // a page not flushed since its UpdateR. Counted as relocated until the
   // page's next Flush finds them (CreditCarried); before the CAS, which
-  // makes the node visible to that Flush.
+  // makes the node visible to that Flush. What an earlier relocation took
+  // along and no Flush has found yet goes along again.
   uint64_t carried = 0;
+  uint64_t carried_below = 0;
   if (image) {
     carried = footprint;
     if (linkable) {
-      carried = 0;
+      carried_below = below->carried.exchange(0, std::memory_order_relaxed);
+      carried = carried_below;
       for (const std::string& d : fresh) carried += 4 + d.size();
     }
     relocated_bytes_.fetch_add(footprint, std::memory_order_relaxed);
@@ -986,9 +994,9 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   Node* flush = new Node{.kind = Node::Kind::kFlush,
                          .address = address,
                          .pieces = pieces,
+                         .carried = static_cast<uint32_t>(carried),
                          .image = incremental ? below->image : address,
-                         .next = head,
-                         .carried = static_cast<uint32_t>(carried)};
+                         .next = head};
   const PieceRef piece = {.address = address,
                           .bytes = static_cast<uint32_t>(footprint)};
   bool won = false;
@@ -1012,12 +1020,17 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
       consolidations_.fetch_add(1, std::memory_order_relaxed);
     }
     flushed_bytes_.fetch_add(footprint, std::memory_order_relaxed);
-    if (incremental) CreditCarried(below);
+    // A Flush that links to a relocation or consolidates over it.
+    if (linkable && !image) CreditCarried(below);
     return address;
   }
   // Lost the race: the space must still hold a record, one that recovery
   // knows to skip.
-  if (image) relocated_bytes_.fetch_sub(footprint, std::memory_order_relaxed);
+  if (image) {
+    relocated_bytes_.fetch_sub(footprint, std::memory_order_relaxed);
+    below->carried.fetch_add(static_cast<uint32_t>(carried_below),
+                             std::memory_order_relaxed);
+  }
   delete flush;
   std::memset(r->payload().data(), 0, payload.size());
   r->set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
@@ -1426,6 +1439,8 @@ absl::Status PageStore::Evict(uint64_t pid) {
   if (!table_->CompareAndSwap(pid, *s, PageState::OnLog(head->address))) {
     return Changed(pid);
   }
+  // Evicting needs the page flushed: this would have.
+  CreditCarried(head);
   Retire(*s);
   return absl::OkStatus();
 }

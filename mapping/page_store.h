@@ -326,9 +326,10 @@ class PageStore {
     uint64_t relocated_bytes = 0;
     // What they took along of changes no flush had written (the deltas
     // above a page's last flush, or all of a page not flushed since its
-    // UpdateR), once the page's next Flush found it: that Flush would have
-    // written it, so it is new page state. Until then, and for good if an
-    // UpdateR or a Free replaces it first, it counts as relocated.
+    // UpdateR), once the page's next Flush (or Evict) found it: that Flush
+    // would have written it, so it is new page state. Until then, and for
+    // good if an UpdateR or a Free replaces it first, it counts as
+    // relocated.
     uint64_t relocated_new_bytes = 0;
     uint64_t cleanings = 0;       // Clean calls that finished, either kind
   };
@@ -392,7 +393,6 @@ class PageStore {
   // whether it has one above `address` (a life after a free there).
   bool ChainIn(uint64_t pid, uint64_t from, uint64_t to);
   bool ChainAbove(uint64_t pid, uint64_t address);
-  // The page's flushed chain becomes `next`; holding its stripe's lock.
   // What flushes leave free with a background cleaner: its reserve, and
   // room for a checkpoint as large as the last.
   uint64_t FlushReserve() const;
@@ -401,6 +401,7 @@ class PageStore {
   // Counts what the relocation that wrote `flush` took along as new page
   // state (FlushStats::relocated_new_bytes), once.
   void CreditCarried(const Node* flush);
+  // The page's flushed chain becomes `next`; holding its stripe's lock.
   void SetChain(uint64_t pid, Chain next);
   // A free record or tombstone counts as live in its region until the
   // region goes (it is written again there while it may be needed), so a
