@@ -5,9 +5,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -562,6 +564,221 @@ TEST(CleanTest, DeltaPieceLinkingIntoAReleasedRange) {
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_TRUE(page->base.starts_with(absl::StrCat("page ", pid, " new")));
   EXPECT_EQ(page->deltas, std::vector<std::string>{"delta"});
+}
+
+// A region that holds only a page's newest piece, a delta piece: cleaning
+// it copies that piece alone to the tail, linked where it was, whether the
+// page is in memory (its deltas not flushed yet stay above the copy) or
+// evicted. A page replaced since its last flush is written whole. Reopened
+// (from a checkpoint or the whole log), every page reads the same.
+TEST(CleanTest, ANewestDeltaPieceIsCopiedAlone) {
+  const std::string path = TempPath("clean_move.log");
+  uint64_t kept = 0;      // in memory, with a delta not flushed
+  uint64_t evicted = 0;   // on the log
+  uint64_t replaced = 0;  // UpdateR since its last flush
+  {
+    auto store = PageStore::Open(path, Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    kept = *s.Allocate();
+    evicted = *s.Allocate();
+    replaced = *s.Allocate();
+    for (uint64_t pid : {kept, evicted, replaced}) {
+      WriteImage(s, pid, PageState::Free(), "image");
+    }
+    // Then records of no page, so the region holds only the pieces.
+    FillTo(s, 3 * s.region_bytes());
+    const uint64_t from = RegionOf(s, s.log().AppendedEnd()) + s.region_bytes();
+    while (s.log().AppendedEnd() < from) {
+      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
+    }
+    uint64_t piece_of_kept = 0;
+    for (uint64_t pid : {kept, evicted, replaced}) {
+      ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "piece").ok());
+      absl::StatusOr<uint64_t> at = s.Flush(pid);
+      ASSERT_TRUE(at.ok()) << at.status();
+      ASSERT_EQ(RegionOf(s, *at), from);
+      if (pid == kept) piece_of_kept = *at;
+    }
+    ASSERT_TRUE(s.UpdateD(kept, s.Read(kept)->state, "unflushed").ok());
+    ASSERT_TRUE(s.log().Sync().ok());
+    ASSERT_TRUE(s.Evict(evicted).ok());
+    ASSERT_TRUE(
+        s.UpdateR(replaced, s.Read(replaced)->state, "replaced").ok());
+    while (s.log().AppendedEnd() < from + 2 * s.region_bytes()) {
+      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
+    }
+    ASSERT_TRUE(s.log().Sync().ok());
+    // Each page's region costs what cleaning writes: the piece alone.
+    const size_t piece = RecordFootprint(8 + 4 + 4 + 4 + 5);
+    EXPECT_EQ(s.region_use(from).relocation, 3 * piece);
+    const PageStore::FlushStats before = s.flush_stats();
+    const uint64_t end = s.log().AppendedEnd();
+    ASSERT_TRUE(s.CleanRange(from, from + s.region_bytes()).ok());
+    const PageStore::FlushStats after = s.flush_stats();
+    EXPECT_EQ(after.moved - before.moved, 2u);
+    EXPECT_EQ(after.relocated - before.relocated, 3u);
+    EXPECT_EQ(after.images - before.images, 1u);  // `replaced`
+    EXPECT_EQ(after.bytes - before.bytes,
+              2 * piece + RecordFootprint(4 + 8 + 4));
+    // The copy is the page's newest piece: the next flush links to it.
+    const uint64_t flushed = s.flush_stats().bytes;
+    absl::StatusOr<uint64_t> next = s.Flush(kept);
+    ASSERT_TRUE(next.ok()) << next.status();
+    absl::StatusOr<LogRecord> record = s.log().Read(*next);
+    ASSERT_TRUE(record.ok()) << record.status();
+    ASSERT_EQ(record->tag.type, kPageDeltaRecord);
+    uint64_t link = 0;
+    std::memcpy(&link, record->payload.data(), sizeof(link));
+    EXPECT_GE(link, end);
+    EXPECT_NE(link, piece_of_kept);
+    EXPECT_EQ(s.flush_stats().bytes - flushed,
+              RecordFootprint(8 + 4 + 4 + 4 + 9));
+    ASSERT_TRUE(s.log().Sync().ok());
+  }
+  for (const PageStoreOptions& o : {Options(), NoCheckpoints()}) {
+    auto store = PageStore::Open(path, o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    EXPECT_EQ(s.Read(kept)->deltas,
+              (std::vector<std::string>{"piece", "unflushed"}));
+    EXPECT_EQ(s.Read(evicted)->deltas, std::vector<std::string>{"piece"});
+    EXPECT_EQ(s.Read(replaced)->base, "replaced");
+    ASSERT_TRUE(s.Close().ok());
+  }
+}
+
+// Copies of newest pieces race with updates, flushes and evictions of the
+// same pages from two threads: a lost race is retried, and every page
+// reads as its last state, then and after a reopen.
+TEST(CleanTest, CopiedPiecesRaceWithUpdates) {
+  const std::string path = TempPath("clean_move_race.log");
+  constexpr int kThreads = 2;
+  constexpr int kPages = 64;
+  std::vector<uint64_t> pids;
+  Model model;
+  {
+    auto store = PageStore::Open(path, Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    for (int i = 0; i < kPages; ++i) {
+      pids.push_back(*s.Allocate());
+      WriteImage(s, pids.back(), PageState::Free(), "image");
+      model[pids.back()] = {s.Read(pids.back())->base};
+    }
+    const uint64_t from = RegionOf(s, s.log().AppendedEnd()) + s.region_bytes();
+    while (s.log().AppendedEnd() < from) {
+      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
+    }
+    for (uint64_t pid : pids) {
+      ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "piece").ok());
+      ASSERT_TRUE(s.Flush(pid).ok());
+      model[pid].push_back("piece");
+    }
+    while (s.log().AppendedEnd() < from + 2 * s.region_bytes()) {
+      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
+    }
+    ASSERT_TRUE(s.log().Sync().ok());
+    const uint64_t moved = s.flush_stats().moved;
+    std::atomic<bool> cleaned{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        std::mt19937_64 rng(t + 7);
+        // Thread t owns the pages i with i % kThreads == t; the odd ones
+        // are only updated, so their pieces stay the newest.
+        for (int n = 0; !cleaned.load() || n < 2000; ++n) {
+          const int i = rng() % (kPages / kThreads) * kThreads + t;
+          const uint64_t pid = pids[i];
+          if (i % 4 == 0 && rng() % 4 == 0) {
+            absl::StatusOr<uint64_t> a = s.Flush(pid);
+            ASSERT_TRUE(a.ok() || a.status().code() ==
+                                      absl::StatusCode::kAborted)
+                << a.status();
+            if (!a.ok()) continue;
+            ASSERT_TRUE(s.MkStable(*a).ok());
+            const absl::Status e = s.Evict(pid);
+            ASSERT_TRUE(e.ok() || e.code() == absl::StatusCode::kAborted ||
+                        e.code() == absl::StatusCode::kFailedPrecondition)
+                << e;
+            continue;
+          }
+          const std::string delta = absl::StrCat("d", n);
+          for (;;) {
+            absl::StatusOr<Page> page = s.Read(pid);
+            ASSERT_TRUE(page.ok()) << page.status();
+            absl::StatusOr<PageState> u = s.UpdateD(pid, page->state, delta);
+            if (u.ok()) break;
+            ASSERT_EQ(u.status().code(), absl::StatusCode::kAborted)
+                << u.status();
+          }
+          model.at(pid).push_back(delta);
+        }
+      });
+    }
+    ASSERT_TRUE(s.CleanRange(from, from + s.region_bytes()).ok());
+    cleaned.store(true);
+    for (std::thread& th : threads) th.join();
+    EXPECT_GT(s.flush_stats().moved - moved, 0u);
+    ExpectPages(s, model, {});
+    for (uint64_t pid : pids) {
+      for (;;) {
+        absl::StatusOr<uint64_t> a = s.Flush(pid);
+        if (a.ok()) break;
+        ASSERT_EQ(a.status().code(), absl::StatusCode::kAborted);
+      }
+    }
+    ASSERT_TRUE(s.Close().ok());
+  }
+  for (const PageStoreOptions& o : {Options(), NoCheckpoints()}) {
+    auto store = PageStore::Open(path, o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ExpectPages(**store, model, {});
+  }
+}
+
+// A crash after the cleaner copied a page's newest piece and before the
+// range went leaves both in the log: the copy takes the original's place,
+// and pieces flushed after it link to it.
+TEST(CleanTest, ACopiedPieceNextToItsOriginalReplacesIt) {
+  const std::string path = TempPath("clean_move_both.log");
+  uint64_t pid = 0;
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    pid = *s.Allocate();
+    WriteImage(s, pid, PageState::Free(), "image");
+    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "piece").ok());
+    absl::StatusOr<uint64_t> at = s.Flush(pid);
+    ASSERT_TRUE(at.ok()) << at.status();
+    ASSERT_TRUE(s.log().Sync().ok());
+    absl::StatusOr<LogRecord> original = s.log().Read(*at);
+    ASSERT_TRUE(original.ok()) << original.status();
+    ASSERT_TRUE(s.log()
+                    .Append(original->payload,
+                            RecordTag{.type = kPageDeltaRecord, .key = pid})
+                    .ok());
+    ASSERT_TRUE(s.log().Sync().ok());
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    absl::StatusOr<Page> page = s.Read(pid);
+    ASSERT_TRUE(page.ok()) << page.status();
+    if (round == 1) {
+      EXPECT_EQ(page->deltas, (std::vector<std::string>{"piece", "after"}));
+      continue;
+    }
+    EXPECT_EQ(page->deltas, std::vector<std::string>{"piece"});
+    ASSERT_TRUE(s.UpdateD(pid, page->state, "after").ok());
+    ASSERT_TRUE(s.Flush(pid).ok());
+    ASSERT_TRUE(s.log().Sync().ok());
+    ASSERT_TRUE(s.Evict(pid).ok());
+    EXPECT_EQ(s.Read(pid)->deltas,
+              (std::vector<std::string>{"piece", "after"}));
+  }
 }
 
 // The cleaner's accounting: a region whose pages all moved on holds nothing

@@ -283,9 +283,10 @@ struct WriterStats {
   std::atomic<uint64_t> updates_r, updates_d, flushes, mkstables, claims,
       evicts, frees, syncs, reads, aborted, meddler_ops, meddler_flushes,
       meddler_lost, meddler_evicts;
-  // Clean calls begun and returned, and the pages relocated (the store's
-  // count as last seen, so Cleans cut short by the kill count too).
-  std::atomic<uint64_t> cleans, cleans_done, relocated;
+  // Clean calls begun and returned, and the pages relocated, of them by a
+  // copy of their newest piece (the store's counts as last seen, so Cleans
+  // cut short by the kill count too).
+  std::atomic<uint64_t> cleans, cleans_done, relocated, moved;
   // Checkpoint calls begun and returned; whether the writer's Open resumed
   // from a checkpoint.
   std::atomic<uint64_t> checkpoints, checkpoints_done, resumed;
@@ -549,6 +550,7 @@ class Writer {
     FetchMax(sh_->stats.delta_pieces, f.delta_pieces);
     FetchMax(sh_->stats.consolidations, f.consolidations);
     FetchMax(sh_->stats.relocated, f.relocated);
+    FetchMax(sh_->stats.moved, f.moved);
   }
 
   void Stable(uint64_t address, const std::string& what) {
@@ -929,6 +931,7 @@ struct Totals {
   uint64_t cleans = 0;          // Clean calls begun
   uint64_t cleans_done = 0;     // of them, returned (not cut by the kill)
   uint64_t relocated = 0;       // pages they relocated
+  uint64_t moved = 0;           // of them, by a copy of their newest piece
   uint64_t checkpoints = 0;     // Checkpoint calls begun
   uint64_t checkpoints_done = 0;  // of them, returned
   uint64_t resumed_opens = 0;   // writers' Opens that resumed from one
@@ -1095,6 +1098,7 @@ class PageCrashLoop {
     totals_.cleans += st.cleans.load();
     totals_.cleans_done += st.cleans_done.load();
     totals_.relocated += st.relocated.load();
+    totals_.moved += st.moved.load();
     totals_.checkpoints += st.checkpoints.load();
     totals_.checkpoints_done += st.checkpoints_done.load();
     totals_.resumed_opens += st.resumed.load();
@@ -1208,7 +1212,8 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       " stable claims, %" PRIu64 " evictions, %" PRIu64 " frees, %" PRIu64
       " lost races, %" PRIu64 " meddler flushes (%" PRIu64
       " lost), %" PRIu64 " Cleans (%" PRIu64 " returned) relocating %" PRIu64
-      " pages, %" PRIu64 " Checkpoints (%" PRIu64 " returned), %" PRIu64
+      " pages (%" PRIu64 " by a copy of a piece), %" PRIu64
+      " Checkpoints (%" PRIu64 " returned), %" PRIu64
       " opens resumed from one, %" PRIu64 " delta pieces, %" PRIu64
       " consolidations; longest log %.1f MiB; pages checked %" PRIu64
       ": %" PRIu64 " free, %" PRIu64 " at their stable version, %" PRIu64
@@ -1217,7 +1222,7 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers,
       t.cleaner_writers, t.updates, t.flushes, t.mkstables, t.claims, t.evicts,
       t.frees, t.aborted, t.meddler_flushes, t.meddler_lost, t.cleans,
-      t.cleans_done, t.relocated, t.checkpoints, t.checkpoints_done,
+      t.cleans_done, t.relocated, t.moved, t.checkpoints, t.checkpoints_done,
       t.resumed_opens, t.delta_pieces, t.consolidations,
       t.max_tail / 1048576.0, t.pages_checked, t.pages_free, t.pages_at_floor,
       t.pages_above_floor, t.pages_from_chains);

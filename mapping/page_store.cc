@@ -46,6 +46,14 @@ void DeleteChainErased(void* head) {
 
 void DeleteNodeErased(void* node) { delete static_cast<const Node*>(node); }
 
+// The nodes a moved piece replaced: the deltas above the page's top flush
+// node and that node; the rest of the chain lives on under the copies.
+void DeleteThroughFlushErased(void* head) {
+  const Node* n = static_cast<const Node*>(head);
+  while (n->kind == Node::Kind::kDelta) delete std::exchange(n, n->next);
+  delete n;
+}
+
 const Node* Head(PageState s) { return static_cast<const Node*>(s.pointer()); }
 
 void PutU32(std::string& out, uint32_t v) {
@@ -333,6 +341,17 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
                            .broken = true, .chain = {piece}};
       high_water = std::max(high_water, pid + 1);
       return absl::OkStatus();
+    }
+    // A copy of the page's newest piece (its link and position): the
+    // cleaner moved it (MovePiece), and it takes that piece's place.
+    if (it != latest.end() && it->second.pieces == pieces &&
+        it->second.chain.size() >= 2) {
+      const PieceRef& below = it->second.chain.end()[-2];
+      if (below.bytes != 0 && below.address == previous) {
+        it->second.address = r.address;
+        it->second.chain.back() = piece;
+        return absl::OkStatus();
+      }
     }
     if (it == latest.end() || it->second.address != previous ||
         it->second.pieces + 1 != pieces) {
@@ -1024,21 +1043,109 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     if (linkable && !image) CreditCarried(below);
     return address;
   }
-  // Lost the race: the space must still hold a record, one that recovery
-  // knows to skip.
   if (image) {
     relocated_bytes_.fetch_sub(footprint, std::memory_order_relaxed);
     below->carried.fetch_add(static_cast<uint32_t>(carried_below),
                              std::memory_order_relaxed);
   }
   delete flush;
-  std::memset(r->payload().data(), 0, payload.size());
-  r->set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
-  log_->Commit(*std::move(r));
-  failed_flushes_.fetch_add(1, std::memory_order_relaxed);
-  flushed_bytes_.fetch_add(RecordFootprint(payload.size()),
-                           std::memory_order_relaxed);
+  AbandonFlush(pid, *std::move(r));
   return Changed(pid);
+}
+
+void PageStore::AbandonFlush(uint64_t pid, StoreReservation r) {
+  // The space must still hold a record, one that recovery knows to skip.
+  const size_t bytes = r.payload().size();
+  std::memset(r.payload().data(), 0, bytes);
+  r.set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
+  log_->Commit(std::move(r));
+  failed_flushes_.fetch_add(1, std::memory_order_relaxed);
+  flushed_bytes_.fetch_add(RecordFootprint(bytes), std::memory_order_relaxed);
+}
+
+absl::StatusOr<bool> PageStore::MovePiece(uint64_t pid, uint64_t from,
+                                          uint64_t address,
+                                          absl::string_view piece) {
+  EpochGuard guard(epochs_);
+  absl::StatusOr<PageState> s = table_->Read(pid);
+  if (!s.ok()) return s.status();
+  if (s->is_free()) return false;
+  // The piece must be what the page's state rests on: the address of an
+  // evicted page, or the top flush node, under deltas not flushed yet. A
+  // page replaced since its last flush (no flush node above its base) or
+  // under a Free is relocated whole.
+  const Node* head = nullptr;
+  const Node* top = nullptr;
+  if (s->on_log()) {
+    if (s->address() != address) return false;
+  } else {
+    head = Head(*s);
+    for (top = head; top->kind == Node::Kind::kDelta; top = top->next) {
+    }
+    if (top->kind != Node::Kind::kFlush || top->address != address) {
+      return false;
+    }
+  }
+  {
+    Stripe& stripe = StripeOf(pid);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    const auto it = stripe.chains.find(pid);
+    if (it == stripe.chains.end() || it->second.back().address != address ||
+        !Movable(it->second, from)) {
+      return false;
+    }
+  }
+  absl::StatusOr<StoreReservation> r = log_->Reserve(
+      piece.size(), RecordTag{.type = kPageDeltaRecord, .key = pid});
+  if (!r.ok()) return r.status();
+  const uint64_t copy = r->address();
+  const uint32_t footprint =
+      static_cast<uint32_t>(RecordFootprint(piece.size()));
+  PageState desired = PageState::OnLog(copy);
+  Node* fresh = nullptr;  // the new nodes, head first
+  if (top != nullptr) {
+    // A piece's flush node carries nothing: only images are relocations.
+    fresh = new Node{.kind = Node::Kind::kFlush,
+                     .address = copy,
+                     .pieces = top->pieces,
+                     .image = top->image,
+                     .next = top->next};
+    std::vector<const Node*> deltas;
+    for (const Node* n = head; n != top; n = n->next) deltas.push_back(n);
+    for (auto d = deltas.rbegin(); d != deltas.rend(); ++d) {
+      fresh = new Node{
+          .kind = Node::Kind::kDelta, .bytes = (*d)->bytes, .next = fresh};
+    }
+    desired = PageState::InMemory(fresh);
+  }
+  bool won = false;
+  {
+    Stripe& stripe = StripeOf(pid);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    won = table_->CompareAndSwap(pid, *s, desired);
+    if (won) {
+      Chain next = stripe.chains[pid];
+      next.back() = {.address = copy, .bytes = footprint};
+      SetChain(pid, std::move(next));
+    }
+  }
+  if (!won) {
+    while (fresh != nullptr && fresh != top->next) {
+      delete std::exchange(fresh, const_cast<Node*>(fresh->next));
+    }
+    AbandonFlush(pid, *std::move(r));
+    return Changed(pid);
+  }
+  std::memcpy(r->payload().data(), piece.data(), piece.size());
+  log_->Commit(*std::move(r));
+  if (head != nullptr) {
+    epochs_.Retire(const_cast<Node*>(head), DeleteThroughFlushErased);
+  }
+  moved_.fetch_add(1, std::memory_order_relaxed);
+  flushed_pieces_.fetch_add(1, std::memory_order_relaxed);
+  relocated_bytes_.fetch_add(footprint, std::memory_order_relaxed);
+  flushed_bytes_.fetch_add(footprint, std::memory_order_relaxed);
+  return true;
 }
 
 void PageStore::CreditCarried(const Node* flush) {
@@ -1052,13 +1159,23 @@ void PageStore::CreditCarried(const Node* flush) {
   relocated_new_bytes_.fetch_add(carried, std::memory_order_relaxed);
 }
 
+bool PageStore::Movable(const Chain& c, uint64_t from) {
+  // Only a chain's first piece is an image; the copy links to what the
+  // original does.
+  return c.size() >= 2 && c.back().bytes != 0 && c.end()[-2].bytes != 0 &&
+         c.end()[-2].address < from;
+}
+
 void PageStore::SetChain(uint64_t pid, Chain next) {
   Chain& chain = StripeOf(pid).chains[pid];
   // A region holds its pieces live; cleaning it writes each of their pages
-  // whole, about its chain's bytes.
+  // whole, about its chain's bytes, except where the page has only its
+  // newest piece, a delta piece: that is copied (MovePiece).
   auto count = [this](const Chain& c, bool add) {
     uint64_t total = 0;
     for (const PieceRef& p : c) total += p.bytes;
+    const bool movable = Movable(c, Region(c.empty() ? 0 : c.back().address) *
+                                        region_bytes_);
     uint64_t last = UINT64_MAX;
     for (const PieceRef& p : c) {
       RegionUse& use = regions_[Region(p.address)];
@@ -1066,8 +1183,10 @@ void PageStore::SetChain(uint64_t pid, Chain next) {
                                                           use.live, p.bytes);
       if (Region(p.address) == last) continue;
       last = Region(p.address);
-      use.relocation = add ? use.relocation + total
-                           : use.relocation - std::min(use.relocation, total);
+      const uint64_t cost =
+          movable && &p == &c.back() ? uint64_t{p.bytes} : total;
+      use.relocation = add ? use.relocation + cost
+                           : use.relocation - std::min(use.relocation, cost);
     }
   };
   {
@@ -1134,7 +1253,8 @@ bool PageStore::BeingFreed(uint64_t pid) {
 }
 
 absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
-                                         uint64_t to) {
+                                         uint64_t to, uint64_t address,
+                                         absl::string_view piece) {
   for (;;) {
     // A Free under way appends its record before it clears the page's
     // chain and frees the PID (or puts the page back if it cannot): once
@@ -1143,14 +1263,18 @@ absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
     // free. It waits for nothing but one Append.
     while (BeingFreed(pid)) std::this_thread::yield();
     if (!ChainIn(pid, from, to)) return false;
-    absl::StatusOr<uint64_t> a = FlushPiece(pid, /*image=*/true);
-    if (a.ok()) return true;
+    absl::StatusOr<bool> moved =
+        piece.empty() ? false : MovePiece(pid, from, address, piece);
+    if (moved.ok() && *moved) return true;
+    absl::Status status = moved.status();
+    if (moved.ok()) status = FlushPiece(pid, /*image=*/true).status();
+    if (status.ok()) return true;
     // Evicted and now loaded, changed meanwhile, or a Free began after
     // the look (FailedPrecondition: free, and the Free may yet fail and
     // put the page back): look again.
-    if (a.status().code() != absl::StatusCode::kAborted &&
-        a.status().code() != absl::StatusCode::kFailedPrecondition) {
-      return a.status();
+    if (status.code() != absl::StatusCode::kAborted &&
+        status.code() != absl::StatusCode::kFailedPrecondition) {
+      return status;
     }
   }
 }
@@ -1196,12 +1320,16 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
     uint64_t address = 0;  // a page's first piece there; a free's record
     uint64_t block = 0;    // the block that holds it
     uint64_t freed_at = 0;  // a free: the address of the free it stands for
+    // A page's first piece there, a delta piece: its payload, for copying
+    // it alone (MovePiece), while the kept ones add up to at most 1 MiB.
+    std::string piece;
   };
   std::vector<Found> first;
   std::vector<Found> frees;
   uint64_t end = to;
   {
     std::set<uint64_t> seen;
+    size_t kept = 0;
     // Reads sized to the range: a small one must not read megabytes.
     const size_t read_bytes = static_cast<size_t>(
         std::clamp<uint64_t>(to - from, 64 << 10, 1 << 20));
@@ -1218,10 +1346,16 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
       Found found = {.pid = r.tag.key,
                      .address = r.address,
                      .block = (*reader)->block(),
-                     .freed_at = r.address};
+                     .freed_at = r.address,
+                     .piece = {}};
       if ((type == kPageImageRecord || type == kPageDeltaRecord) &&
           seen.insert(r.tag.key).second) {
-        first.push_back(found);
+        if (type == kPageDeltaRecord && kept + r.payload.size() <= 1 << 20) {
+          found.piece = std::string(r.payload);
+          kept += r.payload.size();
+        }
+        first.push_back(std::move(found));
+        continue;
       }
       absl::string_view in = r.payload;
       if (type == kPageFreedRecord ||
@@ -1240,7 +1374,8 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   uint64_t done_to = to;
   for (const Found& f : first) {
     absl::StatusOr<PageState> before = table_->Read(f.pid);
-    absl::StatusOr<bool> moved = Relocate(f.pid, from, end);
+    absl::StatusOr<bool> moved =
+        Relocate(f.pid, from, end, f.address, f.piece);
     if (!moved.ok()) {
       status = moved.status();
       done_to = truncate ? f.address : f.block;
@@ -1412,6 +1547,7 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.failed = failed_flushes_.load(std::memory_order_relaxed);
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
   stats.relocated = relocated_.load(std::memory_order_relaxed);
+  stats.moved = moved_.load(std::memory_order_relaxed);
   stats.relocated_bytes = relocated_bytes_.load(std::memory_order_relaxed);
   stats.relocated_new_bytes =
       relocated_new_bytes_.load(std::memory_order_relaxed);

@@ -29,6 +29,9 @@
 //                      in the chain (the piece below is #n-1, the image
 //                      #1), u32 delta count, then (u32 length, bytes) per
 //                      delta, oldest first: the deltas added since.
+//                      Or a copy of the page's newest piece (the same
+//                      link and position), written by the cleaner: it
+//                      takes that piece's place.
 //   kPageFreedRecord   the PID was freed
 //   kFailedFlushRecord space a Flush reserved but lost its CAS for:
 //                      recovery ignores it
@@ -50,10 +53,13 @@
 // takes the head's region, or the one LFS's cost-benefit rates best
 // (CleaningPolicy): the head's moves the head, any other is released
 // (LogStructuredStore::Release), after each page with a piece there is
-// written whole at the tail. So a delta piece may link below the head
-// or into a released range; recovery accepts such a piece if a later image
-// or free replaces it. A free record in a released range is written again
-// as a tombstone, since older pieces of its PID may lie below the range.
+// written whole at the tail; or, if its only piece there is its newest, a
+// delta piece, after that piece is copied to the tail alone (the page's
+// deltas not flushed yet stay above the copy). So a delta piece may link
+// below the head or into a released range; recovery accepts such a piece
+// if a later image or free replaces it. A free record in a released range
+// is written again as a tombstone, since older pieces of its PID may lie
+// below the range.
 //
 // Checkpoints (LLAMA's, of the mapping table): what recovery's replay
 // knows of every PID (its newest piece, or free) as of some address of the
@@ -321,7 +327,10 @@ class PageStore {
     uint64_t delta_pieces = 0;    // delta pieces
     uint64_t failed = 0;          // failed-flush markers (lost CAS races)
     uint64_t bytes = 0;           // of all of them
-    uint64_t relocated = 0;       // images Clean wrote (also in `images`)
+    // Pages Clean relocated: images (also in `images`), and delta pieces
+    // copied alone (`moved`, also in `delta_pieces`).
+    uint64_t relocated = 0;
+    uint64_t moved = 0;
     // Their bytes (also in `bytes`), less relocated_new_bytes.
     uint64_t relocated_bytes = 0;
     // What they took along of changes no flush had written (the deltas
@@ -386,9 +395,11 @@ class PageStore {
   absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
   // Clean (truncate: up to the block that holds `to`) or CleanRange.
   absl::Status CleanBlocks(uint64_t from, uint64_t to, bool truncate);
-  // An image of the page at the tail unless its flushed chain has no
-  // piece in [from, to) (false then).
-  absl::StatusOr<bool> Relocate(uint64_t pid, uint64_t from, uint64_t to);
+  // An image of the page at the tail (or a copy of its newest piece, at
+  // `address` with payload `piece`, if MovePiece can) unless its flushed
+  // chain has no piece in [from, to) (false then).
+  absl::StatusOr<bool> Relocate(uint64_t pid, uint64_t from, uint64_t to,
+                                uint64_t address, absl::string_view piece);
   // Whether the page's flushed chain has a piece in [from, to), and
   // whether it has one above `address` (a life after a free there).
   bool ChainIn(uint64_t pid, uint64_t from, uint64_t to);
@@ -401,6 +412,20 @@ class PageStore {
   // Counts what the relocation that wrote `flush` took along as new page
   // state (FlushStats::relocated_new_bytes), once.
   void CreditCarried(const Node* flush);
+  // Whether cleaning from `from` on can copy the chain's newest piece alone
+  // (MovePiece): it is a delta piece, and the piece below it is known and
+  // lies below `from`.
+  static bool Movable(const Chain& c, uint64_t from);
+  // Cleaning [from, ...) copies the page's newest piece, a delta piece at
+  // `address` whose record's payload is `piece`, to the tail, and the page
+  // goes on from the copy: its deltas not flushed yet are kept above it
+  // (their nodes copied). Only while that piece is still the page's newest
+  // and Movable; false otherwise (relocate the page whole). Aborted on a
+  // lost race.
+  absl::StatusOr<bool> MovePiece(uint64_t pid, uint64_t from,
+                                 uint64_t address, absl::string_view piece);
+  // Fills a reservation whose CAS was lost with a failed-flush record.
+  void AbandonFlush(uint64_t pid, StoreReservation r);
   // The page's flushed chain becomes `next`; holding its stripe's lock.
   void SetChain(uint64_t pid, Chain next);
   // A free record or tombstone counts as live in its region until the
@@ -473,6 +498,7 @@ class PageStore {
   std::atomic<uint64_t> consolidations_{0};
   std::atomic<uint64_t> failed_flushes_{0};
   std::atomic<uint64_t> relocated_{0};
+  std::atomic<uint64_t> moved_{0};
   std::atomic<uint64_t> relocated_bytes_{0};
   std::atomic<uint64_t> relocated_new_bytes_{0};
   std::atomic<uint64_t> flushed_bytes_{0};

@@ -19,8 +19,9 @@
 // relocations, which write a page as it is now and so take along changes
 // no flush wrote yet, once the page's next flush finds them (it would have
 // written them; FlushStats::relocated_new_bytes). The cleaner relocates
-// the live pages of the region it takes as whole images, at the tail next
-// to fresh flushes (no stream of their own).
+// the live pages of the region it takes as whole images (or, for a page
+// whose only piece there is its newest delta piece, a copy of that piece),
+// at the tail next to fresh flushes (no stream of their own).
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -363,9 +364,10 @@ int Main() {
   std::printf("  write amplification %10.2f (updates: %" PRIu64 " B to the log "
               "for %" PRIu64 " B of new page state, %" PRIu64 " B of it "
               "taken along by relocations; %" PRIu64
-              " pages relocated in %" PRIu64 " cleanings)\n",
+              " pages relocated, %" PRIu64 " of them by a copy of their "
+              "newest piece, in %" PRIu64 " cleanings)\n",
               wa, run_written, run_user, run_new, stats.relocated,
-              stats.cleanings);
+              stats.moved, stats.cleanings);
   std::printf("  written             %10.1f x the capacity, load included\n",
               double(written) / FLAGS_capacity_bytes);
   std::printf("  largest disk use    %10.1f MB of %.1f MB\n", disk_max / 1e6,
@@ -390,7 +392,8 @@ int Main() {
         ", \"update_phase_bytes_written\": %" PRIu64
         ", \"update_phase_user_flush_bytes\": %" PRIu64
         ", \"update_phase_relocated_new_bytes\": %" PRIu64
-        ", \"relocated_pages\": %" PRIu64 ", \"cleanings\": %" PRIu64
+        ", \"relocated_pages\": %" PRIu64 ", \"moved_pieces\": %" PRIu64
+        ", \"cleanings\": %" PRIu64
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
         ", \"threads\": %d, \"flush_every\": %" PRIu64
         ", \"max_flushed_pieces\": %u"
@@ -405,7 +408,8 @@ int Main() {
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
         recovery_s, written, user_bytes, run_written, run_user, run_new,
-        stats.relocated, stats.cleanings, FLAGS_utilization, utilization,
+        stats.relocated, stats.moved, stats.cleanings, FLAGS_utilization,
+        utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
         FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_free_bytes_low,
         FLAGS_checkpoints.c_str(),
