@@ -426,6 +426,39 @@ std::vector<uint64_t> FillTo(PageStore& s, uint64_t end) {
   return pids;
 }
 
+// Records of no page until the log reaches `end`: the cleaner has nothing
+// to relocate there.
+void FillWithoutPages(PageStore& s, uint64_t end) {
+  while (s.log().AppendedEnd() < end) {
+    ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
+  }
+}
+
+// Writes a version 1 checkpoint (older builds) of `pieces`: PID -> its
+// newest piece and that piece's position. u32 1, u32 0, u64 high water,
+// u64 count, then per page u64 PID, u64 newest piece, u32 its position,
+// u32 flags.
+void WriteVersionOneCheckpoint(
+    PageStore& s,
+    const std::map<uint64_t, std::pair<uint64_t, uint32_t>>& pieces) {
+  std::string bytes;
+  auto put = [&](auto v) {
+    bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
+  };
+  put(uint32_t{1});
+  put(uint32_t{0});
+  put(uint64_t{pieces.rbegin()->first + 1});
+  put(uint64_t{pieces.size()});
+  for (const auto& [pid, piece] : pieces) {
+    put(pid);
+    put(piece.first);
+    put(piece.second);
+    put(uint32_t{0});
+  }
+  LogStructuredStore& log = s.log();
+  ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+}
+
 PageStoreOptions NoCheckpoints() {
   PageStoreOptions o = Options();
   o.checkpoints = false;
@@ -566,6 +599,51 @@ TEST(CleanTest, DeltaPieceLinkingIntoAReleasedRange) {
   EXPECT_EQ(page->deltas, std::vector<std::string>{"delta"});
 }
 
+// A copy of a page's newest piece whose original the replay knows only by
+// its address (from a version 1 checkpoint) replaces it as well.
+TEST(CleanTest, ACopyReplacesAPieceAVersionOneCheckpointNames) {
+  const std::string path = TempPath("clean_v1_copy.log");
+  uint64_t pid = 0;
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    pid = *s.Allocate();
+    WriteImage(s, pid, PageState::Free(), "image");
+    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "delta").ok());
+    absl::StatusOr<uint64_t> at = s.Flush(pid);
+    ASSERT_TRUE(at.ok()) << at.status();
+    ASSERT_TRUE(s.log().Sync().ok());
+    WriteVersionOneCheckpoint(s, {{pid, {*at, 2}}});
+    ASSERT_TRUE(s.Close().ok());
+  }
+  {
+    // Resumed from it; then a crash (no Close) after a copy of the next
+    // piece.
+    auto store = PageStore::Open(path, Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    ASSERT_NE(s.log().recovery().checkpoint, 0u);
+    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "after").ok());
+    absl::StatusOr<uint64_t> at = s.Flush(pid);
+    ASSERT_TRUE(at.ok()) << at.status();
+    ASSERT_TRUE(s.log().Sync().ok());
+    absl::StatusOr<LogRecord> original = s.log().Read(*at);
+    ASSERT_TRUE(original.ok()) << original.status();
+    ASSERT_TRUE(s.log()
+                    .Append(original->payload,
+                            RecordTag{.type = kPageDeltaRecord, .key = pid})
+                    .ok());
+    ASSERT_TRUE(s.log().Sync().ok());
+  }
+  auto store = PageStore::Open(path, Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_NE((*store)->log().recovery().checkpoint, 0u);
+  absl::StatusOr<Page> page = (*store)->Read(pid);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->deltas, (std::vector<std::string>{"delta", "after"}));
+}
+
 // A region that holds only a page's newest piece, a delta piece: cleaning
 // it copies that piece alone to the tail, linked where it was, whether the
 // page is in memory (its deltas not flushed yet stay above the copy) or
@@ -589,9 +667,7 @@ TEST(CleanTest, ANewestDeltaPieceIsCopiedAlone) {
     // Then records of no page, so the region holds only the pieces.
     FillTo(s, 3 * s.region_bytes());
     const uint64_t from = RegionOf(s, s.log().AppendedEnd()) + s.region_bytes();
-    while (s.log().AppendedEnd() < from) {
-      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
-    }
+    FillWithoutPages(s, from);
     uint64_t piece_of_kept = 0;
     for (uint64_t pid : {kept, evicted, replaced}) {
       ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "piece").ok());
@@ -605,11 +681,10 @@ TEST(CleanTest, ANewestDeltaPieceIsCopiedAlone) {
     ASSERT_TRUE(s.Evict(evicted).ok());
     ASSERT_TRUE(
         s.UpdateR(replaced, s.Read(replaced)->state, "replaced").ok());
-    while (s.log().AppendedEnd() < from + 2 * s.region_bytes()) {
-      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
-    }
+    FillWithoutPages(s, from + 2 * s.region_bytes());
     ASSERT_TRUE(s.log().Sync().ok());
-    // Each page's region costs what cleaning writes: the piece alone.
+    // Each page's region costs what cleaning writes: the piece alone (an
+    // estimate: `replaced`, changed since, is written whole).
     const size_t piece = RecordFootprint(8 + 4 + 4 + 4 + 5);
     EXPECT_EQ(s.region_use(from).relocation, 3 * piece);
     const PageStore::FlushStats before = s.flush_stats();
@@ -667,17 +742,13 @@ TEST(CleanTest, CopiedPiecesRaceWithUpdates) {
       model[pids.back()] = {s.Read(pids.back())->base};
     }
     const uint64_t from = RegionOf(s, s.log().AppendedEnd()) + s.region_bytes();
-    while (s.log().AppendedEnd() < from) {
-      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
-    }
+    FillWithoutPages(s, from);
     for (uint64_t pid : pids) {
       ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "piece").ok());
       ASSERT_TRUE(s.Flush(pid).ok());
       model[pid].push_back("piece");
     }
-    while (s.log().AppendedEnd() < from + 2 * s.region_bytes()) {
-      ASSERT_TRUE(s.log().Append(std::string(4000, 'r')).ok());
-    }
+    FillWithoutPages(s, from + 2 * s.region_bytes());
     ASSERT_TRUE(s.log().Sync().ok());
     const uint64_t moved = s.flush_stats().moved;
     std::atomic<bool> cleaned{false};
@@ -685,8 +756,8 @@ TEST(CleanTest, CopiedPiecesRaceWithUpdates) {
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
         std::mt19937_64 rng(t + 7);
-        // Thread t owns the pages i with i % kThreads == t; the odd ones
-        // are only updated, so their pieces stay the newest.
+        // Thread t owns the pages i with i % kThreads == t; those with
+        // i % 4 != 0 are only updated, so their pieces stay the newest.
         for (int n = 0; !cleaned.load() || n < 2000; ++n) {
           const int i = rng() % (kPages / kThreads) * kThreads + t;
           const uint64_t pid = pids[i];
@@ -839,7 +910,8 @@ TEST(CleanTest, CleanNextTakesTheRegionThatMovedOn) {
 // not release the image under its newer delta piece.
 TEST(CleanTest, AVersionOneCheckpointKeepsWholeChains) {
   const std::string path = TempPath("clean_v1.log");
-  std::map<uint64_t, uint64_t> newest;  // pid -> its newest piece
+  // PID -> its newest piece and that piece's position.
+  std::map<uint64_t, std::pair<uint64_t, uint32_t>> pieces;
   uint64_t pid = 0;
   uint64_t image = 0;
   {
@@ -856,30 +928,13 @@ TEST(CleanTest, AVersionOneCheckpointKeepsWholeChains) {
     absl::StatusOr<Page> page = s.Read(pid);
     ASSERT_TRUE(page.ok());
     ASSERT_TRUE(s.UpdateD(pid, page->state, "delta").ok());
-    newest[pid] = *s.Flush(pid);
+    pieces[pid] = {*s.Flush(pid), 2};
     for (uint64_t filler :
          FillTo(s, s.log().AppendedEnd() + s.region_bytes())) {
       fillers.push_back(filler);
     }
-    for (uint64_t filler : fillers) newest[filler] = *s.Flush(filler);
-    // Version 1: u32 1, u32 0, u64 high water, u64 count, then per page
-    // u64 PID, u64 newest piece, u32 its position, u32 flags.
-    std::string bytes;
-    auto put = [&](auto v) {
-      bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
-    };
-    put(uint32_t{1});
-    put(uint32_t{0});
-    put(uint64_t{newest.rbegin()->first + 1});
-    put(uint64_t{newest.size()});
-    for (const auto& [p, address] : newest) {
-      put(p);
-      put(address);
-      put(uint32_t{p == pid ? 2u : 1u});
-      put(uint32_t{0});
-    }
-    LogStructuredStore& log = s.log();
-    ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+    for (uint64_t filler : fillers) pieces[filler] = {*s.Flush(filler), 1};
+    WriteVersionOneCheckpoint(s, pieces);
     ASSERT_TRUE(s.Close().ok());
   }
   {

@@ -935,7 +935,8 @@ struct Totals {
   uint64_t checkpoints = 0;     // Checkpoint calls begun
   uint64_t checkpoints_done = 0;  // of them, returned
   uint64_t resumed_opens = 0;   // writers' Opens that resumed from one
-  uint64_t delta_pieces = 0;    // written by the writers' flushes
+  // Written by the writers' flushes, and copies by their cleanings.
+  uint64_t delta_pieces = 0;
   uint64_t consolidations = 0;  // whole images that restarted a chain
   uint64_t pages_from_chains = 0;  // recovered from a delta piece down
   uint64_t max_tail = 0;

@@ -347,7 +347,7 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
     if (it != latest.end() && it->second.pieces == pieces &&
         it->second.chain.size() >= 2) {
       const PieceRef& below = it->second.chain.end()[-2];
-      if (below.bytes != 0 && below.address == previous) {
+      if (below.address != 0 && below.address == previous) {
         it->second.address = r.address;
         it->second.chain.back() = piece;
         return absl::OkStatus();
@@ -1064,8 +1064,7 @@ void PageStore::AbandonFlush(uint64_t pid, StoreReservation r) {
 }
 
 absl::StatusOr<bool> PageStore::MovePiece(uint64_t pid, uint64_t from,
-                                          uint64_t address,
-                                          absl::string_view piece) {
+                                          uint64_t address) {
   EpochGuard guard(epochs_);
   absl::StatusOr<PageState> s = table_->Read(pid);
   if (!s.ok()) return s.status();
@@ -1086,6 +1085,7 @@ absl::StatusOr<bool> PageStore::MovePiece(uint64_t pid, uint64_t from,
       return false;
     }
   }
+  uint64_t below = 0;  // the piece it links to
   {
     Stripe& stripe = StripeOf(pid);
     std::lock_guard<std::mutex> lock(stripe.mu);
@@ -1094,7 +1094,22 @@ absl::StatusOr<bool> PageStore::MovePiece(uint64_t pid, uint64_t from,
         !Movable(it->second, from)) {
       return false;
     }
+    below = it->second.end()[-2].address;
   }
+  // Read from the range being cleaned, which stays until the copies are
+  // durable; the page's chain said what must be there.
+  absl::StatusOr<LogRecord> original = log_->Read(address);
+  if (!original.ok()) return original.status();
+  absl::string_view piece = original->payload;
+  uint64_t link = 0;
+  if (original->tag.type != kPageDeltaRecord || original->tag.key != pid ||
+      !GetU64(piece, link) || link != below) {
+    return absl::DataLossError(absl::StrCat(
+        log_->path(), ": offset ", address, ": not the delta piece of page ",
+        pid, " linked to offset ", below, " that its chain holds (type ",
+        original->tag.type, ", key ", original->tag.key, ")"));
+  }
+  piece = original->payload;
   absl::StatusOr<StoreReservation> r = log_->Reserve(
       piece.size(), RecordTag{.type = kPageDeltaRecord, .key = pid});
   if (!r.ok()) return r.status();
@@ -1161,8 +1176,9 @@ void PageStore::CreditCarried(const Node* flush) {
 
 bool PageStore::Movable(const Chain& c, uint64_t from) {
   // Only a chain's first piece is an image; the copy links to what the
-  // original does.
-  return c.size() >= 2 && c.back().bytes != 0 && c.end()[-2].bytes != 0 &&
+  // original does, a piece whose address is known (a version 1
+  // checkpoint's placeholder for pieces not known has none).
+  return c.size() >= 2 && c.back().bytes != 0 && c.end()[-2].address != 0 &&
          c.end()[-2].address < from;
 }
 
@@ -1253,8 +1269,7 @@ bool PageStore::BeingFreed(uint64_t pid) {
 }
 
 absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
-                                         uint64_t to, uint64_t address,
-                                         absl::string_view piece) {
+                                         uint64_t to, uint64_t piece) {
   for (;;) {
     // A Free under way appends its record before it clears the page's
     // chain and frees the PID (or puts the page back if it cannot): once
@@ -1264,7 +1279,7 @@ absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
     while (BeingFreed(pid)) std::this_thread::yield();
     if (!ChainIn(pid, from, to)) return false;
     absl::StatusOr<bool> moved =
-        piece.empty() ? false : MovePiece(pid, from, address, piece);
+        piece == 0 ? false : MovePiece(pid, from, piece);
     if (moved.ok() && *moved) return true;
     absl::Status status = moved.status();
     if (moved.ok()) status = FlushPiece(pid, /*image=*/true).status();
@@ -1320,16 +1335,15 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
     uint64_t address = 0;  // a page's first piece there; a free's record
     uint64_t block = 0;    // the block that holds it
     uint64_t freed_at = 0;  // a free: the address of the free it stands for
-    // A page's first piece there, a delta piece: its payload, for copying
-    // it alone (MovePiece), while the kept ones add up to at most 1 MiB.
-    std::string piece;
+    // A page's first piece there is a delta piece, which MovePiece may
+    // copy alone.
+    bool delta = false;
   };
   std::vector<Found> first;
   std::vector<Found> frees;
   uint64_t end = to;
   {
     std::set<uint64_t> seen;
-    size_t kept = 0;
     // Reads sized to the range: a small one must not read megabytes.
     const size_t read_bytes = static_cast<size_t>(
         std::clamp<uint64_t>(to - from, 64 << 10, 1 << 20));
@@ -1347,14 +1361,10 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
                      .address = r.address,
                      .block = (*reader)->block(),
                      .freed_at = r.address,
-                     .piece = {}};
+                     .delta = type == kPageDeltaRecord};
       if ((type == kPageImageRecord || type == kPageDeltaRecord) &&
           seen.insert(r.tag.key).second) {
-        if (type == kPageDeltaRecord && kept + r.payload.size() <= 1 << 20) {
-          found.piece = std::string(r.payload);
-          kept += r.payload.size();
-        }
-        first.push_back(std::move(found));
+        first.push_back(found);
         continue;
       }
       absl::string_view in = r.payload;
@@ -1364,8 +1374,9 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
       }
     }
   }
-  // Each page with a piece there is written whole at the tail; a lost race
-  // means the page changed, and the new state is written instead. A page
+  // Each page with a piece there is written whole at the tail, or its
+  // newest piece copied (MovePiece); a lost race means the page changed,
+  // and the new state is written instead. A page
   // freed meanwhile needs nothing. If the log fills up on the way, what
   // lies below the first page not relocated still goes: up to its record
   // (Truncate) or its block (Release).
@@ -1374,8 +1385,9 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   uint64_t done_to = to;
   for (const Found& f : first) {
     absl::StatusOr<PageState> before = table_->Read(f.pid);
+    // At the head no chain has a piece below the range: nothing to copy.
     absl::StatusOr<bool> moved =
-        Relocate(f.pid, from, end, f.address, f.piece);
+        Relocate(f.pid, from, end, f.delta && !at_head ? f.address : 0);
     if (!moved.ok()) {
       status = moved.status();
       done_to = truncate ? f.address : f.block;

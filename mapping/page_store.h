@@ -81,10 +81,11 @@
 // not below max_pages, a delta piece that links to a piece of its page
 // other than the newest (it would join pieces of different lives of the
 // PID; a link to a piece never seen, above the newest, is taken as cut:
-// see Cleaning), or a page whose newest chain lacks a piece (its image
-// after a free, below the head or in a released range); at
-// Read of an evicted page, a link that does not lead to the piece one
-// position lower of the same page, or an unreadable piece.
+// see Cleaning; a copy of the newest is not), or a page whose newest chain
+// lacks a piece (its image after a free, below the head or in a released
+// range); at Read of an evicted page, a link that does not lead to the
+// piece one position lower of the same page, or an unreadable piece; when
+// cleaning, a piece that is not what the page's chain says is there.
 //
 // Thread safety: every method may be called concurrently; cleanings (Clean,
 // CleanRange, CleanNext, the background cleaner) take turns.
@@ -143,7 +144,7 @@ struct CleanerOptions {
   // passes, each at most once round the log, leave no room). Flushes leave
   // the last 2 x region_bytes + buffer_bytes, at most half of
   // free_bytes_low (1.5 regions by default), to the cleaner, which writes
-  // each page it relocates whole while freeing only its pieces in the
+  // most pages it relocates whole while freeing only their pieces in the
   // region, and room for a checkpoint as large as the last. Needs
   // store.capacity_bytes.
   bool background = false;
@@ -264,15 +265,17 @@ class PageStore {
   absl::Status Clean(uint64_t to);
   // Cleans the blocks that start in [from, to) (from the head's block if
   // `from` is at or below the head, which moves the head): every page with
-  // a piece there is written whole at the tail, a free record there is
+  // a piece there is written whole at the tail (or, if that piece is its
+  // newest, a delta piece linked below `from`, the piece is copied there
+  // alone, and an evicted page stays evicted), a free record there is
   // written again as a tombstone unless its PID has a piece since, those
   // are made durable, and the blocks are released (their space goes back;
   // LogStructuredStore::Release). `to` is at most the log's
   // CheckpointBoundary(), InvalidArgument otherwise. If the log fills up
   // part way, the blocks below the first page not relocated are released
   // and the result is ResourceExhausted. The same promise as Clean after a
-  // crash. Both return OK only with everything appended before them
-  // durable, an empty range too.
+  // crash (a copy holds what its piece did). Both return OK only with
+  // everything appended before them durable, an empty range too.
   absl::Status CleanRange(uint64_t from, uint64_t to);
   // Cleans one region (CleanerOptions::region_bytes) below the log's
   // CheckpointBoundary(), chosen by CleanerOptions::policy, and returns its
@@ -285,7 +288,8 @@ class PageStore {
   // the pieces there that pages' flushed chains hold, and of its free
   // records and tombstones (`live`), and what cleaning it would write
   // (`relocation`: the bytes of those chains, since each page is written
-  // whole).
+  // whole, or of the piece alone where it would be copied; an estimate,
+  // which does not know of changes since the last flushes).
   struct RegionUse {
     uint64_t live = 0;
     uint64_t relocation = 0;
@@ -395,11 +399,11 @@ class PageStore {
   absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
   // Clean (truncate: up to the block that holds `to`) or CleanRange.
   absl::Status CleanBlocks(uint64_t from, uint64_t to, bool truncate);
-  // An image of the page at the tail (or a copy of its newest piece, at
-  // `address` with payload `piece`, if MovePiece can) unless its flushed
-  // chain has no piece in [from, to) (false then).
+  // An image of the page at the tail (or a copy of its delta piece at
+  // `piece`, if not 0 and MovePiece can) unless its flushed chain has no
+  // piece in [from, to) (false then).
   absl::StatusOr<bool> Relocate(uint64_t pid, uint64_t from, uint64_t to,
-                                uint64_t address, absl::string_view piece);
+                                uint64_t piece);
   // Whether the page's flushed chain has a piece in [from, to), and
   // whether it has one above `address` (a life after a free there).
   bool ChainIn(uint64_t pid, uint64_t from, uint64_t to);
@@ -413,17 +417,18 @@ class PageStore {
   // state (FlushStats::relocated_new_bytes), once.
   void CreditCarried(const Node* flush);
   // Whether cleaning from `from` on can copy the chain's newest piece alone
-  // (MovePiece): it is a delta piece, and the piece below it is known and
-  // lies below `from`.
+  // (MovePiece): it is a delta piece, and the piece below it has a known
+  // address below `from`.
   static bool Movable(const Chain& c, uint64_t from);
   // Cleaning [from, ...) copies the page's newest piece, a delta piece at
-  // `address` whose record's payload is `piece`, to the tail, and the page
-  // goes on from the copy: its deltas not flushed yet are kept above it
-  // (their nodes copied). Only while that piece is still the page's newest
-  // and Movable; false otherwise (relocate the page whole). Aborted on a
-  // lost race.
+  // `address` (read back from the log), to the tail, and the page goes on
+  // from the copy: its deltas not flushed yet are kept above it (their
+  // nodes copied). Only while that piece is still what the page's state
+  // rests on (its top flush node, or the evicted page's address) and
+  // Movable; false otherwise (relocate the page whole). Aborted on a lost
+  // race.
   absl::StatusOr<bool> MovePiece(uint64_t pid, uint64_t from,
-                                 uint64_t address, absl::string_view piece);
+                                 uint64_t address);
   // Fills a reservation whose CAS was lost with a failed-flush record.
   void AbandonFlush(uint64_t pid, StoreReservation r);
   // The page's flushed chain becomes `next`; holding its stripe's lock.
