@@ -59,6 +59,11 @@ DEFINE_uint32(max_flushed_pieces, 8,
               "PageStoreOptions::max_flushed_pieces (1: every flush writes "
               "the whole page, as in the textbook cleaning model)");
 DEFINE_double(seconds, 10, "seconds of updates");
+DEFINE_double(laps, 0,
+              "if > 0: update until the log has written this many times "
+              "--capacity_bytes since the load, instead of for --seconds "
+              "(write amplification rises over the first laps, so runs of "
+              "the same laps compare across machines)");
 DEFINE_int32(threads, 1, "updating threads, each owning a share of the pages");
 DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
 DEFINE_string(cleaner_policy, "cost_benefit",
@@ -157,10 +162,12 @@ int Main() {
   if (FLAGS_utilization < 0.05 || FLAGS_utilization > 0.9 ||
       FLAGS_page_bytes == 0 || FLAGS_update_bytes == 0 ||
       FLAGS_flush_every == 0 || FLAGS_deltas_per_base == 0 ||
+      !(FLAGS_laps >= 0 && FLAGS_laps <= 1000) ||
       FLAGS_threads < 1 || FLAGS_threads > 64) {
     Die(absl::InvalidArgumentError(
         "--utilization must be 0.05 to 0.9; --page_bytes, --update_bytes, "
-        "--flush_every and --deltas_per_base must be > 0; --threads 1 to 64"));
+        "--flush_every and --deltas_per_base must be > 0; --threads 1 to "
+        "64; --laps 0 to 1000"));
   }
   if (FLAGS_distribution != "uniform" && FLAGS_distribution != "zipf") {
     Die(absl::InvalidArgumentError("--distribution must be uniform or zipf"));
@@ -210,9 +217,15 @@ int Main() {
   const PageStore::FlushStats loaded = store->flush_stats();
   const uint64_t loaded_end = store->log().HiStable();
 
-  std::fprintf(stderr, "pagebench: updating for %.0f s from %d threads (%s, "
-               "cleaning %s)\n", FLAGS_seconds, FLAGS_threads,
-               FLAGS_distribution.c_str(), FLAGS_cleaning.c_str());
+  const bool by_laps = FLAGS_laps > 0;
+  const uint64_t laps_bytes =
+      static_cast<uint64_t>(FLAGS_laps * FLAGS_capacity_bytes);
+  std::fprintf(stderr, "pagebench: updating for %s from %d threads (%s, "
+               "cleaning %s)\n",
+               by_laps ? absl::StrCat(FLAGS_laps, " laps of the log").c_str()
+                       : absl::StrCat(FLAGS_seconds, " s").c_str(),
+               FLAGS_threads, FLAGS_distribution.c_str(),
+               FLAGS_cleaning.c_str());
   const Zipf zipf(FLAGS_distribution == "zipf" ? pages : 1);
   std::atomic<uint64_t> updates{0}, flushes{0};
   // Live page bytes: each thread counts those of its own pages; thread 0
@@ -232,7 +245,9 @@ int Main() {
     for (uint64_t pid = t; pid < pages; pid += FLAGS_threads) {
       mine += FLAGS_page_bytes;
     }
-    while (Seconds(start, Clock::now()) < FLAGS_seconds) {
+    while (by_laps
+               ? store->log().AppendedEnd() - loaded_end < laps_bytes
+               : Seconds(start, Clock::now()) < FLAGS_seconds) {
       for (int batch = 0; batch < 256; ++batch) {
         // Zipf ranks are scattered over the PIDs, so hot pages are not
         // neighbours in the log's load order.
@@ -392,6 +407,7 @@ int Main() {
         ", \"update_phase_bytes_written\": %" PRIu64
         ", \"update_phase_user_flush_bytes\": %" PRIu64
         ", \"update_phase_relocated_new_bytes\": %" PRIu64
+        ", \"update_phase_laps\": %.2f, \"update_phase_s\": %.1f"
         ", \"relocated_pages\": %" PRIu64 ", \"moved_pieces\": %" PRIu64
         ", \"cleanings\": %" PRIu64
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
@@ -408,6 +424,7 @@ int Main() {
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
         recovery_s, written, user_bytes, run_written, run_user, run_new,
+        double(run_written) / FLAGS_capacity_bytes, run_s,
         stats.relocated, stats.moved, stats.cleanings, FLAGS_utilization,
         utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
