@@ -149,12 +149,13 @@ TEST(CleanTest, PagesSurviveCleaningAndReopening) {
   ExpectPages(**store, model, freed);
 }
 
-// A relocation writes the page as it is now: the changes no flush wrote
-// yet that it takes along count as relocated until the page's next Flush
-// finds them (it would have written them), then as new page state; not if
-// an UpdateR replaces them first. A second relocation before that Flush
-// takes them along again.
-TEST(CleanTest, RelocatedBytesLeaveOutChangesTheNextFlushFinds) {
+// A relocation writes what the page's last flush made stable; the changes
+// since stay in memory for the page's next Flush. A page not flushed since
+// its UpdateR has nothing stable in memory and is written as it is now:
+// what that takes along counts as relocated until the page's next Flush
+// finds it (it would have written it), then as new page state, and a
+// second relocation before that Flush takes it along again.
+TEST(CleanTest, RelocationsWriteTheFlushedState) {
   const std::string path = TempPath("clean_new_state.log");
   auto store = PageStore::Open(path, Options());
   ASSERT_TRUE(store.ok()) << store.status();
@@ -181,33 +182,41 @@ TEST(CleanTest, RelocatedBytesLeaveOutChangesTheNextFlushFinds) {
   const PageStore::FlushStats before = s.flush_stats();
   ASSERT_TRUE(s.Clean(s.log().HiStable()).ok());
   ASSERT_TRUE(s.Clean(s.log().HiStable()).ok());
-  // Images: u32 base length, base, u32 delta count, (u32 length, delta).
-  const size_t image_a = RecordFootprint(4 + 1000 + 4 + 4 + 2);
+  // Images: u32 base length, base, u32 delta count (no deltas).
+  const size_t image_a = RecordFootprint(4 + 1000 + 4);
   const size_t image_b = RecordFootprint(4 + 500 + 4);
-  const size_t image_c = RecordFootprint(4 + 900 + 4 + 4 + 2);
-  const size_t image_d = RecordFootprint(4 + 600 + 4 + 4 + 2);
+  const size_t image_c = RecordFootprint(4 + 900 + 4);
+  const size_t image_d = RecordFootprint(4 + 600 + 4);
   PageStore::FlushStats after = s.flush_stats();
   const size_t images = image_a + image_b + image_c + image_d;
   EXPECT_EQ(after.relocated - before.relocated, 8u);
   EXPECT_EQ(after.bytes - before.bytes, 2 * images);
   EXPECT_EQ(after.relocated_bytes - before.relocated_bytes, 2 * images);
   EXPECT_EQ(after.relocated_new_bytes, before.relocated_new_bytes);
-  // a and b: their flushes have nothing left to write; d's writes only
-  // the delta since; what the relocations took along is new page state.
-  // c: replaced first.
-  const uint64_t end = s.log().AppendedEnd();
-  ASSERT_TRUE(s.Flush(a).ok());
+  // b: its flush has nothing left to write; what the relocations took
+  // along is new page state. a and d: their flushes write their deltas
+  // since, as delta pieces. c: replaced first.
+  uint64_t end = s.log().AppendedEnd();
   ASSERT_TRUE(s.Flush(b).ok());
   EXPECT_EQ(s.log().AppendedEnd(), end);
+  end = s.flush_stats().bytes;
+  ASSERT_TRUE(s.Flush(a).ok());
+  EXPECT_EQ(s.flush_stats().bytes - end, RecordFootprint(8 + 4 + 4 + 4 + 2));
   ASSERT_TRUE(s.UpdateD(d, s.Read(d)->state, "d5").ok());
   ASSERT_TRUE(s.Flush(d).ok());
   ASSERT_TRUE(s.UpdateR(c, s.Read(c)->state, std::string(800, 'f')).ok());
   ASSERT_TRUE(s.Flush(c).ok());
   after = s.flush_stats();
-  EXPECT_EQ(after.relocated_new_bytes - before.relocated_new_bytes,
-            (4 + 2) + image_b + (4 + 2));
+  EXPECT_EQ(after.relocated_new_bytes - before.relocated_new_bytes, image_b);
   EXPECT_EQ(after.relocated_bytes - before.relocated_bytes,
-            2 * images - (4 + 2) - image_b - (4 + 2));
+            2 * images - image_b);
+  ExpectPages(s, {{a, {std::string(1000, 'a'), "d1"}},
+                  {b, {std::string(500, 'e')}},
+                  {c, {std::string(800, 'f')}},
+                  {d, {std::string(600, 'd'), "d4", "d5"}}},
+              {});
+  ASSERT_TRUE(s.log().Sync().ok());
+  for (uint64_t pid : {a, b, c, d}) ASSERT_TRUE(s.Evict(pid).ok()) << pid;
   ExpectPages(s, {{a, {std::string(1000, 'a'), "d1"}},
                   {b, {std::string(500, 'e')}},
                   {c, {std::string(800, 'f')}},
@@ -215,8 +224,6 @@ TEST(CleanTest, RelocatedBytesLeaveOutChangesTheNextFlushFinds) {
               {});
 }
 
-// Updates and flushes from another thread while the cleaner runs: no
-// update is lost, and the log reopens with every page.
 TEST(CleanTest, CleaningRacesUpdates) {
   const std::string path = TempPath("clean_race.log");
   auto store = PageStore::Open(path, Options());

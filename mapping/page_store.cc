@@ -54,6 +54,25 @@ void DeleteThroughFlushErased(void* head) {
   delete n;
 }
 
+// Copies of the delta nodes from `head` down to `stop` (left out), on top
+// of `below`: the page's changes not flushed yet, kept above a flush node
+// that replaces the one they were on. Returns the copies' head.
+Node* CopyDeltas(const Node* head, const Node* stop, Node* below) {
+  std::vector<const Node*> deltas;
+  for (const Node* n = head; n != stop; n = n->next) deltas.push_back(n);
+  for (auto d = deltas.rbegin(); d != deltas.rend(); ++d) {
+    below = new Node{
+        .kind = Node::Kind::kDelta, .bytes = (*d)->bytes, .next = below};
+  }
+  return below;
+}
+
+// Frees what CopyDeltas and the new flush node under the copies made,
+// down to `stop`, the node the flush node went on (the CAS was lost).
+void DeleteDownTo(const Node* head, const Node* stop) {
+  while (head != stop) delete std::exchange(head, head->next);
+}
+
 const Node* Head(PageState s) { return static_cast<const Node*>(s.pointer()); }
 
 void PutU32(std::string& out, uint32_t v) {
@@ -200,7 +219,7 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
                         : 3 * region_bytes_;
-  // A relocated page is written whole, its current state, while only its
+  // A relocated page is written whole, its flushed state, while only its
   // pieces in the region are freed: cleaning borrows space for a while
   // (the rest of its old chain dies later), hence up to two regions; with
   // the default low mark, half of it: 1.5 regions (a reserve of one ran
@@ -978,6 +997,10 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   const bool linkable = below->kind == Node::Kind::kFlush;
   const bool incremental =
       !image && linkable && below->pieces < max_flushed_pieces_;
+  // A relocation of a page with a flush writes what that flush made
+  // stable, not the changes since: those stay above it in memory, for the
+  // page's next Flush (an UpdateR may yet throw them away).
+  const bool flushed_only = image && linkable;
   uint32_t pieces = 1;
   std::string payload;
   if (incremental) {
@@ -985,7 +1008,7 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     std::reverse(fresh.begin(), fresh.end());
     payload = SerializeDeltaPiece(below->address, pieces, fresh);
   } else {
-    payload = SerializeImage(Materialize(head, *s));
+    payload = SerializeImage(Materialize(flushed_only ? below : head, *s));
   }
   const uint32_t type = incremental ? kPageDeltaRecord : kPageImageRecord;
   absl::StatusOr<StoreReservation> r =
@@ -993,12 +1016,12 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   if (!r.ok()) return r.status();
   const uint64_t address = r->address();
   const uint64_t footprint = RecordFootprint(payload.size());
-  // A relocation writes the page as it is now, so it takes along the
-  // changes no flush wrote yet: the deltas above the last flush, or all of
-  // a page not flushed since its UpdateR. Counted as relocated until the
-  // page's next Flush finds them (CreditCarried); before the CAS, which
-  // makes the node visible to that Flush. What an earlier relocation took
-  // along and no Flush has found yet goes along again.
+  // A relocation of a page not flushed since its UpdateR writes it as it
+  // is now, so it takes along changes no flush wrote yet. Counted as
+  // relocated until the page's next Flush finds them (CreditCarried);
+  // before the CAS, which makes the node visible to that Flush. What an
+  // earlier relocation took along and no Flush has found yet goes along
+  // again.
   uint64_t carried = 0;
   uint64_t carried_below = 0;
   if (image) {
@@ -1006,7 +1029,6 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     if (linkable) {
       carried_below = below->carried.exchange(0, std::memory_order_relaxed);
       carried = carried_below;
-      for (const std::string& d : fresh) carried += 4 + d.size();
     }
     relocated_bytes_.fetch_add(footprint, std::memory_order_relaxed);
   }
@@ -1015,14 +1037,16 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
                          .pieces = pieces,
                          .carried = static_cast<uint32_t>(carried),
                          .image = incremental ? below->image : address,
-                         .next = head};
+                         .next = flushed_only ? below->next : head};
+  // In place of the flush below, under copies of the deltas since.
+  Node* desired = flushed_only ? CopyDeltas(head, below, flush) : flush;
   const PieceRef piece = {.address = address,
                           .bytes = static_cast<uint32_t>(footprint)};
   bool won = false;
   {
     Stripe& stripe = StripeOf(pid);
     std::lock_guard<std::mutex> lock(stripe.mu);
-    won = table_->CompareAndSwap(pid, *s, PageState::InMemory(flush));
+    won = table_->CompareAndSwap(pid, *s, PageState::InMemory(desired));
     if (won) {
       Chain next;
       if (incremental) next = stripe.chains[pid];
@@ -1033,6 +1057,9 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   if (won) {
     std::memcpy(r->payload().data(), payload.data(), payload.size());
     log_->Commit(*std::move(r));
+    if (flushed_only) {
+      epochs_.Retire(const_cast<Node*>(head), DeleteThroughFlushErased);
+    }
     (incremental ? flushed_pieces_ : flushed_images_)
         .fetch_add(1, std::memory_order_relaxed);
     if (linkable && !incremental) {
@@ -1048,7 +1075,7 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     below->carried.fetch_add(static_cast<uint32_t>(carried_below),
                              std::memory_order_relaxed);
   }
-  delete flush;
+  DeleteDownTo(desired, flush->next);
   AbandonFlush(pid, *std::move(r));
   return Changed(pid);
 }
@@ -1120,17 +1147,12 @@ absl::StatusOr<bool> PageStore::MovePiece(uint64_t pid, uint64_t from,
   Node* fresh = nullptr;  // the new nodes, head first
   if (top != nullptr) {
     // A piece's flush node carries nothing: only images are relocations.
-    fresh = new Node{.kind = Node::Kind::kFlush,
-                     .address = copy,
-                     .pieces = top->pieces,
-                     .image = top->image,
-                     .next = top->next};
-    std::vector<const Node*> deltas;
-    for (const Node* n = head; n != top; n = n->next) deltas.push_back(n);
-    for (auto d = deltas.rbegin(); d != deltas.rend(); ++d) {
-      fresh = new Node{
-          .kind = Node::Kind::kDelta, .bytes = (*d)->bytes, .next = fresh};
-    }
+    fresh = CopyDeltas(head, top,
+                       new Node{.kind = Node::Kind::kFlush,
+                                .address = copy,
+                                .pieces = top->pieces,
+                                .image = top->image,
+                                .next = top->next});
     desired = PageState::InMemory(fresh);
   }
   bool won = false;
@@ -1145,9 +1167,7 @@ absl::StatusOr<bool> PageStore::MovePiece(uint64_t pid, uint64_t from,
     }
   }
   if (!won) {
-    while (fresh != nullptr && fresh != top->next) {
-      delete std::exchange(fresh, const_cast<Node*>(fresh->next));
-    }
+    if (fresh != nullptr) DeleteDownTo(fresh, top->next);
     AbandonFlush(pid, *std::move(r));
     return Changed(pid);
   }

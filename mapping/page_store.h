@@ -252,16 +252,18 @@ class PageStore {
   // every page with a piece in [head, to) of the log (read once to find
   // them) whose chain still needs that piece is written whole at the tail,
   // those images are made durable, and the log is truncated at `to` (its
-  // space goes back; LogStructuredStore::Truncate). A page that changes
-  // meanwhile is written as it is then; a freed one needs nothing. `to`
-  // must be durable (at most HiStable()). After a crash at any point every
-  // page reads as its last durable flush or a later one: a relocated image
-  // is a flush of the page's current state, and the head moves only once
-  // they are durable. Which pages have a piece there comes from each page's
-  // flushed chain, kept in memory; an evicted page that must move is read
-  // in, and evicted again afterwards. If the log fills up part way,
-  // the head moves up to the first page not relocated and the result is
-  // ResourceExhausted.
+  // space goes back; LogStructuredStore::Truncate). An image holds what
+  // the page's last flush wrote (its changes since stay in memory, for its
+  // next Flush), or the page as it is, if it has no flush since its
+  // UpdateR; a page that flushes meanwhile is written as it is then; a
+  // freed one needs nothing. `to` must be durable (at most HiStable()).
+  // After a crash at any point every page reads as its last durable flush
+  // or a later one: a relocated image holds one of those, and the head
+  // moves only once they are durable. Which pages have a piece there
+  // comes from each page's flushed chain, kept in memory; an evicted page
+  // that must move is read in, and evicted again afterwards. If the log
+  // fills up part way, the head moves up to the first page not relocated
+  // and the result is ResourceExhausted.
   absl::Status Clean(uint64_t to);
   // Cleans the blocks that start in [from, to) (from the head's block if
   // `from` is at or below the head, which moves the head): every page with
@@ -337,12 +339,12 @@ class PageStore {
     uint64_t moved = 0;
     // Their bytes (also in `bytes`), less relocated_new_bytes.
     uint64_t relocated_bytes = 0;
-    // What they took along of changes no flush had written (the deltas
-    // above a page's last flush, or all of a page not flushed since its
-    // UpdateR), once the page's next Flush (or Evict) found it: that Flush
-    // would have written it, so it is new page state. Until then, and for
-    // good if an UpdateR or a Free replaces it first, it counts as
-    // relocated.
+    // What they took along of changes no flush had written (all of a page
+    // not flushed since its UpdateR; a page with a flush is relocated as
+    // that flush left it), once the page's next Flush (or Evict) found it:
+    // that Flush would have written it, so it is new page state. Until
+    // then, and for good if an UpdateR or a Free replaces it first, it
+    // counts as relocated.
     uint64_t relocated_new_bytes = 0;
     uint64_t cleanings = 0;       // Clean calls that finished, either kind
   };
@@ -394,8 +396,10 @@ class PageStore {
   // Whether the cleaner should write a checkpoint.
   bool CheckpointDue() const;
   absl::Status Restore(const Replay& replay);
-  // Flush, or with `image` a whole image of the page's current state even
-  // if nothing changed (loading an evicted page first: Aborted, try again).
+  // Flush, or with `image` (a relocation) a whole image of the page's
+  // flushed state, even if nothing changed, in place of its last flush,
+  // or of its current state if it has no flush since its UpdateR (loading
+  // an evicted page first: Aborted, try again).
   absl::StatusOr<uint64_t> FlushPiece(uint64_t pid, bool image);
   // Clean (truncate: up to the block that holds `to`) or CleanRange.
   absl::Status CleanBlocks(uint64_t from, uint64_t to, bool truncate);
