@@ -16,9 +16,10 @@
 // measured. write_amplification = bytes written to the log (block headers
 // and padding included) / bytes of new page state written: by the user's
 // flushes (the load's images, delta pieces, consolidations), and by
-// relocations, which write a page as it is now and so take along changes
-// no flush wrote yet, once the page's next flush finds them (it would have
-// written them; FlushStats::relocated_new_bytes). The cleaner relocates
+// relocations of pages not flushed since their last UpdateR, which write a
+// page as it is now and so take along changes no flush wrote yet, once the
+// page's next flush finds them (it would have written them;
+// FlushStats::relocated_new_bytes). The cleaner relocates
 // the live pages of the region it takes as whole images (or, for a page
 // whose only piece there is its newest delta piece, a copy of that piece),
 // at the tail next to fresh flushes (no stream of their own).
@@ -408,6 +409,7 @@ int Main() {
         ", \"update_phase_user_flush_bytes\": %" PRIu64
         ", \"update_phase_relocated_new_bytes\": %" PRIu64
         ", \"update_phase_laps\": %.2f, \"update_phase_s\": %.1f"
+        ", \"updates\": %" PRIu64 ", \"failed_flushes\": %" PRIu64
         ", \"relocated_pages\": %" PRIu64 ", \"moved_pieces\": %" PRIu64
         ", \"cleanings\": %" PRIu64
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
@@ -424,7 +426,8 @@ int Main() {
         ", \"verified\": %s}\n",
         wa, updates_per_s, flushes_per_s, disk_max, FLAGS_capacity_bytes,
         recovery_s, written, user_bytes, run_written, run_user, run_new,
-        double(run_written) / FLAGS_capacity_bytes, run_s,
+        double(run_written) / FLAGS_capacity_bytes, run_s, updates.load(),
+        stats.failed,
         stats.relocated, stats.moved, stats.cleanings, FLAGS_utilization,
         utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
