@@ -22,9 +22,9 @@ struct alignas(8) PageStore::Node {
   uint64_t address = 0;       // kFlush: the newest piece holding `next`
   uint32_t pieces = 0;        // kFlush: its position in its chain (image: 1)
   // kFlush of a relocation: the bytes it took along of changes no flush
-  // had written (the deltas' payload bytes, or the whole record of a page
-  // not flushed since its UpdateR), until a Flush or Evict counts them
-  // (PageStore::CreditCarried).
+  // had written (the whole record of a page not flushed since its UpdateR,
+  // or what an earlier relocation below it took along), until a Flush or
+  // Evict counts them (PageStore::CreditCarried).
   mutable std::atomic<uint32_t> carried = 0;
   // kFlush: the chain's image, its lowest piece: the chain needs nothing
   // of the log below it.
@@ -1018,20 +1018,13 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   const uint64_t footprint = RecordFootprint(payload.size());
   // A relocation of a page not flushed since its UpdateR writes it as it
   // is now, so it takes along changes no flush wrote yet. Counted as
-  // relocated until the page's next Flush finds them (CreditCarried);
+  // relocated until the page's next Flush finds them (CreditCarried); set
   // before the CAS, which makes the node visible to that Flush. What an
-  // earlier relocation took along and no Flush has found yet goes along
-  // again.
-  uint64_t carried = 0;
-  uint64_t carried_below = 0;
-  if (image) {
-    carried = footprint;
-    if (linkable) {
-      carried_below = below->carried.exchange(0, std::memory_order_relaxed);
-      carried = carried_below;
-    }
-    relocated_bytes_.fetch_add(footprint, std::memory_order_relaxed);
-  }
+  // earlier relocation below took along and no Flush has found yet goes
+  // along again, taken over once the CAS is won (a Flush or Evict that
+  // wins instead counts it).
+  const uint64_t carried = image && !linkable ? footprint : 0;
+  if (image) relocated_bytes_.fetch_add(footprint, std::memory_order_relaxed);
   Node* flush = new Node{.kind = Node::Kind::kFlush,
                          .address = address,
                          .pieces = pieces,
@@ -1058,11 +1051,14 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     std::memcpy(r->payload().data(), payload.data(), payload.size());
     log_->Commit(*std::move(r));
     if (flushed_only) {
+      flush->carried.fetch_add(
+          below->carried.exchange(0, std::memory_order_relaxed),
+          std::memory_order_relaxed);
       epochs_.Retire(const_cast<Node*>(head), DeleteThroughFlushErased);
     }
     (incremental ? flushed_pieces_ : flushed_images_)
         .fetch_add(1, std::memory_order_relaxed);
-    if (linkable && !incremental) {
+    if (linkable && !incremental && !image) {
       consolidations_.fetch_add(1, std::memory_order_relaxed);
     }
     flushed_bytes_.fetch_add(footprint, std::memory_order_relaxed);
@@ -1070,11 +1066,7 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
     if (linkable && !image) CreditCarried(below);
     return address;
   }
-  if (image) {
-    relocated_bytes_.fetch_sub(footprint, std::memory_order_relaxed);
-    below->carried.fetch_add(static_cast<uint32_t>(carried_below),
-                             std::memory_order_relaxed);
-  }
+  if (image) relocated_bytes_.fetch_sub(footprint, std::memory_order_relaxed);
   DeleteDownTo(desired, flush->next);
   AbandonFlush(pid, *std::move(r));
   return Changed(pid);
@@ -1396,7 +1388,8 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   }
   // Each page with a piece there is written whole at the tail, or its
   // newest piece copied (MovePiece); a lost race means the page changed,
-  // and the new state is written instead. A page
+  // and its new flushed state (or current state, with no flush since its
+  // UpdateR) is written instead. A page
   // freed meanwhile needs nothing. If the log fills up on the way, what
   // lies below the first page not relocated still goes: up to its record
   // (Truncate) or its block (Release).
