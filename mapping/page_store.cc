@@ -300,7 +300,7 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
     // About the size of the next checkpoint, which flushes and the
     // cleaner leave room for.
     store->checkpoint_bytes_.store(
-        RecordFootprint(store->shadow_.Serialize().size()),
+        RecordFootprint(store->shadow_.SerializedSize()),
         std::memory_order_relaxed);
   }
   if (store->background_) {
@@ -409,8 +409,18 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
   return absl::OkStatus();
 }
 
+size_t PageStore::Replay::SerializedSize() const {
+  size_t bytes = 4 + 4 + 8 + 8;
+  for (const auto& [pid, newest] : latest) {
+    bytes += 8 + 8 + 4 + 4 + 4 + newest.chain.size() * (8 + 4);
+  }
+  return bytes;
+}
+
 std::string PageStore::Replay::Serialize() const {
+  const size_t size = SerializedSize();
   std::string out;
+  out.reserve(size);
   PutU32(out, 2);
   PutU32(out, 0);
   PutU64(out, high_water);
@@ -426,6 +436,7 @@ std::string PageStore::Replay::Serialize() const {
       PutU32(out, p.bytes);
     }
   }
+  LSS_CHECK(out.size() == size, "a checkpoint's size was miscounted");
   return out;
 }
 

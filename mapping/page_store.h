@@ -387,8 +387,9 @@ class PageStore {
     std::map<uint64_t, Latest> latest;  // PID -> its newest piece
     uint64_t high_water = 0;               // one past the highest PID seen
     absl::Status Visit(const std::string& path, const RecordView& r);
-    // The checkpoint's bytes (format above), and back.
+    // The checkpoint's bytes (format above), their count, and back.
     std::string Serialize() const;
+    size_t SerializedSize() const;
     absl::Status Load(const std::string& path, const CheckpointView& c);
   };
   // Checkpoint, holding checkpoint_mu_.
