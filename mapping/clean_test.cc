@@ -484,6 +484,28 @@ void WriteVersionOneCheckpoint(
   ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
 }
 
+// Adds `delta` to the page and flushes it as a delta piece, made durable;
+// returns its address.
+uint64_t FlushDelta(PageStore& s, uint64_t pid, const std::string& delta) {
+  EXPECT_TRUE(s.UpdateD(pid, s.Read(pid)->state, delta).ok());
+  absl::StatusOr<uint64_t> at = s.Flush(pid);
+  EXPECT_TRUE(at.ok()) << at.status();
+  EXPECT_TRUE(s.log().Sync().ok());
+  return at.value_or(0);
+}
+
+// Appends a copy of the page's delta piece at `at`, as the cleaner would
+// before it releases the original, made durable.
+void AppendCopyOf(PageStore& s, uint64_t pid, uint64_t at) {
+  absl::StatusOr<LogRecord> original = s.log().Read(at);
+  ASSERT_TRUE(original.ok()) << original.status();
+  ASSERT_TRUE(s.log()
+                  .Append(original->payload,
+                          RecordTag{.type = kPageDeltaRecord, .key = pid})
+                  .ok());
+  ASSERT_TRUE(s.log().Sync().ok());
+}
+
 PageStoreOptions NoCheckpoints() {
   PageStoreOptions o = Options();
   o.checkpoints = false;
@@ -635,11 +657,7 @@ TEST(CleanTest, ACopyReplacesAPieceAVersionOneCheckpointNames) {
     PageStore& s = **store;
     pid = *s.Allocate();
     WriteImage(s, pid, PageState::Free(), "image");
-    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "delta").ok());
-    absl::StatusOr<uint64_t> at = s.Flush(pid);
-    ASSERT_TRUE(at.ok()) << at.status();
-    ASSERT_TRUE(s.log().Sync().ok());
-    WriteVersionOneCheckpoint(s, {{pid, {*at, 2}}});
+    WriteVersionOneCheckpoint(s, {{pid, {FlushDelta(s, pid, "delta"), 2}}});
     ASSERT_TRUE(s.Close().ok());
   }
   {
@@ -649,17 +667,7 @@ TEST(CleanTest, ACopyReplacesAPieceAVersionOneCheckpointNames) {
     ASSERT_TRUE(store.ok()) << store.status();
     PageStore& s = **store;
     ASSERT_NE(s.log().recovery().checkpoint, 0u);
-    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "after").ok());
-    absl::StatusOr<uint64_t> at = s.Flush(pid);
-    ASSERT_TRUE(at.ok()) << at.status();
-    ASSERT_TRUE(s.log().Sync().ok());
-    absl::StatusOr<LogRecord> original = s.log().Read(*at);
-    ASSERT_TRUE(original.ok()) << original.status();
-    ASSERT_TRUE(s.log()
-                    .Append(original->payload,
-                            RecordTag{.type = kPageDeltaRecord, .key = pid})
-                    .ok());
-    ASSERT_TRUE(s.log().Sync().ok());
+    AppendCopyOf(s, pid, FlushDelta(s, pid, "after"));
   }
   auto store = PageStore::Open(path, Options());
   ASSERT_TRUE(store.ok()) << store.status();
@@ -845,17 +853,7 @@ TEST(CleanTest, ACopiedPieceNextToItsOriginalReplacesIt) {
     PageStore& s = **store;
     pid = *s.Allocate();
     WriteImage(s, pid, PageState::Free(), "image");
-    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "piece").ok());
-    absl::StatusOr<uint64_t> at = s.Flush(pid);
-    ASSERT_TRUE(at.ok()) << at.status();
-    ASSERT_TRUE(s.log().Sync().ok());
-    absl::StatusOr<LogRecord> original = s.log().Read(*at);
-    ASSERT_TRUE(original.ok()) << original.status();
-    ASSERT_TRUE(s.log()
-                    .Append(original->payload,
-                            RecordTag{.type = kPageDeltaRecord, .key = pid})
-                    .ok());
-    ASSERT_TRUE(s.log().Sync().ok());
+    AppendCopyOf(s, pid, FlushDelta(s, pid, "piece"));
   }
   for (int round = 0; round < 2; ++round) {
     auto store = PageStore::Open(path, NoCheckpoints());
