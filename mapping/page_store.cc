@@ -46,8 +46,9 @@ void DeleteChainErased(void* head) {
 
 void DeleteNodeErased(void* node) { delete static_cast<const Node*>(node); }
 
-// The nodes a moved piece replaced: the deltas above the page's top flush
-// node and that node; the rest of the chain lives on under the copies.
+// The nodes a copied piece or a relocation replaced: the deltas above the
+// page's top flush node and that node; the rest of the chain lives on
+// under the copies (CopyDeltas).
 void DeleteThroughFlushErased(void* head) {
   const Node* n = static_cast<const Node*>(head);
   while (n->kind == Node::Kind::kDelta) delete std::exchange(n, n->next);

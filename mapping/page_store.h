@@ -255,8 +255,8 @@ class PageStore {
   // space goes back; LogStructuredStore::Truncate). An image holds what
   // the page's last flush wrote (its changes since stay in memory, for its
   // next Flush), or the page as it is, if it has no flush since its
-  // UpdateR; a page that flushes meanwhile is written as it is then; a
-  // freed one needs nothing. `to` must be durable (at most HiStable()).
+  // UpdateR; a page that flushes meanwhile is relocated as that flush
+  // left it; a freed one needs nothing. `to` must be durable (at most HiStable()).
   // After a crash at any point every page reads as its last durable flush
   // or a later one: a relocated image holds one of those, and the head
   // moves only once they are durable. Which pages have a piece there
