@@ -60,6 +60,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -813,9 +814,11 @@ class PagePowerLossRun {
 
   // Cleans up to a random durable address. Clean Syncs before it truncates,
   // so once it returns OK every earlier flush and free is acknowledged, and
-  // each page it relocated holds, acknowledged, the state it had (the
-  // images it wrote are the only records past the end sealed before it).
-  // If the power goes meanwhile, any live page may have been relocated.
+  // each page it relocated holds, acknowledged, what its last flush wrote
+  // (or its state then, with no flush since its UpdateR): the images and
+  // copies of pieces it wrote are the only records past the end sealed
+  // before it. If the power goes meanwhile, any live page may have been
+  // relocated.
   absl::Status Clean(PageStore& store) {
     ++totals_.cleans;
     const uint64_t head = store.log().head();
@@ -859,16 +862,68 @@ class PagePowerLossRun {
         continue;
       }
       PageModel& page = pages_[r.tag.key];
-      if (r.tag.type != kPageImageRecord || !page.live) {
+      // What the page's flushes left: the newest event with an address (none
+      // after a free), or what the last checking reopen read.
+      std::optional<Content> flushed = page.baseline;
+      for (auto e = page.events.rbegin(); e != page.events.rend(); ++e) {
+        if (e->address != 0 || !e->content.has_value()) {
+          flushed = e->content;
+          break;
+        }
+      }
+      std::optional<Content> image = DecodeImage(r.payload);
+      // A copy of the newest piece holds what the last flush left; an image
+      // holds that, or the page as it is if it has no flush since its
+      // UpdateR.
+      const std::optional<Content> holds =
+          r.tag.type == kPageDeltaRecord ? flushed : image;
+      if (!page.live || !holds.has_value() ||
+          (r.tag.type != kPageDeltaRecord &&
+           (r.tag.type != kPageImageRecord ||
+            (holds != flushed && *holds != page.current)))) {
         return absl::InternalError(absl::StrCat(
             "Clean wrote a record of type ", r.tag.type, " for page ",
-            r.tag.key, " at ", r.address, ", live: ", page.live));
+            r.tag.key, " at ", r.address, ", live: ", page.live,
+            ", holding ", Describe(holds), ", its last flush ",
+            Describe(flushed), ", in memory ", Describe(page.current)));
       }
       page.events.push_back(
-          Event{.content = page.current, .address = r.address, .acked = true});
+          Event{.content = holds, .address = r.address, .acked = true});
       ++totals_.relocated;
     }
     return absl::OkStatus();
+  }
+
+  // A page image record's content (PageStore's format), nullopt if it does
+  // not parse.
+  static std::optional<Content> DecodeImage(absl::string_view in) {
+    auto take = [&in](size_t n) -> std::optional<absl::string_view> {
+      if (in.size() < n) return std::nullopt;
+      absl::string_view out = in.substr(0, n);
+      in.remove_prefix(n);
+      return out;
+    };
+    auto u32 = [&]() -> std::optional<uint32_t> {
+      std::optional<absl::string_view> b = take(4);
+      if (!b.has_value()) return std::nullopt;
+      uint32_t v = 0;
+      std::memcpy(&v, b->data(), 4);
+      return v;
+    };
+    Content content;
+    std::optional<uint32_t> len = u32();
+    std::optional<absl::string_view> base = len ? take(*len) : std::nullopt;
+    std::optional<uint32_t> count = base ? u32() : std::nullopt;
+    if (!count.has_value()) return std::nullopt;
+    content.emplace_back(*base);
+    for (uint32_t i = 0; i < *count; ++i) {
+      std::optional<uint32_t> n = u32();
+      std::optional<absl::string_view> d = n ? take(*n) : std::nullopt;
+      if (!d.has_value()) return std::nullopt;
+      content.emplace_back(*d);
+    }
+    if (!in.empty()) return std::nullopt;
+    return content;
   }
 
   static std::string Describe(const std::optional<Content>& c) {
