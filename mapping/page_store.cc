@@ -169,11 +169,13 @@ bool ParsePiece(const LogRecord& record, Piece& piece) {
          GetDeltas(in, piece.content.deltas) && in.empty();
 }
 
-// The page a chain describes (flush nodes are markers, not content).
-Page Materialize(const Node* head, PageState state) {
+// The page a chain describes (flush nodes are markers, not content), or,
+// with `stop`, the deltas above it.
+Page Materialize(const Node* head, PageState state,
+                 const Node* stop = nullptr) {
   Page page;
   page.state = state;
-  for (const Node* n = head; n != nullptr; n = n->next) {
+  for (const Node* n = head; n != stop; n = n->next) {
     if (n->kind == Node::Kind::kDelta) page.deltas.push_back(n->bytes);
     if (n->kind == Node::Kind::kBase) page.base = n->bytes;
   }
@@ -1001,11 +1003,8 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   // UpdateR since; a freed PID comes back that way) has no piece to link
   // to: its flush writes a whole image, as does one whose chain of pieces
   // is at max_flushed_pieces_, so the chain starts again.
-  std::vector<std::string> fresh;
   const Node* below = head;
-  for (; below->kind == Node::Kind::kDelta; below = below->next) {
-    fresh.push_back(below->bytes);
-  }
+  while (below->kind == Node::Kind::kDelta) below = below->next;
   const bool linkable = below->kind == Node::Kind::kFlush;
   const bool incremental =
       !image && linkable && below->pieces < max_flushed_pieces_;
@@ -1017,8 +1016,8 @@ absl::StatusOr<uint64_t> PageStore::FlushPiece(uint64_t pid, bool image) {
   std::string payload;
   if (incremental) {
     pieces = below->pieces + 1;
-    std::reverse(fresh.begin(), fresh.end());
-    payload = SerializeDeltaPiece(below->address, pieces, fresh);
+    payload = SerializeDeltaPiece(below->address, pieces,
+                                  Materialize(head, *s, below).deltas);
   } else {
     payload = SerializeImage(Materialize(flushed_only ? below : head, *s));
   }
