@@ -201,7 +201,12 @@ TEST(GroupCommitTest, WaitersJoinTheNextGroupWhileOneIsInFlight) {
 
   // Two groups: the first record, then everyone else's in one block.
   EXPECT_EQ(log.ring_stats().cuts, cuts_before + 2);
-  EXPECT_EQ(log.appender_stats().syncs, syncs_before + 2);
+  // One fdatasync each. The second, issued once the first group's write
+  // was complete, covers both groups; it may complete first and release
+  // everyone before the first one's completion is reaped.
+  const uint64_t syncs = log.appender_stats().syncs - syncs_before;
+  EXPECT_GE(syncs, 1u);
+  EXPECT_LE(syncs, 2u);
   EXPECT_EQ(log.ring_stats().seals, 0u) << "a group cost a flush buffer";
   ASSERT_TRUE(log.Close().ok());
 
