@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -228,6 +229,54 @@ TEST(CleanerTest, BelowTheReserveCleanNextStillGainsRoom) {
   }
 }
 
+// Once woken, the cleaner goes on past its low mark until burst_bytes more
+// are free (each cleaning here frees a whole region of dead records).
+TEST(CleanerTest, OnceWokenTheCleanerCleansABurstPastItsLowMark) {
+  PageStoreOptions o = Options();
+  o.checkpoints = false;
+  auto opened = PageStore::Open(TempPath("cleaner_burst.log"), o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  PageStore& store = **opened;
+  LogStructuredStore& log = store.log();
+  const uint64_t region = store.region_bytes();
+  const uint64_t low = 3 * region;    // the default free_bytes_low
+  const uint64_t burst = 4 * region;  // the default burst_bytes
+  const auto room = [&] { return log.SpaceEnd() - log.AppendedEnd(); };
+  std::vector<uint64_t> live;
+  while (log.AppendedEnd() < region) {
+    const uint64_t pid = *store.Allocate();
+    ASSERT_TRUE(store.UpdateR(pid, PageState::Free(), Base(pid, 0)).ok());
+    ASSERT_TRUE(store.Flush(pid).ok());
+    live.push_back(pid);
+  }
+  // Dead records, appended without a Flush (which would wake the cleaner),
+  // until less than the low mark is free; then one Flush wakes it.
+  const std::string dead(4000, 'd');
+  while (room() >= low - region / 2) {
+    ASSERT_TRUE(
+        log.Append(dead, RecordTag{.type = kFailedFlushRecord, .key = 0}).ok());
+  }
+  ASSERT_TRUE(log.Sync().ok());
+  ASSERT_TRUE(store.UpdateD(live[0], (*store.Read(live[0])).state, "d").ok());
+  ASSERT_TRUE(store.Flush(live[0]).ok());
+  // Polled, with a deadline only so that a cleaner that stops at the low
+  // mark fails the test instead of hanging it.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (room() < low + burst &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_GE(room(), low + burst) << "the cleaner stopped at " << room();
+  EXPECT_GE(store.flush_stats().cleanings, 4u);
+  ASSERT_TRUE(store.cleaner_status().ok()) << store.cleaner_status();
+  for (uint64_t pid : live) {
+    absl::StatusOr<Page> page = store.Read(pid);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->base, Base(pid, 0));
+  }
+}
+
 TEST(CleanerTest, OptionsAreChecked) {
   PageStoreOptions o = Options();
   o.store.capacity_bytes = 0;
@@ -244,6 +293,10 @@ TEST(CleanerTest, OptionsAreChecked) {
   o = Options();
   o.cleaner.free_bytes_low = kCapacity;
   EXPECT_EQ(PageStore::Open(TempPath("big_low.log"), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o = Options();
+  o.cleaner.burst_bytes = kCapacity;
+  EXPECT_EQ(PageStore::Open(TempPath("big_burst.log"), o).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

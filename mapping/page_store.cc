@@ -222,6 +222,8 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
                         : 3 * region_bytes_;
+  burst_bytes_ = o.cleaner.burst_bytes != 0 ? o.cleaner.burst_bytes
+                                            : 4 * region_bytes_;
   // A relocated page is written whole, its flushed state, while only its
   // pieces in the region are freed: cleaning borrows space for a while
   // (the rest of its old chain dies later), hence up to two regions; with
@@ -261,12 +263,14 @@ absl::StatusOr<std::unique_ptr<PageStore>> PageStore::Open(
     const uint64_t region = RegionBytes(options);
     const uint64_t buffer = options.store.buffer_bytes;
     if (capacity == 0 || region < 2 * buffer || region >= capacity / 2 ||
-        cleaner.free_bytes_low >= capacity) {
+        cleaner.free_bytes_low >= capacity ||
+        cleaner.burst_bytes >= capacity) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": the background cleaner needs store.capacity_bytes (it is ",
           capacity, "), a region_bytes (", region, ") of at least two "
           "buffers (", 2 * buffer, ") and below half of the capacity, and a "
-          "free_bytes_low (", cleaner.free_bytes_low, ") below it"));
+          "free_bytes_low (", cleaner.free_bytes_low, ") and burst_bytes (",
+          cleaner.burst_bytes, ") below it"));
     }
   }
   absl::StatusOr<std::unique_ptr<MappingTable>> table =
@@ -896,20 +900,33 @@ void PageStore::CleanerLoop() {
       if (stopping_) return;
       clean_wanted_.store(false, std::memory_order_release);
     }
-    // Clean regions (CleanNext) until the low mark is cleared. Only
-    // durable regions can be cleaned: CleanNext Syncs when none is. A
-    // pass cleans at most the capacity's worth, so a cleaner that frees
-    // little (the live pages nearly fill the log) gives waiting flushes
-    // their answer.
+    // Clean regions (CleanNext) until the low mark is cleared, then on in
+    // a burst (CleanerOptions::burst_bytes) while each cleaning leaves more
+    // free than before. Only durable regions can be cleaned: CleanNext
+    // Syncs when none is. A pass cleans at most the capacity's worth, so
+    // a cleaner that frees little (the live pages nearly fill the log)
+    // gives waiting flushes their answer.
     absl::Status status;
     uint64_t cleaned = 0;
-    while (status.ok() && FreeBytes() < CleanBelow() &&
-           cleaned < capacity_bytes_) {
+    bool gained = true;
+    bool cleared = false;
+    while (status.ok() && cleaned < capacity_bytes_) {
+      const uint64_t free_before = FreeBytes();
+      const uint64_t low = CleanBelow();
       {
         std::lock_guard<std::mutex> lock(clean_mu_);
         if (stopping_) break;
+        // The pass flushes wait for ends here; the burst goes on.
+        if (free_before >= low && !std::exchange(cleared, true)) {
+          passes_.fetch_add(1, std::memory_order_release);
+          cleaner_status_ = absl::OkStatus();
+          room_cv_.notify_all();
+        }
       }
-      const uint64_t free_before = FreeBytes();
+      if (free_before >= low + burst_bytes_ ||
+          (free_before >= low && !gained)) {
+        break;
+      }
       absl::StatusOr<Hole> range = CleanNext();
       // None yet: CleanNext made more of the log durable, so try again.
       if (range.ok() && range->begin == range->end) range = CleanNext();
@@ -927,6 +944,7 @@ void PageStore::CleanerLoop() {
       } else {
         cleaned += range->end - range->begin;
       }
+      gained = FreeBytes() > free_before;
     }
     if (status.ok() && CheckpointDue()) {
       // One that does not fit is tried again a checkpoint interval later.

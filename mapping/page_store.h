@@ -167,6 +167,13 @@ struct CleanerOptions {
   // relocations took along as relocated); 4 MiB (a reserve of one region)
   // ran out of room (BENCHMARKS.md, "The cleaner's low mark").
   uint64_t free_bytes_low = 0;
+  // Once woken, the cleaner goes on past the low mark until burst_bytes
+  // more are free, while each cleaning still leaves more free than
+  // before; 0: 4 x region_bytes; 1: it stops at the low mark. At 75% of
+  // 128 MiB, bursts of 4 regions wrote 9% fewer bytes than stopping at the
+  // mark, uniform and zipf alike, for the same number of cleanings: each
+  // relocated fewer pages (BENCHMARKS.md, "Cleaning in bursts").
+  uint64_t burst_bytes = 0;
 };
 
 struct PageStoreOptions {
@@ -491,6 +498,7 @@ class PageStore {
   uint64_t region_bytes_ = 0;
   CleaningPolicy policy_ = CleaningPolicy::kCostBenefit;
   uint64_t free_bytes_low_ = 0;
+  uint64_t burst_bytes_ = 0;
   uint64_t reserve_bytes_ = 0;  // kept free for the cleaner's relocations
   std::thread cleaner_;
   std::atomic<bool> clean_wanted_{false};  // a wake-up is pending

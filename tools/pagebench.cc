@@ -79,6 +79,10 @@ DEFINE_uint64(region_bytes, 0,
 DEFINE_uint64(free_bytes_low, 0,
               "the cleaner cleans while less is free (0: the store's "
               "default, CleanerOptions::free_bytes_low)");
+DEFINE_uint64(burst_bytes, 0,
+              "once woken, the cleaner goes on until this much more is "
+              "free (0: the store's default, CleanerOptions::burst_bytes; "
+              "1: it stops at the low mark)");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
@@ -200,6 +204,7 @@ int Main() {
   options.store.capacity_bytes = cleaning ? FLAGS_capacity_bytes : 0;
   options.cleaner.background = cleaning;
   options.cleaner.free_bytes_low = FLAGS_free_bytes_low;
+  options.cleaner.burst_bytes = FLAGS_burst_bytes;
   options.max_flushed_pieces = FLAGS_max_flushed_pieces;
   options.table.max_pages = pages + 1;
   options.checkpoints = FLAGS_checkpoints == "on";
@@ -416,7 +421,7 @@ int Main() {
         ", \"threads\": %d, \"flush_every\": %" PRIu64
         ", \"max_flushed_pieces\": %u"
         ", \"buffer_bytes\": %" PRIu64 ", \"region_bytes\": %" PRIu64
-        ", \"free_bytes_low\": %" PRIu64
+        ", \"free_bytes_low\": %" PRIu64 ", \"burst_bytes\": %" PRIu64
         ", \"checkpoints\": \"%s\", \"recovery_bytes_scanned\": %" PRIu64
         ", \"crash_recovery_s\": %.3f, \"crash_recovery_bytes_scanned\": %"
         PRIu64 ", \"crash_recovery_resumed\": %s"
@@ -432,7 +437,7 @@ int Main() {
         utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
         FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_free_bytes_low,
-        FLAGS_checkpoints.c_str(),
+        FLAGS_burst_bytes, FLAGS_checkpoints.c_str(),
         report.bytes_scanned, crash_recovery_s,
         crash_report.bytes_scanned,
         crash_report.checkpoint != 0 ? "true" : "false", live_log_bytes,
