@@ -900,14 +900,17 @@ void PageStore::CleanerLoop() {
       if (stopping_) return;
       clean_wanted_.store(false, std::memory_order_release);
     }
-    // Clean regions (CleanNext) until the low mark is cleared, then on in
-    // a burst (CleanerOptions::burst_bytes) while each cleaning leaves more
-    // free than before. Only durable regions can be cleaned: CleanNext
-    // Syncs when none is. A pass cleans at most the capacity's worth, so
-    // a cleaner that frees little (the live pages nearly fill the log)
-    // gives waiting flushes their answer.
+    // Clean regions (CleanNext) until the low mark is cleared, then, if
+    // the pass began below it, on in a burst (CleanerOptions::burst_bytes)
+    // while each cleaning leaves a quarter region more free (what flushes
+    // appended meanwhile counted): a burst stops where victims are mostly
+    // live. Only durable regions can be cleaned: CleanNext Syncs when none
+    // is. A pass cleans at most the capacity's worth, so a cleaner that
+    // frees little (the live pages nearly fill the log) gives waiting
+    // flushes their answer.
     absl::Status status;
     uint64_t cleaned = 0;
+    const bool burst = FreeBytes() < CleanBelow();
     bool gained = true;
     bool cleared = false;
     while (status.ok() && cleaned < capacity_bytes_) {
@@ -916,15 +919,16 @@ void PageStore::CleanerLoop() {
       {
         std::lock_guard<std::mutex> lock(clean_mu_);
         if (stopping_) break;
-        // The pass flushes wait for ends here; the burst goes on.
+        // Flushes waiting for room need not wait for the burst.
         if (free_before >= low && !std::exchange(cleared, true)) {
           passes_.fetch_add(1, std::memory_order_release);
           cleaner_status_ = absl::OkStatus();
           room_cv_.notify_all();
         }
       }
-      if (free_before >= low + burst_bytes_ ||
-          (free_before >= low && !gained)) {
+      // Like the low mark (CleanBelow), at most half the capacity.
+      const uint64_t high = std::min(low + burst_bytes_, capacity_bytes_ / 2);
+      if (free_before >= low && (!burst || !gained || free_before >= high)) {
         break;
       }
       absl::StatusOr<Hole> range = CleanNext();
@@ -932,11 +936,13 @@ void PageStore::CleanerLoop() {
       if (range.ok() && range->begin == range->end) range = CleanNext();
       if (!range.ok()) {
         // A full log stops a cleaning part way; what it freed up to there
-        // is gone, and the next round goes on if that made room.
+        // is gone, and the next round goes on if that made room. Past the
+        // low mark it only ends the burst.
         status = range.status();
         if (status.code() == absl::StatusCode::kResourceExhausted &&
-            FreeBytes() > free_before) {
+            (cleared || FreeBytes() > free_before)) {
           status = absl::OkStatus();
+          if (cleared) break;
           cleaned += region_bytes_;
         }
       } else if (range->begin == range->end) {
@@ -944,7 +950,7 @@ void PageStore::CleanerLoop() {
       } else {
         cleaned += range->end - range->begin;
       }
-      gained = FreeBytes() > free_before;
+      gained = FreeBytes() >= free_before + region_bytes_ / 4;
     }
     if (status.ok() && CheckpointDue()) {
       // One that does not fit is tried again a checkpoint interval later.

@@ -167,12 +167,13 @@ struct CleanerOptions {
   // relocations took along as relocated); 4 MiB (a reserve of one region)
   // ran out of room (BENCHMARKS.md, "The cleaner's low mark").
   uint64_t free_bytes_low = 0;
-  // Once woken, the cleaner goes on past the low mark until burst_bytes
-  // more are free, while each cleaning still leaves more free than
-  // before; 0: 4 x region_bytes; 1: it stops at the low mark. At 75% of
-  // 128 MiB, bursts of 4 regions wrote 9% fewer bytes than stopping at the
-  // mark, uniform and zipf alike, for the same number of cleanings: each
-  // relocated fewer pages (BENCHMARKS.md, "Cleaning in bursts").
+  // Woken below the low mark, the cleaner goes on past it until
+  // burst_bytes more are free (at most half the capacity), while each
+  // cleaning leaves a quarter region more free than before; 0: 4 x
+  // region_bytes; 1: it stops at the low mark. At 75% of 128 MiB, bursts
+  // of 4 regions wrote 7-9% fewer bytes than stopping at the mark, uniform
+  // and zipf alike, for the same number of cleanings: each relocated
+  // fewer pages (BENCHMARKS.md, "Cleaning in bursts").
   uint64_t burst_bytes = 0;
 };
 
@@ -456,8 +457,8 @@ class PageStore {
   uint64_t FreeBytes() const;
   // Wakes the background cleaner if the log is short of free space.
   void MaybeWakeCleaner();
-  // Has the cleaner run a pass after `passes`; false if it cannot (it
-  // failed or is stopping).
+  // Has the cleaner run a pass (or cleared its low mark) after `passes`;
+  // false if it cannot (it failed or is stopping).
   bool WaitForCleaning(uint64_t passes);
   void CleanerLoop();
   // Stops the cleaner and waits for it (idempotent).
@@ -504,10 +505,10 @@ class PageStore {
   std::atomic<bool> clean_wanted_{false};  // a wake-up is pending
   mutable std::mutex clean_mu_;
   std::condition_variable clean_cv_;  // the cleaner waits for work
-  std::condition_variable room_cv_;   // flushes wait for a pass
+  std::condition_variable room_cv_;   // flushes wait for passes_
   bool stopping_ = false;
-  // Passes the cleaner finished: changed under clean_mu_, read without it
-  // by every Flush.
+  // Passes the cleaner finished, and bursts it went on to after clearing
+  // its low mark: changed under clean_mu_, read without it by every Flush.
   std::atomic<uint64_t> passes_{0};
   absl::Status cleaner_status_;
   std::atomic<uint64_t> cleanings_{0};
