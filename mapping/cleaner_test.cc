@@ -235,16 +235,18 @@ TEST(CleanerTest, BelowTheReserveCleanNextStillGainsRoom) {
 TEST(CleanerTest, OnceWokenTheCleanerCleansABurstPastItsLowMark) {
   PageStoreOptions o = Options();
   o.checkpoints = false;
+  o.cleaner.region_bytes = 128 << 10;
+  o.cleaner.burst_bytes = 4 * o.cleaner.region_bytes;
   const std::string path = TempPath("cleaner_burst.log");
   auto opened = PageStore::Open(path, o);
   ASSERT_TRUE(opened.ok()) << opened.status();
   PageStore& store = **opened;
   LogStructuredStore& log = store.log();
   const uint64_t region = store.region_bytes();
-  // The defaults: free_bytes_low is 3 regions (more than the flushes'
-  // reserve and a buffer, with no checkpoints), burst_bytes 4.
+  // The default free_bytes_low, 3 regions, is more than the flushes'
+  // reserve and a buffer (with no checkpoints).
   const uint64_t low = 3 * region;
-  const uint64_t burst = 4 * region;
+  const uint64_t burst = o.cleaner.burst_bytes;
   const auto room = [&] { return log.SpaceEnd() - log.AppendedEnd(); };
   std::vector<uint64_t> live;
   while (log.AppendedEnd() < region) {

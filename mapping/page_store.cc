@@ -222,8 +222,11 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
                         : 3 * region_bytes_;
-  burst_bytes_ = o.cleaner.burst_bytes != 0 ? o.cleaner.burst_bytes
-                                            : 4 * region_bytes_;
+  // Never the whole log: at most a 32nd of it by default.
+  burst_bytes_ =
+      o.cleaner.burst_bytes != 0
+          ? o.cleaner.burst_bytes
+          : std::min(4 * region_bytes_, o.store.capacity_bytes / 32);
   // A relocated page is written whole, its flushed state, while only its
   // pieces in the region are freed: cleaning borrows space for a while
   // (the rest of its old chain dies later), hence up to two regions; with
@@ -902,9 +905,8 @@ void PageStore::CleanerLoop() {
     }
     // Clean regions (CleanNext) until the low mark is cleared, then, if
     // the pass began below it, on in a burst (CleanerOptions::burst_bytes)
-    // while each cleaning leaves a quarter region more free (what flushes
-    // appended meanwhile counted): a burst stops where victims are mostly
-    // live. Only durable regions can be cleaned: CleanNext Syncs when none
+    // while each cleaning leaves more free than before (what flushes
+    // appended meanwhile counted). Only durable regions can be cleaned: CleanNext Syncs when none
     // is. A pass cleans at most the capacity's worth, so a cleaner that
     // frees little (the live pages nearly fill the log) gives waiting
     // flushes their answer.
@@ -950,7 +952,7 @@ void PageStore::CleanerLoop() {
       } else {
         cleaned += range->end - range->begin;
       }
-      gained = FreeBytes() >= free_before + region_bytes_ / 4;
+      gained = FreeBytes() > free_before;
     }
     if (status.ok() && CheckpointDue()) {
       // One that does not fit is tried again a checkpoint interval later.

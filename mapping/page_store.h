@@ -169,11 +169,11 @@ struct CleanerOptions {
   uint64_t free_bytes_low = 0;
   // Woken below the low mark, the cleaner goes on past it until
   // burst_bytes more are free (at most half the capacity), while each
-  // cleaning leaves a quarter region more free than before; 0: 4 x
-  // region_bytes; 1: it stops at the low mark. At 75% of 128 MiB, bursts
-  // of 4 regions wrote 7-9% fewer bytes than stopping at the mark, uniform
-  // and zipf alike, for the same number of cleanings: each relocated
-  // fewer pages (BENCHMARKS.md, "Cleaning in bursts").
+  // cleaning leaves more free than before; 0: 4 x region_bytes, at most a
+  // 32nd of the capacity; 1: it stops at the low mark. At 75% of 128 MiB,
+  // bursts of 4 regions wrote 6-9% fewer bytes than stopping at the mark,
+  // uniform and zipf alike, for the same number of cleanings: each
+  // relocated fewer pages (BENCHMARKS.md, "Cleaning in bursts").
   uint64_t burst_bytes = 0;
 };
 
