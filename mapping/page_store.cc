@@ -906,10 +906,10 @@ void PageStore::CleanerLoop() {
     // Clean regions (CleanNext) until the low mark is cleared, then, if
     // the pass began below it, on in a burst (CleanerOptions::burst_bytes)
     // while each cleaning leaves more free than before (what flushes
-    // appended meanwhile counted). Only durable regions can be cleaned: CleanNext Syncs when none
-    // is. A pass cleans at most the capacity's worth, so a cleaner that
-    // frees little (the live pages nearly fill the log) gives waiting
-    // flushes their answer.
+    // appended meanwhile counted). Only durable regions can be cleaned:
+    // CleanNext Syncs when none is. A pass cleans at most the capacity's
+    // worth, so a cleaner that frees little (the live pages nearly fill
+    // the log) gives waiting flushes their answer.
     absl::Status status;
     uint64_t cleaned = 0;
     const bool burst = FreeBytes() < CleanBelow();

@@ -80,9 +80,9 @@ DEFINE_uint64(free_bytes_low, 0,
               "the cleaner cleans while less is free (0: the store's "
               "default, CleanerOptions::free_bytes_low)");
 DEFINE_uint64(burst_bytes, 0,
-              "once woken, the cleaner goes on until this much more is "
-              "free (0: the store's default, CleanerOptions::burst_bytes; "
-              "1: it stops at the low mark)");
+              "woken below its low mark, the cleaner goes on until this "
+              "much more is free (0: the store's default, "
+              "CleanerOptions::burst_bytes; 1: it stops at the low mark)");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
