@@ -1116,6 +1116,7 @@ void PageStore::AbandonFlush(uint64_t pid, StoreReservation r) {
   r.set_tag(RecordTag{.type = kFailedFlushRecord, .key = pid});
   log_->Commit(std::move(r));
   failed_flushes_.fetch_add(1, std::memory_order_relaxed);
+  failed_bytes_.fetch_add(RecordFootprint(bytes), std::memory_order_relaxed);
   flushed_bytes_.fetch_add(RecordFootprint(bytes), std::memory_order_relaxed);
 }
 
@@ -1608,6 +1609,7 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.delta_pieces = flushed_pieces_.load(std::memory_order_relaxed);
   stats.failed = failed_flushes_.load(std::memory_order_relaxed);
   stats.bytes = flushed_bytes_.load(std::memory_order_relaxed);
+  stats.failed_bytes = failed_bytes_.load(std::memory_order_relaxed);
   stats.relocated = relocated_.load(std::memory_order_relaxed);
   stats.moved = moved_.load(std::memory_order_relaxed);
   stats.relocated_bytes = relocated_bytes_.load(std::memory_order_relaxed);

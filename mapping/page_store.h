@@ -341,6 +341,7 @@ class PageStore {
     uint64_t delta_pieces = 0;    // delta pieces
     uint64_t failed = 0;          // failed-flush markers (lost CAS races)
     uint64_t bytes = 0;           // of all of them
+    uint64_t failed_bytes = 0;    // of the markers (also in `bytes`)
     // Pages Clean relocated: images (also in `images`), and delta pieces
     // copied alone (`moved`, also in `delta_pieces`).
     uint64_t relocated = 0;
@@ -516,6 +517,7 @@ class PageStore {
   std::atomic<uint64_t> flushed_pieces_{0};
   std::atomic<uint64_t> consolidations_{0};
   std::atomic<uint64_t> failed_flushes_{0};
+  std::atomic<uint64_t> failed_bytes_{0};
   std::atomic<uint64_t> relocated_{0};
   std::atomic<uint64_t> moved_{0};
   std::atomic<uint64_t> relocated_bytes_{0};

@@ -253,6 +253,7 @@ TEST(PageStoreTest, AFlushThatLosesItsCasLeavesAMarkerRecoveryIgnores) {
     options.max_flushed_pieces = max_pieces;
     constexpr int kLosses = 3;
     uint64_t last_good = 0;
+    uint64_t failed_bytes = 0;
     {
       auto opened = PageStore::Open(path, options);
       ASSERT_TRUE(opened.ok()) << opened.status();
@@ -283,21 +284,28 @@ TEST(PageStoreTest, AFlushThatLosesItsCasLeavesAMarkerRecoveryIgnores) {
             << flushed.status();
       }
       EXPECT_EQ(store.flush_stats().failed, uint64_t{kLosses});
+      failed_bytes = store.flush_stats().failed_bytes;
       last_good = *store.Flush(pid);
       ASSERT_TRUE(store.MkStable(last_good).ok());
     }
     auto store = PageStore::Open(path, options);
     ASSERT_TRUE(store.ok()) << store.status();
     int markers = 0;
+    uint64_t marker_bytes = 0;
     uint32_t last_type = 0;
     auto reader = *(*store)->log().NewLogReader();
     while (*reader->Next()) {
-      markers += reader->record().tag.type == kFailedFlushRecord;
+      if (reader->record().tag.type == kFailedFlushRecord) {
+        ++markers;
+        marker_bytes += RecordFootprint(reader->record().payload.size());
+      }
       if (reader->record().address == last_good) {
         last_type = reader->record().tag.type;
       }
     }
     EXPECT_EQ(markers, kLosses);
+    // What pagebench leaves out of the page state flushed.
+    EXPECT_EQ(failed_bytes, marker_bytes);
     EXPECT_EQ(last_type, max_pieces == 1 ? kPageImageRecord : kPageDeltaRecord);
     EXPECT_EQ(*(*store)->table().Read(0), PageState::OnLog(last_good));
     absl::StatusOr<Page> page = (*store)->Read(0);

@@ -15,7 +15,8 @@
 // the page count is chosen for the target, and the run reports the mean it
 // measured. write_amplification = bytes written to the log (block headers
 // and padding included) / bytes of new page state written: by the user's
-// flushes (the load's images, delta pieces, consolidations), and by
+// flushes (the load's images, delta pieces, consolidations; not the markers
+// of flushes that lost their race), and by
 // relocations of pages not flushed since their last UpdateR, which write a
 // page as it is now and so take along changes no flush wrote yet, once the
 // page's next flush finds them (it would have written them;
@@ -312,11 +313,15 @@ int Main() {
   disk_max = std::max(disk_max, FileBytes(path));
   const PageStore::FlushStats stats = store->flush_stats();
   const uint64_t written = store->log().HiStable() - store->log().data_start();
-  const uint64_t user_bytes = stats.bytes - stats.relocated_bytes;
+  // Markers of flushes that lost their race hold no page state.
+  auto user = [](const PageStore::FlushStats& s) {
+    return s.bytes - s.relocated_bytes - s.failed_bytes;
+  };
+  const uint64_t user_bytes = user(stats);
   // The update phase's alone: the load is written once whatever the
   // policy, and counting it would flatter a short run.
   const uint64_t run_written = store->log().HiStable() - loaded_end;
-  const uint64_t run_user = user_bytes - (loaded.bytes - loaded.relocated_bytes);
+  const uint64_t run_user = user_bytes - user(loaded);
   const double wa = run_user > 0 ? double(run_written) / run_user : 0;
   const uint64_t run_new =
       stats.relocated_new_bytes - loaded.relocated_new_bytes;
