@@ -1102,5 +1102,68 @@ TEST(CleanTest, ACheckpointEntryMissingPiecesIsDataLoss) {
       << store.status();
 }
 
+
+// A checkpoint whose chain for a page disagrees with the log (its delta
+// piece links to another image than the one the chain lists before it):
+// the cleaner must not copy the piece under the wrong chain, nor release
+// the range; it says where and why.
+TEST(CleanTest, APieceThatDisagreesWithItsChainIsDataLoss) {
+  const std::string path = TempPath("clean_bad_chain.log");
+  uint64_t from = 0;
+  uint64_t piece = 0;
+  uint64_t old_image = 0;
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    const uint64_t pid = *s.Allocate();
+    ASSERT_EQ(pid, 0u);
+    old_image = WriteImage(s, pid, PageState::Free(), "old");
+    WriteImage(s, pid, s.Read(pid)->state, "new");
+    from = RegionOf(s, s.log().AppendedEnd()) + s.region_bytes();
+    FillWithoutPages(s, from);
+    ASSERT_TRUE(s.UpdateD(pid, s.Read(pid)->state, "delta").ok());
+    absl::StatusOr<uint64_t> at = s.Flush(pid);
+    ASSERT_TRUE(at.ok()) << at.status();
+    piece = *at;
+    ASSERT_EQ(RegionOf(s, piece), from);
+    FillWithoutPages(s, from + 2 * s.region_bytes());
+    ASSERT_TRUE(s.log().Sync().ok());
+    // Version 2, page 0: two pieces, the old image and the delta piece.
+    std::string bytes;
+    auto put = [&](auto v) {
+      bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
+    };
+    put(uint32_t{2});
+    put(uint32_t{0});
+    put(uint64_t{1});
+    put(uint64_t{1});
+    put(uint64_t{0});
+    put(piece);
+    put(uint32_t{2});
+    put(uint32_t{0});
+    put(uint32_t{2});
+    put(old_image);
+    put(uint32_t{4096});
+    put(piece);
+    put(uint32_t{64});
+    LogStructuredStore& log = s.log();
+    ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+    ASSERT_TRUE(s.Close().ok());
+  }
+  auto store = PageStore::Open(path, Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  PageStore& s = **store;
+  const absl::Status cleaned = s.CleanRange(from, from + s.region_bytes());
+  ASSERT_EQ(cleaned.code(), absl::StatusCode::kDataLoss) << cleaned;
+  for (const std::string& part :
+       {path, absl::StrCat("offset ", piece, ": not the delta piece of page 0 "
+                           "linked to offset ", old_image)}) {
+    EXPECT_NE(cleaned.message().find(part), std::string::npos) << cleaned;
+  }
+  EXPECT_TRUE(s.log().holes().empty());
+  EXPECT_EQ(s.flush_stats().moved, 0u);
+}
+
 }  // namespace
 }  // namespace lss
