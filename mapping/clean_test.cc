@@ -611,6 +611,58 @@ TEST(CleanTest, FreeInAReleasedRangeStaysFree) {
   }
 }
 
+// A tombstone copied out of a released range is copied again each time
+// its region is cleaned, but only until the head passes the free it stands
+// for: below the head nothing of the life that free ended is left.
+TEST(CleanTest, ATombstoneIsDroppedOnceTheHeadPassesItsFree) {
+  const std::string path = TempPath("clean_tombstone_head.log");
+  uint64_t pid = 0;
+  {
+    auto store = PageStore::Open(path, NoCheckpoints());
+    ASSERT_TRUE(store.ok()) << store.status();
+    PageStore& s = **store;
+    pid = *s.Allocate();
+    WriteImage(s, pid, PageState::Free(), "only life");
+    FillTo(s, 3 * s.region_bytes());
+    const uint64_t from = RegionOf(s, s.log().AppendedEnd());
+    ASSERT_TRUE(s.Free(pid).ok());
+    // Held, never written, so the filler cannot take the PID.
+    ASSERT_EQ(*s.Allocate(), pid);
+    FillTo(s, from + 3 * s.region_bytes());
+    auto tombstones = [&] {
+      std::vector<uint64_t> found;
+      auto reader = *s.log().NewLogReader();
+      while (*reader->Next()) {
+        const RecordView& r = reader->record();
+        if (r.tag.type == kPageTombstoneRecord && r.tag.key == pid) {
+          found.push_back(r.address);
+        }
+      }
+      return found;
+    };
+    // Its image is below the released range, so the free stays, copied.
+    ASSERT_TRUE(s.CleanRange(from, from + s.region_bytes()).ok());
+    const std::vector<uint64_t> copied = tombstones();
+    ASSERT_EQ(copied.size(), 1u);
+    ASSERT_TRUE(s.Clean(from + s.region_bytes()).ok());
+    ASSERT_GT(s.log().head(), from);
+    const uint64_t copy_from = RegionOf(s, copied[0]);
+    ASSERT_GT(copy_from, s.log().head());
+    FillTo(s, copy_from + 2 * s.region_bytes());
+    ASSERT_TRUE(s.CleanRange(copy_from, copy_from + s.region_bytes()).ok());
+    EXPECT_TRUE(tombstones().empty());
+    ASSERT_TRUE(s.log().Sync().ok());
+  }
+  for (const PageStoreOptions& o : {NoCheckpoints(), Options()}) {
+    auto store = PageStore::Open(path, o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->Read(pid).status().code(),
+              absl::StatusCode::kFailedPrecondition)
+        << "the freed page came back";
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+}
+
 // A page's older image lies below a released range and its newest delta
 // piece above it links into the range: the replay must take the delta
 // piece's chain as cut (as below the head), not as a second life of the

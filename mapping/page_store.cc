@@ -1455,10 +1455,12 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   }
   // Below the head nothing older than a free is left, but below a released
   // range there may be: the free must stay in the log while its PID has no
-  // piece since (a later life of it, which the tombstone leaves alone).
-  // One that cannot be written keeps the whole range.
+  // piece since (a later life of it, which the tombstone leaves alone), and
+  // until the head passes the free it stands for (the life it ended lies
+  // below that). One that cannot be written keeps the whole range.
   for (const Found& f : frees) {
-    if (at_head || (!status.ok() && f.block >= done_to) ||
+    if (at_head || f.freed_at < head ||
+        (!status.ok() && f.block >= done_to) ||
         ChainAbove(f.pid, f.freed_at)) {
       continue;
     }
