@@ -278,8 +278,9 @@ class PageStore {
   // a piece there is written whole at the tail (or, if that piece is its
   // newest, a delta piece linked below `from`, the piece is copied there
   // alone, and an evicted page stays evicted), a free record there is
-  // written again as a tombstone unless its PID has a piece since, those
-  // are made durable, and the blocks are released (their space goes back;
+  // written again as a tombstone unless its PID has a piece since or the
+  // head has passed the free it stands for, those are made durable, and
+  // the blocks are released (their space goes back;
   // LogStructuredStore::Release). `to` is at most the log's
   // CheckpointBoundary(), InvalidArgument otherwise. If the log fills up
   // part way, the blocks below the first page not relocated are released
