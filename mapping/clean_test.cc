@@ -506,6 +506,35 @@ void AppendCopyOf(PageStore& s, uint64_t pid, uint64_t at) {
   ASSERT_TRUE(s.log().Sync().ok());
 }
 
+// Writes a version 2 checkpoint of page `pid` alone, as the newest piece
+// listed, at `position` in its chain, with `listed` (address and bytes of
+// each piece listed, oldest first): u32 2, u32 0, u64 high water, u64
+// count, then u64 PID, u64 newest piece, u32 its position, u32 flags, u32
+// pieces listed, and for each u64 address, u32 bytes.
+void WriteOnePageCheckpoint(
+    PageStore& s, uint64_t pid, uint32_t position,
+    const std::vector<std::pair<uint64_t, uint32_t>>& listed) {
+  std::string bytes;
+  auto put = [&](auto v) {
+    bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
+  };
+  put(uint32_t{2});
+  put(uint32_t{0});
+  put(uint64_t{pid + 1});
+  put(uint64_t{1});
+  put(pid);
+  put(listed.back().first);
+  put(position);
+  put(uint32_t{0});
+  put(static_cast<uint32_t>(listed.size()));
+  for (const auto& [address, piece_bytes] : listed) {
+    put(address);
+    put(piece_bytes);
+  }
+  LogStructuredStore& log = s.log();
+  ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+}
+
 PageStoreOptions NoCheckpoints() {
   PageStoreOptions o = Options();
   o.checkpoints = false;
@@ -1126,24 +1155,8 @@ TEST(CleanTest, ACheckpointEntryMissingPiecesIsDataLoss) {
     ASSERT_TRUE(s.UpdateD(pid, page->state, "delta").ok());
     const uint64_t newest = *s.Flush(pid);
     ASSERT_TRUE(s.log().Sync().ok());
-    // Version 2, one page: its newest piece is #2, but only it is listed.
-    std::string bytes;
-    auto put = [&](auto v) {
-      bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
-    };
-    put(uint32_t{2});
-    put(uint32_t{0});
-    put(uint64_t{pid + 1});
-    put(uint64_t{1});
-    put(uint64_t{pid});
-    put(newest);
-    put(uint32_t{2});
-    put(uint32_t{0});
-    put(uint32_t{1});
-    put(newest);
-    put(uint32_t{100});
-    LogStructuredStore& log = s.log();
-    ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+    // Its newest piece is #2, but only it is listed.
+    WriteOnePageCheckpoint(s, pid, 2, {{newest, 100}});
     ASSERT_TRUE(s.Close().ok());
   }
   auto store = PageStore::Open(path, Options());
@@ -1181,26 +1194,8 @@ TEST(CleanTest, APieceThatDisagreesWithItsChainIsDataLoss) {
     ASSERT_EQ(RegionOf(s, piece), from);
     FillWithoutPages(s, from + 2 * s.region_bytes());
     ASSERT_TRUE(s.log().Sync().ok());
-    // Version 2, page 0: two pieces, the old image and the delta piece.
-    std::string bytes;
-    auto put = [&](auto v) {
-      bytes.append(reinterpret_cast<const char*>(&v), sizeof(v));
-    };
-    put(uint32_t{2});
-    put(uint32_t{0});
-    put(uint64_t{1});
-    put(uint64_t{1});
-    put(uint64_t{0});
-    put(piece);
-    put(uint32_t{2});
-    put(uint32_t{0});
-    put(uint32_t{2});
-    put(old_image);
-    put(uint32_t{4096});
-    put(piece);
-    put(uint32_t{64});
-    LogStructuredStore& log = s.log();
-    ASSERT_TRUE(log.WriteCheckpoint(log.CheckpointBoundary(), bytes).ok());
+    // Two pieces: the old image and the delta piece.
+    WriteOnePageCheckpoint(s, pid, 2, {{old_image, 4096}, {piece, 64}});
     ASSERT_TRUE(s.Close().ok());
   }
   auto store = PageStore::Open(path, Options());

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -174,6 +176,25 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
                                              stderr_path, ")"));
   }
   return WaitChild(pid);
+}
+
+absl::StatusOr<ToolRun> RunTool(const std::vector<std::string>& argv,
+                                const std::string& dir) {
+  const std::string out = dir + "/stdout", err = dir + "/stderr";
+  absl::StatusOr<int> status = RunCommand(argv, out, err);
+  if (!status.ok()) return status.status();
+  auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  ToolRun run;
+  run.wait_status = *status;
+  run.exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  run.out = read(out);
+  run.err = read(err);
+  return run;
 }
 
 }  // namespace lss::testing

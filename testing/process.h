@@ -90,6 +90,19 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
                                const std::string& stdout_path,
                                const std::string& stderr_path);
 
+// What a command run by RunTool printed, and how it ended.
+struct ToolRun {
+  int wait_status = 0;
+  int exit_code = -1;  // -1: a signal ended it
+  std::string out;
+  std::string err;
+};
+
+// RunCommand with stdout and stderr caught in the files `dir`/stdout and
+// `dir`/stderr (overwritten), then read back.
+absl::StatusOr<ToolRun> RunTool(const std::vector<std::string>& argv,
+                                const std::string& dir);
+
 // The environment variable as a number, or `fallback` if unset or empty.
 uint64_t EnvU64(const char* name, uint64_t fallback);
 

@@ -7,9 +7,13 @@
 
 namespace lss::testing {
 
-std::string TempPath(const std::string& name) {
+std::string TempDir() {
   const char* dir = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+  return dir != nullptr ? dir : "/tmp";
+}
+
+std::string TempPath(const std::string& name) {
+  std::string path = TempDir() + "/" + name;
   unlink(path.c_str());
   return path;
 }

@@ -11,6 +11,9 @@ namespace lss::testing {
 // unlinking whatever is there, so each test starts without the file.
 std::string TempPath(const std::string& name);
 
+// $TEST_TMPDIR, or /tmp when it is unset.
+std::string TempDir();
+
 }  // namespace lss::testing
 
 #endif  // LSS_TESTING_TEMP_PATH_H_

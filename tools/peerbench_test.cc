@@ -2,12 +2,7 @@
 // one round must finish, and the last line of stdout must be the JSON
 // summary with every figure. Also its errors for a bad flag and a bad --dir.
 
-#include <sys/wait.h>
-
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,43 +10,23 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "testing/process.h"
+#include "testing/temp_path.h"
 
 namespace lss {
 namespace {
 
 using Json = nlohmann::json;
+using testing::ToolRun;
 
-struct ToolRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using testing::TempDir;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string TempDir() {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  return tmp != nullptr ? tmp : "/tmp";
-}
-
-// tools/peerbench is the runfiles path, relative to the working directory.
+// tools/peerbench is the runfiles path, relative to the working directory; a
+// signal that ends it shows as exit code -1.
 ToolRun Peerbench(std::vector<std::string> args) {
   args.insert(args.begin(), "tools/peerbench");
-  const std::string out = TempDir() + "/stdout", err = TempDir() + "/stderr";
-  ToolRun run;
-  const absl::StatusOr<int> status = testing::RunCommand(args, out, err);
-  EXPECT_TRUE(status.ok()) << status.status();
-  if (!status.ok()) return run;
-  EXPECT_TRUE(WIFEXITED(*status)) << testing::WaitStatusString(*status);
-  run.exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-  run.out = ReadFile(out);
-  run.err = ReadFile(err);
-  return run;
+  absl::StatusOr<ToolRun> run = testing::RunTool(args, TempDir());
+  EXPECT_TRUE(run.ok()) << run.status();
+  return run.value_or(ToolRun());
 }
 
 TEST(PeerbenchTest, TinyRunEndsWithEveryFigureAsJson) {
