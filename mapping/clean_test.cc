@@ -1167,7 +1167,6 @@ TEST(CleanTest, ACheckpointEntryMissingPiecesIsDataLoss) {
       << store.status();
 }
 
-
 // A checkpoint whose chain for a page disagrees with the log (its delta
 // piece links to another image than the one the chain lists before it):
 // the cleaner must not copy the piece under the wrong chain, nor release
