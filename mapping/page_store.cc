@@ -367,7 +367,8 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
         (it == latest.end() || previous > it->second.address);
     if (unseen) {
       latest[pid] = Latest{.address = r.address, .pieces = pieces,
-                           .broken = true, .chain = {piece}};
+                           .broken = true, .link = previous,
+                           .chain = {piece}};
       high_water = std::max(high_water, pid + 1);
       return absl::OkStatus();
     }
@@ -381,6 +382,18 @@ absl::Status PageStore::Replay::Visit(const std::string& path,
         it->second.chain.back() = piece;
         return absl::OkStatus();
       }
+    }
+    // The same for a broken page's one piece, whose link the scan did not
+    // see either (its image was released after the copy was made): the
+    // copy links where that piece does, and the page stays broken.
+    if (it != latest.end() && it->second.broken &&
+        it->second.chain.size() == 1 && it->second.pieces == pieces &&
+        previous < it->second.address &&
+        (it->second.link == 0 || it->second.link == previous)) {
+      it->second.address = r.address;
+      it->second.link = previous;
+      it->second.chain.back() = piece;
+      return absl::OkStatus();
     }
     if (it == latest.end() || it->second.address != previous ||
         it->second.pieces + 1 != pieces) {

@@ -391,6 +391,9 @@ class PageStore {
       // or before a free): the page cannot be read unless a later record
       // replaces it.
       bool broken = false;
+      // Broken with one piece: what that delta piece links to (0: not
+      // known, from a checkpoint).
+      uint64_t link = 0;
       Chain chain;  // the pieces the scan saw; the newest is `address`
     };
     uint64_t max_pages = 0;

@@ -536,6 +536,54 @@ TEST(PageStoreTest, RecoveryRefusesADeltaPieceThatDoesNotContinueItsPage) {
   }
 }
 
+// The cleaner copied a delta piece (MovePiece) whose original stayed in the
+// log (the block that holds it started before the range cleaned), and later
+// the page's image went (the page was written whole again, its old pieces
+// released). A replay then finds the original's link gone and the copy
+// linking to the same place: the copy takes its place, not DataLoss, and
+// the page's newer image decides. Without one the page is still DataLoss.
+TEST(PageStoreTest, RecoveryTakesACopyOfAPieceWhoseImageWent) {
+  const PageStoreOptions options = SmallOptions();
+  for (const bool newer_image : {true, false}) {
+    SCOPED_TRACE(newer_image ? "newer image" : "no newer image");
+    const std::string path = TempPath("copy_of_broken.log");
+    uint64_t copy = 0;
+    {
+      auto log = LogStructuredStore::Open(path, options.store);
+      ASSERT_TRUE(log.ok()) << log.status();
+      const RecordTag image_tag{.type = kPageImageRecord, .key = 0};
+      const RecordTag piece_tag{.type = kPageDeltaRecord, .key = 0};
+      const uint64_t image = *(*log)->Append(Image("old"), image_tag);
+      ASSERT_TRUE((*log)->Sync().ok());  // the piece starts a new block
+      const uint64_t piece =
+          *(*log)->Append(DeltaPiece(image, 2, {"d"}), piece_tag);
+      copy = *(*log)->Append(DeltaPiece(image, 2, {"d"}), piece_tag);
+      if (newer_image) {
+        ASSERT_TRUE((*log)->Append(Image("new"), image_tag).ok());
+      }
+      ASSERT_TRUE((*log)->Sync().ok());
+      ASSERT_TRUE((*log)->Truncate(piece).ok());
+      ASSERT_GT((*log)->head(), image);
+      ASSERT_TRUE((*log)->Close().ok());
+    }
+    auto store = PageStore::Open(path, options);
+    if (!newer_image) {
+      EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+          << store.status();
+      EXPECT_THAT(store.status().message(), HasSubstr(path));
+      // The copy is the page's newest piece now.
+      EXPECT_THAT(store.status().message(),
+                  HasSubstr(absl::StrCat("offset ", copy)));
+      continue;
+    }
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<Page> page = (*store)->Read(0);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_EQ(page->base, "new");
+    EXPECT_TRUE(page->deltas.empty());
+  }
+}
+
 // Rewrites the delta piece at `at` in the file (record checksum made good
 // again, so only the link is wrong) with `payload`, of the same length.
 void RewritePiece(const std::string& path, uint64_t at, uint64_t pid,
