@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <thread>
@@ -234,6 +235,11 @@ int Main() {
                FLAGS_threads, FLAGS_distribution.c_str(),
                FLAGS_cleaning.c_str());
   const Zipf zipf(FLAGS_distribution == "zipf" ? pages : 1);
+  // The PID of each zipf rank: a permutation, so that every page has a rank
+  // of its own and hot pages are not neighbours in the log's load order.
+  std::vector<uint64_t> zipf_pid(pages);
+  std::iota(zipf_pid.begin(), zipf_pid.end(), uint64_t{0});
+  std::shuffle(zipf_pid.begin(), zipf_pid.end(), std::mt19937_64(42));
   std::atomic<uint64_t> updates{0}, flushes{0};
   // Live page bytes: each thread counts those of its own pages; thread 0
   // samples the sum (and the file's size) after each batch.
@@ -256,11 +262,8 @@ int Main() {
                ? store->log().AppendedEnd() - loaded_end < laps_bytes
                : Seconds(start, Clock::now()) < FLAGS_seconds) {
       for (int batch = 0; batch < 256; ++batch) {
-        // Zipf ranks are scattered over the PIDs, so hot pages are not
-        // neighbours in the log's load order.
-        uint64_t pid = FLAGS_distribution == "zipf"
-                           ? (zipf(rng) * 0x9E3779B97F4A7C15ULL) % pages
-                           : rng() % pages;
+        uint64_t pid = FLAGS_distribution == "zipf" ? zipf_pid[zipf(rng)]
+                                                    : rng() % pages;
         pid -= pid % FLAGS_threads;
         pid += t;
         if (pid >= pages) continue;
