@@ -222,6 +222,7 @@ PageStore::PageStore(std::unique_ptr<LogStructuredStore> log,
   free_bytes_low_ = o.cleaner.free_bytes_low != 0
                         ? o.cleaner.free_bytes_low
                         : 3 * region_bytes_;
+  separate_relocations_ = o.cleaner.separate_relocations;
   // Never the whole log: at most a 32nd of it by default.
   burst_bytes_ =
       o.cleaner.burst_bytes != 0
@@ -846,7 +847,10 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
                             log_->path(), ": fewer than ", reserve,
                             " bytes of capacity_bytes ", capacity_bytes_,
                             " are free, and those are the cleaner's"))
-                      : FlushPiece(pid, /*image=*/false);
+                      : [&] {
+                          std::shared_lock<std::shared_mutex> lock(append_mu_);
+                          return FlushPiece(pid, /*image=*/false);
+                        }();
     if (a.ok()) {
       MaybeWakeCleaner();
       return a;
@@ -928,6 +932,9 @@ void PageStore::CleanerLoop() {
     const bool burst = FreeBytes() < CleanBelow();
     bool gained = true;
     bool cleared = false;
+    // Taken before the pass's first cleaning (CleanerOptions::
+    // separate_relocations).
+    std::unique_lock<std::shared_mutex> apart(append_mu_, std::defer_lock);
     while (status.ok() && cleaned < capacity_bytes_) {
       const uint64_t free_before = FreeBytes();
       const uint64_t low = CleanBelow();
@@ -945,6 +952,10 @@ void PageStore::CleanerLoop() {
       const uint64_t high = std::min(low + burst_bytes_, capacity_bytes_ / 2);
       if (free_before >= low && (!burst || !gained || free_before >= high)) {
         break;
+      }
+      if (separate_relocations_ && !apart.owns_lock()) {
+        apart.lock();
+        if (status = CutRegion(); !status.ok()) break;
       }
       absl::StatusOr<Hole> range = CleanNext();
       // None yet: CleanNext made more of the log durable, so try again.
@@ -966,6 +977,10 @@ void PageStore::CleanerLoop() {
         cleaned += range->end - range->begin;
       }
       gained = FreeBytes() > free_before;
+    }
+    if (apart.owns_lock()) {
+      if (absl::Status s = CutRegion(); status.ok()) status = s;
+      apart.unlock();
     }
     if (status.ok() && CheckpointDue()) {
       // One that does not fit is tried again a checkpoint interval later.
@@ -1253,15 +1268,16 @@ void PageStore::SetChain(uint64_t pid, Chain next) {
   auto count = [this](const Chain& c, bool add) {
     uint64_t total = 0;
     for (const PieceRef& p : c) total += p.bytes;
-    const bool movable = Movable(c, Region(c.empty() ? 0 : c.back().address) *
-                                        region_bytes_);
+    const bool movable =
+        Movable(c, RegionStart(c.empty() ? 0 : c.back().address));
     uint64_t last = UINT64_MAX;
     for (const PieceRef& p : c) {
-      RegionUse& use = regions_[Region(p.address)];
+      const uint64_t region = RegionStart(p.address);
+      RegionUse& use = regions_[region];
       use.live = add ? use.live + p.bytes : use.live - std::min<uint64_t>(
                                                           use.live, p.bytes);
-      if (Region(p.address) == last) continue;
-      last = Region(p.address);
+      if (region == last) continue;
+      last = region;
       const uint64_t cost =
           movable && &p == &c.back() ? uint64_t{p.bytes} : total;
       use.relocation = add ? use.relocation + cost
@@ -1306,22 +1322,51 @@ bool PageStore::ChainAbove(uint64_t pid, uint64_t address) {
 
 void PageStore::CountFree(uint64_t address, size_t payload_bytes) {
   std::lock_guard<std::mutex> lock(regions_mu_);
-  regions_[Region(address)].live += RecordFootprint(payload_bytes);
+  regions_[RegionStart(address)].live += RecordFootprint(payload_bytes);
 }
 
 PageStore::RegionUse PageStore::region_use(uint64_t from) {
   std::lock_guard<std::mutex> lock(regions_mu_);
-  const auto it = regions_.find(Region(from));
+  const auto it = regions_.find(RegionStart(from));
   return it == regions_.end() ? RegionUse{} : it->second;
+}
+
+uint64_t PageStore::RegionStart(uint64_t address) const {
+  const uint64_t grid = address - address % region_bytes_;
+  const auto it = cuts_.upper_bound(address);
+  return it == cuts_.begin() ? grid : std::max(grid, *std::prev(it));
+}
+
+uint64_t PageStore::RegionEnd(uint64_t start) const {
+  const uint64_t grid = start - start % region_bytes_ + region_bytes_;
+  const auto it = cuts_.upper_bound(start);
+  return it == cuts_.end() ? grid : std::min(grid, *it);
+}
+
+absl::Status PageStore::CutRegion() {
+  // Only what the caller appends, or a Free, can come in between: nothing
+  // counted in a region lies past the cut, so no count moves to another.
+  if (absl::Status s = log_->Sync(); !s.ok()) return s;
+  const uint64_t cut = log_->HiStable();
+  std::lock_guard<std::mutex> lock(regions_mu_);
+  // No region shorter than a buffer: a block starts in every buffer's
+  // length (a block is a buffer at most), so every region has one, or
+  // cleaning it would free nothing; and a small region's block padding
+  // would look like free space worth cleaning it for.
+  if (cut - RegionStart(cut) >= buffer_bytes_) cuts_.insert(cut);
+  return absl::OkStatus();
 }
 
 void PageStore::ForgetRegions(uint64_t from, uint64_t to) {
   // What is left of a region the log let go of is the estimate's error.
-  const uint64_t first = Region(from + region_bytes_ - 1);
-  const uint64_t end = Region(to);
-  if (first >= end) return;
   std::lock_guard<std::mutex> lock(regions_mu_);
-  regions_.erase(regions_.lower_bound(first), regions_.lower_bound(end));
+  for (auto it = regions_.lower_bound(from);
+       it != regions_.end() && it->first < to;) {
+    it = RegionEnd(it->first) <= to ? regions_.erase(it) : std::next(it);
+  }
+  for (auto it = cuts_.lower_bound(from); it != cuts_.end() && *it < to;) {
+    it = RegionEnd(*it) <= to ? cuts_.erase(it) : std::next(it);
+  }
 }
 
 bool PageStore::BeingFreed(uint64_t pid) {
@@ -1523,19 +1568,42 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
   const std::vector<Hole> holes = log_->holes();
   // A released region's hole starts at its first block, within a buffer of
   // its start, and reaches at least its end.
-  auto released = [&](uint64_t k) {
-    const uint64_t from = k * region_bytes_;
-    const uint64_t to = from + region_bytes_;
+  auto released = [&](uint64_t from, uint64_t to) {
     return std::any_of(holes.begin(), holes.end(), [&](const Hole& h) {
       return h.begin < from + buffer_bytes_ && h.end >= to;
     });
   };
   // Near the limit, a new range must merge with one (or be the head's).
   const bool merge_only = holes.size() + 4 >= kMaxHoles;
-  auto adds_a_hole = [&](uint64_t k) {
-    return log_->HolesAfterRelease(k * region_bytes_,
-                                   (k + 1) * region_bytes_) > holes.size();
+  auto adds_a_hole = [&](uint64_t from, uint64_t to) {
+    return log_->HolesAfterRelease(from, to) > holes.size();
   };
+  // The regions from the head's to the last that ends in durable blocks
+  // (the head's alone to clean the oldest), with what the cleaner knows of
+  // each, and the one after them, which the last one's block may reach.
+  struct Candidate {
+    uint64_t begin = 0;
+    uint64_t end = 0;
+    RegionUse use;
+    bool cut = false;  // ends where a block does (at a cut)
+  };
+  std::vector<Candidate> regions;
+  {
+    std::lock_guard<std::mutex> lock(regions_mu_);
+    uint64_t last_end = boundary;
+    if (policy_ == CleaningPolicy::kOldest) {
+      last_end = std::min(last_end, RegionEnd(RegionStart(head)));
+    }
+    for (uint64_t k = RegionStart(head);; k = RegionEnd(k)) {
+      const auto it = regions_.find(k);
+      regions.push_back(
+          {.begin = k,
+           .end = RegionEnd(k),
+           .use = it == regions_.end() ? RegionUse{} : it->second,
+           .cut = cuts_.count(RegionEnd(k)) != 0});
+      if (regions.back().end > last_end) break;
+    }
+  }
   // The relocations must fit in what is free until the region goes, and
   // leave the reserve for the head's region, which cleaning in order
   // always frees in the end.
@@ -1551,54 +1619,52 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
   std::optional<uint64_t> roomiest;
   uint64_t roomiest_gain = 0;
   bool any = false;
-  const uint64_t last = policy_ == CleaningPolicy::kOldest
-                            ? Region(head) + 1
-                            : boundary / region_bytes_;
-  for (uint64_t k = Region(head); k < last; ++k) {
-    if ((k + 1) * region_bytes_ > boundary) break;
-    if (k != Region(head) && released(k)) continue;
-    if (merge_only && k != Region(head) && adds_a_hole(k)) continue;
+  for (size_t i = 0; i + 1 < regions.size(); ++i) {
+    const Candidate& c = regions[i];
+    const bool heads = i == 0;
+    if (!heads && released(c.begin, c.end)) continue;
+    if (merge_only && !heads && adds_a_hole(c.begin, c.end)) continue;
     any = true;
-    const RegionUse use = region_use(k * region_bytes_);
+    const RegionUse& use = c.use;
     if (policy_ == CleaningPolicy::kOldest) {
-      best = k;
+      best = i;
       break;
     }
-    const uint64_t from = std::max(k * region_bytes_, head);
-    const uint64_t freed = (k + 1) * region_bytes_ - from;
+    const uint64_t size = c.end - c.begin;
+    const uint64_t from = std::max(c.begin, head);
+    const uint64_t freed = c.end - from;
     // What cleaning it writes before its space comes back: its pages,
     // whole, and those of its last block, which may reach a buffer into
-    // the next region; and a checkpoint first if the release drops the
-    // newest.
-    uint64_t need =
-        use.relocation +
-        region_use((k + 1) * region_bytes_).relocation *
-            std::min(buffer_bytes_, region_bytes_) / region_bytes_;
-    if (checkpoints_ &&
-        log_->ReleaseDropsCheckpoint(from, (k + 1) * region_bytes_)) {
+    // the next region (not past a cut); and a checkpoint first if the
+    // release drops the newest.
+    const Candidate& next = regions[i + 1];
+    const uint64_t next_size = next.end - next.begin;
+    uint64_t need = use.relocation;
+    if (!c.cut) {
+      need += next.use.relocation * std::min(buffer_bytes_, next_size) /
+              next_size;
+    }
+    if (checkpoints_ && log_->ReleaseDropsCheckpoint(from, c.end)) {
       need += checkpoint_bytes_.load(std::memory_order_relaxed);
     }
     if (need < freed && need * 3 / 2 < room &&
         freed - need > roomiest_gain) {
-      roomiest = k;
+      roomiest = i;
       roomiest_gain = freed - need;
     }
-    if (use.live >= region_bytes_ || need + reserve_bytes_ > room) {
-      continue;
-    }
+    if (use.live >= size || need + reserve_bytes_ > room) continue;
     // LFS's cost-benefit: space freed times its age (bytes appended since
     // the region was written), over the cost of reading the region and
     // writing its live bytes. Cold regions are cleaned fuller than hot
     // ones, whose pieces are still dying. A relocated page is written
     // whole, which frees its pieces elsewhere too: in the end cleaning
     // gains the region less its live bytes.
-    const double free = double(region_bytes_ - use.live);
-    const double age = double(end - std::min(end, (k + 1) * region_bytes_)) +
-                       double(region_bytes_);
-    const double score =
-        free * age / (double(region_bytes_) + double(use.live));
+    const double free = double(size - use.live);
+    const double age =
+        double(end - std::min(end, c.end)) + double(region_bytes_);
+    const double score = free * age / (double(size) + double(use.live));
     if (score > best_score) {
-      best = k;
+      best = i;
       best_score = score;
     }
   }
@@ -1610,9 +1676,9 @@ absl::StatusOr<Hole> PageStore::CleanNext() {
   // None that leaves the reserve: the roomiest; none whose relocations fit
   // at all: the head's, relocated as far as it goes (its pages' other
   // pieces, further on, die with them).
-  if (!best.has_value()) best = roomiest.value_or(Region(head));
-  const uint64_t from = std::max(*best * region_bytes_, head);
-  const uint64_t to = (*best + 1) * region_bytes_;
+  if (!best.has_value()) best = roomiest.value_or(0);
+  const uint64_t from = std::max(regions[*best].begin, head);
+  const uint64_t to = regions[*best].end;
   if (absl::Status s = CleanRange(from, to); !s.ok()) return s;
   return Hole{.begin = from, .end = to};
 }

@@ -85,6 +85,9 @@ DEFINE_uint64(burst_bytes, 0,
               "woken below its low mark, the cleaner goes on until this "
               "much more is free (0: the store's default, "
               "CleanerOptions::burst_bytes; 1: it stops at the low mark)");
+DEFINE_bool(separate_relocations, true,
+            "CleanerOptions::separate_relocations: the cleaner's relocations "
+            "in regions of their own, apart from flushes");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
@@ -207,6 +210,7 @@ int Main() {
   options.cleaner.background = cleaning;
   options.cleaner.free_bytes_low = FLAGS_free_bytes_low;
   options.cleaner.burst_bytes = FLAGS_burst_bytes;
+  options.cleaner.separate_relocations = FLAGS_separate_relocations;
   options.max_flushed_pieces = FLAGS_max_flushed_pieces;
   options.table.max_pages = pages + 1;
   options.checkpoints = FLAGS_checkpoints == "on";
@@ -430,6 +434,7 @@ int Main() {
         ", \"max_flushed_pieces\": %u"
         ", \"buffer_bytes\": %" PRIu64 ", \"region_bytes\": %" PRIu64
         ", \"free_bytes_low\": %" PRIu64 ", \"burst_bytes\": %" PRIu64
+        ", \"separate_relocations\": %s"
         ", \"checkpoints\": \"%s\", \"recovery_bytes_scanned\": %" PRIu64
         ", \"crash_recovery_s\": %.3f, \"crash_recovery_bytes_scanned\": %"
         PRIu64 ", \"crash_recovery_resumed\": %s"
@@ -445,7 +450,8 @@ int Main() {
         utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
         FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_free_bytes_low,
-        FLAGS_burst_bytes, FLAGS_checkpoints.c_str(),
+        FLAGS_burst_bytes, FLAGS_separate_relocations ? "true" : "false",
+        FLAGS_checkpoints.c_str(),
         report.bytes_scanned, crash_recovery_s,
         crash_report.bytes_scanned,
         crash_report.checkpoint != 0 ? "true" : "false", live_log_bytes,
