@@ -932,16 +932,18 @@ void PageStore::CleanerLoop() {
     const bool burst = FreeBytes() < CleanBelow();
     bool gained = true;
     bool cleared = false;
-    // Taken before the pass's first cleaning (CleanerOptions::
-    // separate_relocations).
+    // Taken before the pass's first relocation (CleanerOptions::
+    // separate_relocations, CleanBlocks).
     std::unique_lock<std::shared_mutex> apart(append_mu_, std::defer_lock);
+    if (separate_relocations_) pass_lock_ = &apart;
     while (status.ok() && cleaned < capacity_bytes_) {
       const uint64_t free_before = FreeBytes();
       const uint64_t low = CleanBelow();
       {
         std::lock_guard<std::mutex> lock(clean_mu_);
         if (stopping_) break;
-        // Flushes waiting for room need not wait for the burst.
+        // Flushes waiting for room need not wait for the burst (unless
+        // it holds append_mu_ for its relocations: then they wait).
         if (free_before >= low && !std::exchange(cleared, true)) {
           passes_.fetch_add(1, std::memory_order_release);
           cleaner_status_ = absl::OkStatus();
@@ -952,10 +954,6 @@ void PageStore::CleanerLoop() {
       const uint64_t high = std::min(low + burst_bytes_, capacity_bytes_ / 2);
       if (free_before >= low && (!burst || !gained || free_before >= high)) {
         break;
-      }
-      if (separate_relocations_ && !apart.owns_lock()) {
-        apart.lock();
-        if (status = CutRegion(); !status.ok()) break;
       }
       absl::StatusOr<Hole> range = CleanNext();
       // None yet: CleanNext made more of the log durable, so try again.
@@ -978,6 +976,7 @@ void PageStore::CleanerLoop() {
       }
       gained = FreeBytes() > free_before;
     }
+    pass_lock_ = nullptr;
     if (apart.owns_lock()) {
       if (absl::Status s = CutRegion(); status.ok()) status = s;
       apart.unlock();
@@ -1344,22 +1343,32 @@ uint64_t PageStore::RegionEnd(uint64_t start) const {
 }
 
 absl::Status PageStore::CutRegion() {
-  // Only what the caller appends, or a Free, can come in between: nothing
-  // counted in a region lies past the cut, so no count moves to another.
+  // Holding append_mu_, which every piece's append holds too (a flush's,
+  // a relocation's), so that no piece is counted past the cut before it
+  // exists (its count would be taken back from another region). A Free's
+  // record may be, in the region before: free records' counts are never
+  // taken back, only forgotten with their region.
   if (absl::Status s = log_->Sync(); !s.ok()) return s;
   const uint64_t cut = log_->HiStable();
   std::lock_guard<std::mutex> lock(regions_mu_);
-  // No region shorter than a buffer: a block starts in every buffer's
-  // length (a block is a buffer at most), so every region has one, or
-  // cleaning it would free nothing; and a small region's block padding
-  // would look like free space worth cleaning it for.
-  if (cut - RegionStart(cut) >= buffer_bytes_) cuts_.insert(cut);
+  // No region shorter than a buffer on either side: a block starts in
+  // every buffer's length (a block is a buffer at most), so every region
+  // has one, or cleaning it would free nothing; a region that ends in the
+  // block its neighbour's release frees would look released; and a small
+  // region's block padding would look like free space to clean it for.
+  const uint64_t start = RegionStart(cut);
+  if (cut - start >= buffer_bytes_ &&
+      RegionEnd(start) - cut >= buffer_bytes_) {
+    cuts_.insert(cut);
+  }
   return absl::OkStatus();
 }
 
 void PageStore::ForgetRegions(uint64_t from, uint64_t to) {
   // What is left of a region the log let go of is the estimate's error.
   std::lock_guard<std::mutex> lock(regions_mu_);
+  // From the region that holds `from`: one the head was inside before.
+  from = RegionStart(from);
   for (auto it = regions_.lower_bound(from);
        it != regions_.end() && it->first < to;) {
     it = RegionEnd(it->first) <= to ? regions_.erase(it) : std::next(it);
@@ -1385,6 +1394,13 @@ absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
     // record, so recovery never finds the page's pieces gone without its
     // free. It waits for nothing but one Append.
     while (BeingFreed(pid)) std::this_thread::yield();
+    // The background cleaner's pass holds append_mu_ already (CutRegion).
+    std::shared_lock<std::shared_mutex> appending(append_mu_,
+                                                  std::defer_lock);
+    if (std::this_thread::get_id() != cleaner_.get_id() ||
+        pass_lock_ == nullptr) {
+      appending.lock();
+    }
     if (!ChainIn(pid, from, to)) return false;
     absl::StatusOr<bool> moved =
         piece == 0 ? false : MovePiece(pid, from, piece);
@@ -1412,8 +1428,18 @@ absl::Status PageStore::CleanRange(uint64_t from, uint64_t to) {
 
 absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
                                     bool truncate) {
-  // Another cleaning could release blocks this one reads.
-  std::lock_guard<std::mutex> cleaning(cleaning_mu_);
+  // Another cleaning could release blocks this one reads. One of a caller's
+  // relocates under append_mu_ shared: the background cleaner's pass,
+  // holding it, lets it go for that one first (and cuts its regions).
+  std::unique_lock<std::mutex> cleaning(cleaning_mu_, std::try_to_lock);
+  if (!cleaning.owns_lock()) {
+    if (std::this_thread::get_id() == cleaner_.get_id() &&
+        pass_lock_ != nullptr && pass_lock_->owns_lock()) {
+      if (absl::Status s = CutRegion(); !s.ok()) return s;
+      pass_lock_->unlock();
+    }
+    cleaning.lock();
+  }
   // Truncate keeps the block that holds `to`; Release frees whole blocks,
   // the last one's records past `to` too, so its pieces count as well.
   const uint64_t head = log_->head();
@@ -1489,6 +1515,13 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   // freed meanwhile needs nothing. If the log fills up on the way, what
   // lies below the first page not relocated still goes: up to its record
   // (Truncate) or its block (Release).
+  // The background cleaner's pass keeps flushes out from its first
+  // relocation on (CleanerOptions::separate_relocations).
+  if (!first.empty() && std::this_thread::get_id() == cleaner_.get_id() &&
+      pass_lock_ != nullptr && !pass_lock_->owns_lock()) {
+    pass_lock_->lock();
+    if (absl::Status s = CutRegion(); !s.ok()) return s;
+  }
   std::vector<uint64_t> evicted;
   absl::Status status;
   uint64_t done_to = to;

@@ -48,8 +48,10 @@
 // back), so a stable newest piece means a stable chain.
 //
 // Cleaning (LLAMA's): the log is cut into regions of
-// CleanerOptions::region_bytes, and PageStore keeps for each the bytes of
-// the pieces there that pages' flushed chains still hold. The cleaner
+// CleanerOptions::region_bytes (and where the background cleaner's
+// relocations begin and end, CleanerOptions::separate_relocations), and
+// PageStore keeps for each the bytes of the pieces there that pages'
+// flushed chains still hold. The cleaner
 // takes the head's region, or the one LFS's cost-benefit rates best
 // (CleaningPolicy): the head's moves the head, any other is released
 // (LogStructuredStore::Release), after each page with a piece there is
@@ -178,14 +180,15 @@ struct CleanerOptions {
   // relocated fewer pages (BENCHMARKS.md, "Cleaning in bursts").
   uint64_t burst_bytes = 0;
   // The background cleaner writes what a pass relocates in regions of its
-  // own: flushes wait while it cleans (a few milliseconds a region), so
-  // none lands in between, and the pass ends and begins regions where its
-  // relocations do. Pages the cleaner moves outlived a region once, and
-  // tend to outlive the next; kept apart from fresh flushes, the flushes'
-  // regions empty out sooner. At 75% of 128 MiB this wrote 10-14% less
-  // with uniform updates and about the same with zipf (BENCHMARKS.md,
+  // own: from its first relocation to the pass's end (a burst, a few
+  // milliseconds a region), flushes wait, so none lands in between, and
+  // regions begin and end where its relocations do. Pages the cleaner
+  // moves outlived a region once, and tend to outlive the next; kept apart
+  // from fresh flushes, the flushes' regions empty out sooner. At 75% of
+  // 128 MiB this wrote 8-13% less with uniform updates and 1-3% less with
+  // zipf (BENCHMARKS.md,
   // "Relocations in regions of their own"). false: relocations mix with
-  // flushes, which never wait for the cleaner.
+  // flushes, which then wait for the cleaner only when short of room.
   bool separate_relocations = true;
 };
 
@@ -300,7 +303,8 @@ class PageStore {
   // crash (a copy holds what its piece did). Both return OK only with
   // everything appended before them durable, an empty range too.
   absl::Status CleanRange(uint64_t from, uint64_t to);
-  // Cleans one region (CleanerOptions::region_bytes) below the log's
+  // Cleans one region (of CleanerOptions::region_bytes, or less where a
+  // pass of the background cleaner's relocations cut it) below the log's
   // CheckpointBoundary(), chosen by CleanerOptions::policy, and returns its
   // range (empty if there is none yet; everything appended before is
   // durable on return either way). ResourceExhausted if the log fills up
@@ -564,9 +568,11 @@ class PageStore {
   std::set<uint64_t> cuts_;  // region starts off the grid
   bool separate_relocations_ = false;
   // Flushes hold it shared while they append; the background cleaner
-  // holds it through a pass that cleans (CleanerOptions::
-  // separate_relocations).
+  // holds it from a pass's first relocation to the pass's end
+  // (CleanerOptions::separate_relocations). pass_lock_ is the cleaner
+  // thread's own, set during a pass.
   std::shared_mutex append_mu_;
+  std::unique_lock<std::shared_mutex>* pass_lock_ = nullptr;
 };
 
 }  // namespace lss

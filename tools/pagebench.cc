@@ -139,7 +139,9 @@ class Zipf {
   }
   uint64_t operator()(std::mt19937_64& rng) const {
     const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-    return std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin();
+    // The last sum may round to a little below 1.
+    const auto it = std::lower_bound(cdf_.begin(), cdf_.end(), u);
+    return std::min<uint64_t>(it - cdf_.begin(), cdf_.size() - 1);
   }
 
  private:
