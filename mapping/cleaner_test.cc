@@ -300,6 +300,7 @@ TEST(CleanerTest, OnceWokenTheCleanerCleansABurstPastItsLowMark) {
 TEST(CleanerTest, RelocationsLieApartFromFlushes) {
   PageStoreOptions o = Options();
   o.checkpoints = false;
+  o.cleaner.separate_relocations = true;
   const std::string path = TempPath("cleaner_apart.log");
   auto opened = PageStore::Open(path, o);
   ASSERT_TRUE(opened.ok()) << opened.status();

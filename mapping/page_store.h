@@ -185,11 +185,12 @@ struct CleanerOptions {
   // regions begin and end where its relocations do. Pages the cleaner
   // moves outlived a region once, and tend to outlive the next; kept apart
   // from fresh flushes, the flushes' regions empty out sooner. At 75% of
-  // 128 MiB this wrote 8-13% less with uniform updates and 1-3% less with
-  // zipf (BENCHMARKS.md,
-  // "Relocations in regions of their own"). false: relocations mix with
-  // flushes, which then wait for the cleaner only when short of room.
-  bool separate_relocations = true;
+  // 128 MiB this wrote 3-13% less with uniform updates and 1-3% less with
+  // zipf (BENCHMARKS.md, "Relocations in regions of their own"). Off by
+  // default: a variant of it lost every page in a crash reopen, not yet
+  // understood (the same section). false: relocations mix with flushes,
+  // which then wait for the cleaner only when short of room.
+  bool separate_relocations = false;
 };
 
 struct PageStoreOptions {

@@ -85,7 +85,7 @@ DEFINE_uint64(burst_bytes, 0,
               "woken below its low mark, the cleaner goes on until this "
               "much more is free (0: the store's default, "
               "CleanerOptions::burst_bytes; 1: it stops at the low mark)");
-DEFINE_bool(separate_relocations, true,
+DEFINE_bool(separate_relocations, false,
             "CleanerOptions::separate_relocations: the cleaner's relocations "
             "in regions of their own, apart from flushes");
 DEFINE_string(checkpoints, "on",
