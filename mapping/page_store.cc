@@ -848,7 +848,9 @@ absl::StatusOr<uint64_t> PageStore::Flush(uint64_t pid) {
                             " bytes of capacity_bytes ", capacity_bytes_,
                             " are free, and those are the cleaner's"))
                       : [&] {
-                          std::shared_lock<std::shared_mutex> lock(append_mu_);
+                          std::shared_lock<std::shared_mutex> lock(
+                              append_mu_, std::defer_lock);
+                          if (separate_relocations_) lock.lock();
                           return FlushPiece(pid, /*image=*/false);
                         }();
     if (a.ok()) {
@@ -1397,8 +1399,9 @@ absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
     // The background cleaner's pass holds append_mu_ already (CutRegion).
     std::shared_lock<std::shared_mutex> appending(append_mu_,
                                                   std::defer_lock);
-    if (std::this_thread::get_id() != cleaner_.get_id() ||
-        pass_lock_ == nullptr) {
+    if (separate_relocations_ &&
+        (std::this_thread::get_id() != cleaner_.get_id() ||
+         pass_lock_ == nullptr)) {
       appending.lock();
     }
     if (!ChainIn(pid, from, to)) return false;

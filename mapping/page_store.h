@@ -569,10 +569,11 @@ class PageStore {
   std::map<uint64_t, RegionUse> regions_;  // by region start
   std::set<uint64_t> cuts_;  // region starts off the grid
   bool separate_relocations_ = false;
-  // Flushes hold it shared while they append; the background cleaner
-  // holds it from a pass's first relocation to the pass's end
-  // (CleanerOptions::separate_relocations). pass_lock_ is the cleaner
-  // thread's own, set during a pass.
+  // With separate_relocations_ (and only then: nothing else takes it
+  // exclusively), flushes and a caller's relocations hold it shared while
+  // they append; the background cleaner holds it from a pass's first
+  // relocation to the pass's end. pass_lock_ is the cleaner thread's own,
+  // set during a pass.
   std::shared_mutex append_mu_;
   std::unique_lock<std::shared_mutex>* pass_lock_ = nullptr;
 };
