@@ -95,7 +95,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <random>
 #include <set>
 #include <span>
@@ -1960,15 +1959,16 @@ TEST(CorruptionSweep, RandomDamageNeverYieldsMoreThanWasWritten) {
         }
       }
     }
-    damaged_blocks += !hit.empty();
-    const std::optional<size_t> first =
-        hit.empty() ? std::nullopt : std::optional<size_t>(*hit.begin());
-    const bool marker_only = first && *first + 1 == s.blocks.size();
+    // The first damaged block, if any.
+    const bool damaged = !hit.empty();
+    const size_t first = damaged ? *hit.begin() : 0;
+    damaged_blocks += damaged;
+    const bool marker_only = damaged && first + 1 == s.blocks.size();
     // What is left of the first damaged block's header reads as unwritten
     // space (a zeroed sector over it): an end, not a corrupt block.
     bool unwritten = false;
-    if (first) {
-      const uint64_t base = s.blocks[*first].base;
+    if (damaged) {
+      const uint64_t base = s.blocks[first].base;
       unwritten = true;
       for (uint64_t p = base; p < base + kBlockHeaderBytes; ++p) {
         const std::byte now =
@@ -1977,8 +1977,9 @@ TEST(CorruptionSweep, RandomDamageNeverYieldsMoreThanWasWritten) {
       }
     }
     const std::vector<Rec> prefix =
-        Prefix(s.written, first ? RecordsBelow(s.written, s.blocks[*first].base)
-                                : s.written.size());
+        Prefix(s.written, damaged
+                              ? RecordsBelow(s.written, s.blocks[first].base)
+                              : s.written.size());
     // kSkipCorrupted must return the records whose whole footprint is
     // untouched, and may return those whose padding alone changed.
     std::vector<Rec> untouched;
@@ -2012,7 +2013,7 @@ TEST(CorruptionSweep, RandomDamageNeverYieldsMoreThanWasWritten) {
       // marker zeroed whole (an end that looks unwritten).
       const bool refuse =
           !skip && (superblock_hit ||
-                    (strict && first && !(marker_only && unwritten)));
+                    (strict && damaged && !(marker_only && unwritten)));
       auto store = LogStructuredStore::Open(path, options);
       if (!store.ok()) {
         if (!refuse) {
@@ -2022,13 +2023,14 @@ TEST(CorruptionSweep, RandomDamageNeverYieldsMoreThanWasWritten) {
                    !absl::StrContains(store.status().message(), path)) {
           fail("DataLoss naming the file expected",
                absl::StrCat(where, ": ", store.status().ToString()));
-        } else if (first && !NamesOffsetIn(store.status().message(),
-                                           s.blocks[*first].base,
-                                           s.blocks[*first].base +
-                                               s.blocks[*first].used)) {
+        } else if (damaged &&
+                   !NamesOffsetIn(store.status().message(),
+                                  s.blocks[first].base,
+                                  s.blocks[first].base +
+                                      s.blocks[first].used)) {
           fail("DataLoss does not name the damaged block",
                absl::StrCat(where, ": ", store.status().ToString(),
-                            "; expected offset ", s.blocks[*first].base));
+                            "; expected offset ", s.blocks[first].base));
         }
         continue;
       }
@@ -2061,16 +2063,16 @@ TEST(CorruptionSweep, RandomDamageNeverYieldsMoreThanWasWritten) {
              absl::StrCat(where, ": ", same.message()));
         continue;
       }
-      const bool cut_expected = first && !(marker_only && unwritten);
+      const bool cut_expected = damaged && !(marker_only && unwritten);
       if (report.cut != cut_expected ||
-          report.lost_acknowledged != (first && !marker_only)) {
+          report.lost_acknowledged != (damaged && !marker_only)) {
         fail(absl::StrCat(ModeName(mode), ": wrong cut report"),
              absl::StrCat(where, ": cut ", report.cut, ", lost_acknowledged ",
                           report.lost_acknowledged, "; end: ", report.end));
       }
-      if (mode == RecoveryMode::kPointInTime && first &&
-          !NamesOffsetIn(report.end, s.blocks[*first].base,
-                         s.blocks[*first].base + s.blocks[*first].used)) {
+      if (mode == RecoveryMode::kPointInTime && damaged &&
+          !NamesOffsetIn(report.end, s.blocks[first].base,
+                         s.blocks[first].base + s.blocks[first].used)) {
         fail("kPointInTime: the end does not name the damaged block",
              absl::StrCat(where, ": ", report.end));
       }
