@@ -1,9 +1,10 @@
 // pagebench: pages on a bounded log. Loads pages up to a utilization of the
 // capacity, then updates them from --threads threads (64-byte deltas by
-// default, uniform or zipf), flushing each page every --flush_every of its
-// updates, while PageStore's background cleaner keeps the log within
-// --capacity_bytes (it cleans a region, a 128th of the capacity by default,
-// chosen by --cleaner_policy, whenever less than --free_bytes_low is free).
+// default, uniform, zipf or 80/20 hot/cold), flushing each page every
+// --flush_every of its updates, while PageStore's background cleaner keeps
+// the log within --capacity_bytes (it cleans a region, a 128th of the
+// capacity by default, chosen by --cleaner_policy, whenever less than
+// --free_bytes_low is free).
 // Then drops the store without PageStore::Close, as a crash would, and
 // reopens it (recovery from the newest checkpoint the cleaner wrote:
 // crash_recovery_s), closes (which writes a checkpoint) and reopens again
@@ -52,7 +53,9 @@ DEFINE_string(dir, "", "directory for the log (default: $TMPDIR or /var/tmp)");
 DEFINE_uint64(capacity_bytes, uint64_t{256} << 20, "the log's disk bound");
 DEFINE_uint64(page_bytes, 4096, "bytes of each page's base");
 DEFINE_double(utilization, 0.5, "live page bytes / capacity (0.05 to 0.9)");
-DEFINE_string(distribution, "uniform", "uniform | zipf (s = 0.99)");
+DEFINE_string(distribution, "uniform",
+              "uniform | zipf (s = 0.99) | hotcold (80% of the updates to "
+              "a fifth of the pages)");
 DEFINE_uint64(update_bytes, 64, "bytes per delta");
 DEFINE_uint64(flush_every, 16, "a page is flushed every this many updates");
 DEFINE_uint64(deltas_per_base, 32,
@@ -181,8 +184,10 @@ int Main() {
         "--flush_every and --deltas_per_base must be > 0; --threads 1 to "
         "64; --laps 0 to 1000"));
   }
-  if (FLAGS_distribution != "uniform" && FLAGS_distribution != "zipf") {
-    Die(absl::InvalidArgumentError("--distribution must be uniform or zipf"));
+  if (FLAGS_distribution != "uniform" && FLAGS_distribution != "zipf" &&
+      FLAGS_distribution != "hotcold") {
+    Die(absl::InvalidArgumentError(
+        "--distribution must be uniform, zipf or hotcold"));
   }
   if (FLAGS_checkpoints != "on" && FLAGS_checkpoints != "off") {
     Die(absl::InvalidArgumentError("--checkpoints must be on or off"));
@@ -241,11 +246,23 @@ int Main() {
                FLAGS_threads, FLAGS_distribution.c_str(),
                FLAGS_cleaning.c_str());
   const Zipf zipf(FLAGS_distribution == "zipf" ? pages : 1);
-  // The PID of each zipf rank: a permutation, so that every page has a rank
+  // The rank of the page to update, hottest first: zipf's, or hotcold's
+  // (the first fifth of the ranks takes 80% of the updates, uniform within
+  // either part, as in LFS's "hot-and-cold"); uniform's is its PID.
+  const uint64_t hot = std::max<uint64_t>(1, pages / 5);
+  const auto rank = [&](std::mt19937_64& rng) -> uint64_t {
+    if (FLAGS_distribution == "zipf") return zipf(rng);
+    if (FLAGS_distribution == "uniform") return rng() % pages;
+    if (hot == pages || rng() % 5 != 0) return rng() % hot;
+    return hot + rng() % (pages - hot);
+  };
+  // The PID of each rank: a permutation, so that every page has a rank
   // of its own and hot pages are not neighbours in the log's load order.
-  std::vector<uint64_t> zipf_pid(pages);
-  std::iota(zipf_pid.begin(), zipf_pid.end(), uint64_t{0});
-  std::shuffle(zipf_pid.begin(), zipf_pid.end(), std::mt19937_64(42));
+  std::vector<uint64_t> rank_pid(pages);
+  std::iota(rank_pid.begin(), rank_pid.end(), uint64_t{0});
+  if (FLAGS_distribution != "uniform") {
+    std::shuffle(rank_pid.begin(), rank_pid.end(), std::mt19937_64(42));
+  }
   std::atomic<uint64_t> updates{0}, flushes{0};
   // Live page bytes: each thread counts those of its own pages; thread 0
   // samples the sum (and the file's size) after each batch.
@@ -268,8 +285,7 @@ int Main() {
                ? store->log().AppendedEnd() - loaded_end < laps_bytes
                : Seconds(start, Clock::now()) < FLAGS_seconds) {
       for (int batch = 0; batch < 256; ++batch) {
-        uint64_t pid = FLAGS_distribution == "zipf" ? zipf_pid[zipf(rng)]
-                                                    : rng() % pages;
+        uint64_t pid = rank_pid[rank(rng)];
         pid -= pid % FLAGS_threads;
         pid += t;
         if (pid >= pages) continue;

@@ -87,6 +87,11 @@ TEST(PagebenchTest, TinyRunEndsWithEveryFigureAsJson) {
 TEST(PagebenchTest, SkewedUpdatesFromTwoThreadsStayBoundedAndVerify) {
   ExpectBoundedAndVerified(TinyRun(
       "zipf", {"--utilization=0.7", "--distribution=zipf", "--threads=2"}));
+  const Json json = TinyRun(
+      "hotcold",
+      {"--utilization=0.7", "--distribution=hotcold", "--threads=2"});
+  ExpectBoundedAndVerified(json);
+  EXPECT_EQ(json.value("distribution", ""), "hotcold");
 }
 
 TEST(PagebenchTest, BadFlagsAreNamed) {
@@ -98,7 +103,8 @@ TEST(PagebenchTest, BadFlagsAreNamed) {
       {"--laps=nan", "--laps 0 to 1000"},
       {"--utilization=0.95", "--utilization must be 0.05 to 0.9"},
       {"--threads=0", "--threads 1 to 64"},
-      {"--distribution=pareto", "--distribution must be uniform or zipf"},
+      {"--distribution=pareto",
+       "--distribution must be uniform, zipf or hotcold"},
       {"--cleaning=sometimes", "--cleaning must be on or off"},
       {"--cleaner_policy=greedy",
        "--cleaner_policy must be oldest or cost_benefit"},
