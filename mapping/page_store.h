@@ -182,9 +182,12 @@ struct CleanerOptions {
   // The background cleaner writes what a pass relocates in regions of its
   // own: from its first relocation to the pass's end (a burst, a few
   // milliseconds a region), flushes wait, so none lands in between, and
-  // regions begin and end where its relocations do. Pages the cleaner
-  // moves outlived a region once, and tend to outlive the next; kept apart
-  // from fresh flushes, the flushes' regions empty out sooner. At 75% of
+  // regions begin and end where its relocations do (where that leaves a
+  // buffer on either side: with regions of two buffers, as in
+  // pagebench's defaults, only at a region's middle, so a run shares the
+  // regions at its ends with flushes). Pages the cleaner moves outlived a
+  // region once, and tend to outlive the next; kept apart from fresh
+  // flushes, the flushes' regions empty out sooner. At 75% of
   // 128 MiB this wrote 3-13% less with uniform updates and 1-3% less with
   // zipf (BENCHMARKS.md, "Relocations in regions of their own"). Off by
   // default: as it stands it gains 3-4% with uniform updates and about
