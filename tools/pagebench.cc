@@ -206,6 +206,13 @@ int Main() {
       (FLAGS_deltas_per_base - 1) / 2.0 * FLAGS_update_bytes;
   const uint64_t pages = static_cast<uint64_t>(
       FLAGS_utilization * FLAGS_capacity_bytes / mean_page_bytes);
+  // Every thread updates pages of its own.
+  if (pages < uint64_t(FLAGS_threads)) {
+    Die(absl::InvalidArgumentError(absl::StrCat(
+        "--utilization x --capacity_bytes holds ", pages, " pages of ",
+        mean_page_bytes, " bytes on average, fewer than --threads ",
+        FLAGS_threads)));
+  }
   PageStoreOptions options;
   options.store.allow_buffered_fallback = true;
   options.store.buffer_bytes = FLAGS_buffer_bytes;
@@ -285,10 +292,10 @@ int Main() {
                ? store->log().AppendedEnd() - loaded_end < laps_bytes
                : Seconds(start, Clock::now()) < FLAGS_seconds) {
       for (int batch = 0; batch < 256; ++batch) {
+        // One of this thread's pages, drawn again until it is: each
+        // thread's updates keep the distribution over its own pages.
         uint64_t pid = rank_pid[rank(rng)];
-        pid -= pid % FLAGS_threads;
-        pid += t;
-        if (pid >= pages) continue;
+        while (pid % FLAGS_threads != uint64_t(t)) pid = rank_pid[rank(rng)];
         Expected& e = expected[pid];
         // The cleaner may relocate the page between the Read and the
         // update (its CAS wins): then read it again.

@@ -118,6 +118,16 @@ TEST(PagebenchTest, BadFlagsAreNamed) {
   }
 }
 
+TEST(PagebenchTest, TooFewPagesForTheThreadsAreNamed) {
+  // 5% of 64 KiB holds no page of 5 KiB: no thread would have one.
+  const ToolRun run = Pagebench({"--dir=" + TempDir(), "--utilization=0.05",
+                                 "--capacity_bytes=65536"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("holds 0 pages of"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("fewer than --threads 1"), std::string::npos)
+      << run.err;
+}
+
 TEST(PagebenchTest, ADirectoryThatCannotBeUsedIsNamed) {
   const ToolRun run = Pagebench({"--dir=/nonexistent/pagebench"});
   EXPECT_EQ(run.exit_code, 1);
