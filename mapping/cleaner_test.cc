@@ -5,8 +5,6 @@
 
 #include <sys/stat.h>
 
-#include <algorithm>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -311,14 +309,12 @@ TEST(CleanerTest, RelocationsLieApartFromFlushes) {
   constexpr uint64_t kPages = 600;
   std::vector<uint64_t> pids;
   std::set<uint64_t> flushed;  // every address Flush returned
-  std::set<uint64_t> loaded;   // those of the first flushes
   for (uint64_t i = 0; i < kPages; ++i) {
     const uint64_t pid = *store.Allocate();
     ASSERT_TRUE(store.UpdateR(pid, PageState::Free(), Base(pid, 0)).ok());
     absl::StatusOr<uint64_t> a = store.Flush(pid);
     ASSERT_TRUE(a.ok()) << a.status();
     flushed.insert(*a);
-    loaded.insert(*a);
     pids.push_back(pid);
   }
   std::vector<std::set<uint64_t>> by_thread(kThreads);
@@ -367,14 +363,9 @@ TEST(CleanerTest, RelocationsLieApartFromFlushes) {
     if (r.tag.type != kPageImageRecord && r.tag.type != kPageDeltaRecord) {
       continue;
     }
-    // The pages past the first quarter are never updated: their records
-    // after the load are relocations. An updated page's record is a
-    // Flush's if Flush returned its address (it may have returned a
-    // relocation's, which then counts as a flush).
-    const bool updated = std::find(pids.begin(), pids.begin() + kPages / 4,
-                                   r.tag.key) != pids.begin() + kPages / 4;
-    const bool by_flush =
-        (updated ? flushed : loaded).count(r.address) != 0;
+    // A Flush that finds the page just relocated returns the relocation's
+    // address: that relocation counts as a flush here.
+    const bool by_flush = flushed.count(r.address) != 0;
     if (!by_flush) ++relocations;
     if (last.has_value() && *last != by_flush) ++switches;
     last = by_flush;

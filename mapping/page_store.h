@@ -183,15 +183,16 @@ struct CleanerOptions {
   // own: from its first relocation to the pass's end (a burst, a few
   // milliseconds a region), flushes wait, so none lands in between, and
   // regions begin and end where its relocations do (where that leaves a
-  // buffer on either side: with regions of two buffers, as in
-  // pagebench's defaults, only at a region's middle, so a run shares the
+  // buffer on either side: with regions of two buffers, as at 128 MiB
+  // with 512 KiB buffers, only at a region's middle, so a run shares the
   // regions at its ends with flushes). Pages the cleaner moves outlived a
   // region once, and tend to outlive the next; kept apart from fresh
-  // flushes, the flushes' regions empty out sooner. At 75% of
-  // 128 MiB this wrote 3-13% less with uniform updates and 1-3% less with
-  // zipf (BENCHMARKS.md, "Relocations in regions of their own"). Off by
-  // default: as it stands it gains 3-4% with uniform updates and about
-  // nothing with zipf, while flushes wait out the cleaner's passes.
+  // flushes, the flushes' regions empty out sooner. Off by default: at
+  // 75% of 128 MiB it writes 2-4% less with uniform updates and about
+  // the same with zipf, while flushes wait out the cleaner's passes
+  // (BENCHMARKS.md, "Relocations in regions of their own" and "Where
+  // zipf's cleaning goes"); an earlier build, which cut more, wrote 3-13%
+  // less with uniform updates.
   // false: relocations mix with flushes, which then wait for the cleaner
   // only when short of room.
   bool separate_relocations = false;
