@@ -1519,16 +1519,21 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   // lies below the first page not relocated still goes: up to its record
   // (Truncate) or its block (Release).
   // The background cleaner's pass keeps flushes out from its first
-  // relocation on (CleanerOptions::separate_relocations).
-  if (!first.empty() && std::this_thread::get_id() == cleaner_.get_id() &&
-      pass_lock_ != nullptr && !pass_lock_->owns_lock()) {
-    pass_lock_->lock();
-    if (absl::Status s = CutRegion(); !s.ok()) return s;
-  }
+  // relocation on (CleanerOptions::separate_relocations): from the first
+  // page with a piece still in the range, so that a cleaning of dead pieces
+  // alone keeps no flush waiting. A chain never gains a piece here (every
+  // append goes to the tail), so a page found dead here stays so.
+  const bool pass = std::this_thread::get_id() == cleaner_.get_id() &&
+                    pass_lock_ != nullptr;
   std::vector<uint64_t> evicted;
   absl::Status status;
   uint64_t done_to = to;
   for (const Found& f : first) {
+    if (pass && !pass_lock_->owns_lock() && ChainIn(f.pid, from, end)) {
+      pass_lock_->lock();
+      passes_apart_.fetch_add(1, std::memory_order_relaxed);
+      if (absl::Status s = CutRegion(); !s.ok()) return s;
+    }
     absl::StatusOr<PageState> before = table_->Read(f.pid);
     // At the head no chain has a piece below the range: nothing to copy.
     absl::StatusOr<bool> moved =
@@ -1733,6 +1738,7 @@ PageStore::FlushStats PageStore::flush_stats() const {
   stats.relocated_new_bytes =
       relocated_new_bytes_.load(std::memory_order_relaxed);
   stats.cleanings = cleanings_.load(std::memory_order_relaxed);
+  stats.passes_apart = passes_apart_.load(std::memory_order_relaxed);
   return stats;
 }
 

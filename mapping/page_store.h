@@ -379,6 +379,11 @@ class PageStore {
     // counts as relocated.
     uint64_t relocated_new_bytes = 0;
     uint64_t cleanings = 0;       // Clean calls that finished, either kind
+    // Times the background cleaner began keeping flushes out to relocate
+    // (CleanerOptions::separate_relocations): once a pass, at the first
+    // page it finds still live in a region it cleans (and again after
+    // letting a caller's cleaning go first).
+    uint64_t passes_apart = 0;
   };
   FlushStats flush_stats() const;
 
@@ -552,6 +557,7 @@ class PageStore {
   std::atomic<uint64_t> failed_flushes_{0};
   std::atomic<uint64_t> failed_bytes_{0};
   std::atomic<uint64_t> relocated_{0};
+  std::atomic<uint64_t> passes_apart_{0};
   std::atomic<uint64_t> moved_{0};
   std::atomic<uint64_t> relocated_bytes_{0};
   std::atomic<uint64_t> relocated_new_bytes_{0};

@@ -453,7 +453,7 @@ int Main() {
         ", \"update_phase_laps\": %.2f, \"update_phase_s\": %.1f"
         ", \"updates\": %" PRIu64 ", \"failed_flushes\": %" PRIu64
         ", \"relocated_pages\": %" PRIu64 ", \"moved_pieces\": %" PRIu64
-        ", \"cleanings\": %" PRIu64
+        ", \"cleanings\": %" PRIu64 ", \"passes_apart\": %" PRIu64
         ", \"utilization\": %.2f, \"utilization_measured\": %.3f"
         ", \"threads\": %d, \"flush_every\": %" PRIu64
         ", \"max_flushed_pieces\": %u"
@@ -471,7 +471,8 @@ int Main() {
         recovery_s, written, user_bytes, run_written, run_user, run_new,
         double(run_written) / FLAGS_capacity_bytes, run_s, updates.load(),
         stats.failed,
-        stats.relocated, stats.moved, stats.cleanings, FLAGS_utilization,
+        stats.relocated, stats.moved, stats.cleanings, stats.passes_apart,
+        FLAGS_utilization,
         utilization,
         FLAGS_threads, FLAGS_flush_every, FLAGS_max_flushed_pieces,
         FLAGS_buffer_bytes, FLAGS_region_bytes, FLAGS_free_bytes_low,
