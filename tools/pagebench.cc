@@ -24,7 +24,8 @@
 // FlushStats::relocated_new_bytes). The cleaner relocates
 // the live pages of the region it takes as whole images (or, for a page
 // whose only piece there is its newest delta piece, a copy of that piece),
-// at the tail next to fresh flushes (no stream of their own).
+// at the tail, in regions apart from fresh flushes (--separate_relocations;
+// flushes wait while it relocates).
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,9 +76,11 @@ DEFINE_string(cleaning, "on", "on | off (off: no capacity bound)");
 DEFINE_string(cleaner_policy, "cost_benefit",
               "oldest | cost_benefit: which region the cleaner takes "
               "(CleaningPolicy)");
-DEFINE_uint64(buffer_bytes, 512 << 10,
+DEFINE_uint64(buffer_bytes, 256 << 10,
               "flush buffer bytes (a block at most; a region is at least "
-              "two)");
+              "two; with four or more in a region, as with 256 KiB and a "
+              "capacity of 128 MiB or more, the cleaner's runs can begin "
+              "and end regions of their own: --separate_relocations)");
 DEFINE_uint64(region_bytes, 0,
               "what one cleaning takes from the head (0: the store's "
               "default, CleanerOptions::region_bytes)");
@@ -88,9 +91,10 @@ DEFINE_uint64(burst_bytes, 0,
               "woken below its low mark, the cleaner goes on until this "
               "much more is free (0: the store's default, "
               "CleanerOptions::burst_bytes; 1: it stops at the low mark)");
-DEFINE_bool(separate_relocations, false,
-            "CleanerOptions::separate_relocations: the cleaner's relocations "
-            "in regions of their own, apart from flushes");
+DEFINE_bool(separate_relocations, true,
+            "CleanerOptions::separate_relocations (off in PageStore by "
+            "default): the cleaner's relocations in regions of their own, "
+            "apart from flushes, which wait while it relocates");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
