@@ -399,8 +399,12 @@ TEST(CleanerTest, PassesOfDeadPiecesKeepNoFlushOut) {
       // A relocation may win the CAS (or the flush's): then go again.
       absl::StatusOr<PageState> s;
       do {
-        const PageState before =
-            generation == 0 ? PageState::Free() : store.Read(pid)->state;
+        PageState before = PageState::Free();
+        if (generation > 0) {
+          absl::StatusOr<Page> page = store.Read(pid);
+          ASSERT_TRUE(page.ok()) << page.status();
+          before = page->state;
+        }
         s = store.UpdateR(pid, before, Base(pid, generation));
       } while (s.status().code() == absl::StatusCode::kAborted);
       ASSERT_TRUE(s.ok()) << s.status();

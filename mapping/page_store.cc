@@ -1396,12 +1396,13 @@ absl::StatusOr<bool> PageStore::Relocate(uint64_t pid, uint64_t from,
     // record, so recovery never finds the page's pieces gone without its
     // free. It waits for nothing but one Append.
     while (BeingFreed(pid)) std::this_thread::yield();
-    // The background cleaner's pass holds append_mu_ already (CutRegion).
+    // The background cleaner's pass may hold append_mu_ already
+    // (CleanBlocks takes it before the pass's first relocation).
     std::shared_lock<std::shared_mutex> appending(append_mu_,
                                                   std::defer_lock);
     if (separate_relocations_ &&
         (std::this_thread::get_id() != cleaner_.get_id() ||
-         pass_lock_ == nullptr)) {
+         pass_lock_ == nullptr || !pass_lock_->owns_lock())) {
       appending.lock();
     }
     if (!ChainIn(pid, from, to)) return false;
@@ -1521,8 +1522,8 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   // The background cleaner's pass keeps flushes out from its first
   // relocation on (CleanerOptions::separate_relocations): from the first
   // page with a piece still in the range, so that a cleaning of dead pieces
-  // alone keeps no flush waiting. A chain never gains a piece here (every
-  // append goes to the tail), so a page found dead here stays so.
+  // alone keeps no flush waiting. A page that died meanwhile (a flush
+  // under way, a Free) is looked at again once flushes are out.
   const bool pass = std::this_thread::get_id() == cleaner_.get_id() &&
                     pass_lock_ != nullptr;
   std::vector<uint64_t> evicted;
@@ -1531,8 +1532,12 @@ absl::Status PageStore::CleanBlocks(uint64_t from, uint64_t to,
   for (const Found& f : first) {
     if (pass && !pass_lock_->owns_lock() && ChainIn(f.pid, from, end)) {
       pass_lock_->lock();
-      passes_apart_.fetch_add(1, std::memory_order_relaxed);
-      if (absl::Status s = CutRegion(); !s.ok()) return s;
+      if (!ChainIn(f.pid, from, end)) {
+        pass_lock_->unlock();
+      } else {
+        passes_apart_.fetch_add(1, std::memory_order_relaxed);
+        if (absl::Status s = CutRegion(); !s.ok()) return s;
+      }
     }
     absl::StatusOr<PageState> before = table_->Read(f.pid);
     // At the head no chain has a piece below the range: nothing to copy.

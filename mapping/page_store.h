@@ -180,19 +180,21 @@ struct CleanerOptions {
   // relocated fewer pages (BENCHMARKS.md, "Cleaning in bursts").
   uint64_t burst_bytes = 0;
   // The background cleaner writes what a pass relocates in regions of its
-  // own: from its first relocation to the pass's end (a burst, a few
-  // milliseconds a region), flushes wait, so none lands in between, and
-  // regions begin and end where its relocations do (where that leaves a
-  // buffer on either side: with regions of two buffers, as at 128 MiB
-  // with 512 KiB buffers, only at a region's middle, so a run shares the
-  // regions at its ends with flushes). Pages the cleaner moves outlived a
-  // region once, and tend to outlive the next; kept apart from fresh
-  // flushes, the flushes' regions empty out sooner. Off by default: at
-  // 75% of 128 MiB it writes 2-4% less with uniform updates and about
-  // the same with zipf, while flushes wait out the cleaner's passes
-  // (BENCHMARKS.md, "Relocations in regions of their own" and "Where
-  // zipf's cleaning goes"); an earlier build, which cut more, wrote 3-13%
-  // less with uniform updates.
+  // own: from its first relocation (the first page it finds still live in
+  // a region it cleans) to the pass's end (a burst, a few milliseconds a
+  // region), flushes wait, so none lands in between, and regions begin and
+  // end where its relocations do (where that leaves a buffer on either
+  // side: with regions of two buffers, as at 128 MiB with 512 KiB buffers,
+  // only at a region's middle, so a run shares the regions at its ends with
+  // flushes). Pages the cleaner moves outlived a region once, and tend to
+  // outlive the next; kept apart from fresh flushes, the flushes' regions
+  // empty out sooner. It pays with regions of four buffers or more: at 75%
+  // of 128 MiB (1 MiB regions), 256 KiB buffers, it wrote 17% less than
+  // mixing with uniform updates, 5% less with 80/20 hot/cold and 2-3% less
+  // with zipf; with 512 KiB buffers 2-4%, 1-2% and about 0 (BENCHMARKS.md,
+  // "Relocations apart, in regions of four buffers"). Off by default:
+  // flushes wait out the rest of the cleaner's pass once it relocates,
+  // which takes longer the larger the regions.
   // false: relocations mix with flushes, which then wait for the cleaner
   // only when short of room.
   bool separate_relocations = false;
