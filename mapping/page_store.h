@@ -189,9 +189,9 @@ struct CleanerOptions {
   // flushes). Pages the cleaner moves outlived a region once, and tend to
   // outlive the next; kept apart from fresh flushes, the flushes' regions
   // empty out sooner. It pays with regions of four buffers or more: at 75%
-  // of 128 MiB (1 MiB regions), 256 KiB buffers, it wrote 17% less than
-  // mixing with uniform updates, 5% less with 80/20 hot/cold and 2-3% less
-  // with zipf; with 512 KiB buffers 2-4%, 1-2% and about 0 (BENCHMARKS.md,
+  // of 128 MiB (1 MiB regions), 256 KiB buffers, it wrote 13% less than
+  // mixing with uniform updates, 3% less with 80/20 hot/cold and with
+  // zipf; with 512 KiB buffers 2-4%, 2% and about 0 (BENCHMARKS.md,
   // "Relocations apart, in regions of four buffers"). Off by default:
   // flushes wait out the rest of the cleaner's pass once it relocates,
   // which takes longer the larger the regions.
