@@ -419,8 +419,9 @@ TEST(CleanerTest, PassesOfDeadPiecesKeepNoFlushOut) {
   ASSERT_TRUE(store.cleaner_status().ok()) << store.cleaner_status();
   const PageStore::FlushStats stats = store.flush_stats();
   EXPECT_GT(stats.cleanings, 10u);
-  // Each time flushes were kept out, a page was live in the region.
-  EXPECT_LE(stats.passes_apart, stats.relocated + stats.moved)
+  // Each time flushes were kept out, a page was live in the region
+  // (`relocated` counts the pieces moved alone too).
+  EXPECT_LE(stats.passes_apart, stats.relocated)
       << stats.cleanings << " cleanings";
 }
 

@@ -188,13 +188,14 @@ struct CleanerOptions {
   // only at a region's middle, so a run shares the regions at its ends with
   // flushes). Pages the cleaner moves outlived a region once, and tend to
   // outlive the next; kept apart from fresh flushes, the flushes' regions
-  // empty out sooner. It pays with regions of four buffers or more: at 75%
-  // of 128 MiB (1 MiB regions), 256 KiB buffers, it wrote 13% less than
-  // mixing with uniform updates, 3% less with 80/20 hot/cold and with
-  // zipf; with 512 KiB buffers 2-4%, 2% and about 0 (BENCHMARKS.md,
-  // "Relocations apart, in regions of four buffers"). Off by default:
-  // flushes wait out the rest of the cleaner's pass once it relocates,
-  // which takes longer the larger the regions.
+  // empty out sooner. It pays when a region holds four buffers or more
+  // (shown for 1 MiB regions): at 75% of 128 MiB, 256 KiB buffers, it
+  // wrote 13% less than mixing with uniform updates, 2.5% less with 80/20
+  // hot/cold and 3% less with zipf; with 512 KiB buffers 2-4%, 2% and
+  // about 0 (BENCHMARKS.md, "Relocations apart, in regions of four
+  // buffers"). Off by default: the default 4 MiB buffers make regions of
+  // fewer than four below 2 GiB of capacity, and flushes wait out the rest
+  // of the cleaner's pass once it relocates.
   // false: relocations mix with flushes, which then wait for the cleaner
   // only when short of room.
   bool separate_relocations = false;
