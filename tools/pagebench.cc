@@ -25,7 +25,7 @@
 // the live pages of the region it takes as whole images (or, for a page
 // whose only piece there is its newest delta piece, a copy of that piece),
 // at the tail, in regions apart from fresh flushes (--separate_relocations;
-// flushes wait while it relocates).
+// flushes wait from a pass's first relocation to its end).
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -94,7 +94,8 @@ DEFINE_uint64(burst_bytes, 0,
 DEFINE_bool(separate_relocations, true,
             "CleanerOptions::separate_relocations (off in PageStore by "
             "default): the cleaner's relocations in regions of their own, "
-            "apart from flushes, which wait while it relocates");
+            "apart from flushes, which wait from a pass's first relocation "
+            "to its end");
 DEFINE_string(checkpoints, "on",
               "on | off: mapping-table checkpoints (the cleaner writes one "
               "every --checkpoint_every_bytes, Close one)");
