@@ -198,4 +198,26 @@ RecordParse ParseRecord(uint64_t address, std::span<const std::byte> in,
   return RecordParse::kRecord;
 }
 
+void PutU32(std::string& out, uint32_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+void PutU64(std::string& out, uint64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+bool GetU32(absl::string_view& in, uint32_t& v) {
+  if (in.size() < sizeof(v)) return false;
+  std::memcpy(&v, in.data(), sizeof(v));
+  in.remove_prefix(sizeof(v));
+  return true;
+}
+
+bool GetU64(absl::string_view& in, uint64_t& v) {
+  if (in.size() < sizeof(v)) return false;
+  std::memcpy(&v, in.data(), sizeof(v));
+  in.remove_prefix(sizeof(v));
+  return true;
+}
+
 }  // namespace lss

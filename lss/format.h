@@ -181,6 +181,14 @@ enum class RecordParse { kRecord, kPadding, kCorrupt };
 RecordParse ParseRecord(uint64_t address, std::span<const std::byte> in,
                         RecordView& out, std::string& reason);
 
+// Integers in record payloads (the store's checkpoint records, the page
+// store's records), appended to a string or taken from the front of a view.
+// A Get finds fewer bytes than it needs: false, and `in` is left as it was.
+void PutU32(std::string& out, uint32_t v);
+void PutU64(std::string& out, uint64_t v);
+bool GetU32(absl::string_view& in, uint32_t& v);
+bool GetU64(absl::string_view& in, uint64_t& v);
+
 }  // namespace lss
 
 #endif  // LSS_LSS_FORMAT_H_

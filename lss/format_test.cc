@@ -47,6 +47,36 @@ uint32_t Crc(absl::string_view s, uint32_t crc = 0) {
 
 // ---------------------------------------------------------------- CRC32C
 
+TEST(PayloadIntegersTest, ComeBackInOrderAndLittleEndian) {
+  std::string out;
+  PutU32(out, 0x04030201u);
+  PutU64(out, 0x0c0b0a0908070605ull);
+  ASSERT_EQ(out, absl::string_view("\x01\x02\x03\x04\x05\x06\x07\x08"
+                                   "\x09\x0a\x0b\x0c", 12));
+  absl::string_view in = out;
+  uint32_t a = 0;
+  uint64_t b = 0;
+  ASSERT_TRUE(GetU32(in, a));
+  ASSERT_TRUE(GetU64(in, b));
+  EXPECT_EQ(a, 0x04030201u);
+  EXPECT_EQ(b, 0x0c0b0a0908070605ull);
+  EXPECT_TRUE(in.empty());
+}
+
+TEST(PayloadIntegersTest, TooFewBytesLeaveTheViewAsItWas) {
+  const std::string seven(7, '\x7f');
+  absl::string_view in = seven;
+  uint64_t v = 42;
+  EXPECT_FALSE(GetU64(in, v));
+  EXPECT_EQ(in.size(), 7u);
+  EXPECT_EQ(v, 42u);
+  in.remove_prefix(4);
+  uint32_t w = 42;
+  EXPECT_FALSE(GetU32(in, w));
+  EXPECT_EQ(in.size(), 3u);
+  EXPECT_EQ(w, 42u);
+}
+
 TEST(Crc32cTest, StandardCheckValue) {
   EXPECT_EQ(Crc("123456789"), 0xE3069283u);
 }

@@ -32,16 +32,6 @@ uint64_t AbsorbAtHead(uint64_t head, std::vector<Hole>& holes) {
   return head;
 }
 
-void PutU64(std::string& out, uint64_t v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
-}
-
-bool GetU64(absl::string_view& in, uint64_t& v) {
-  if (in.size() < sizeof(v)) return false;
-  std::memcpy(&v, in.data(), sizeof(v));
-  in.remove_prefix(sizeof(v));
-  return true;
-}
 uint64_t RoundDown(uint64_t x, uint64_t to) { return x / to * to; }
 
 constexpr size_t kMaxBufferBytes = size_t{1} << 30;

@@ -76,28 +76,6 @@ void DeleteDownTo(const Node* head, const Node* stop) {
 
 const Node* Head(PageState s) { return static_cast<const Node*>(s.pointer()); }
 
-void PutU32(std::string& out, uint32_t v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
-}
-
-bool GetU32(absl::string_view& in, uint32_t& v) {
-  if (in.size() < sizeof(v)) return false;
-  std::memcpy(&v, in.data(), sizeof(v));
-  in.remove_prefix(sizeof(v));
-  return true;
-}
-
-void PutU64(std::string& out, uint64_t v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(v));
-}
-
-bool GetU64(absl::string_view& in, uint64_t& v) {
-  if (in.size() < sizeof(v)) return false;
-  std::memcpy(&v, in.data(), sizeof(v));
-  in.remove_prefix(sizeof(v));
-  return true;
-}
-
 void PutDeltas(std::string& out, const std::vector<std::string>& deltas) {
   PutU32(out, static_cast<uint32_t>(deltas.size()));
   for (const std::string& d : deltas) {
