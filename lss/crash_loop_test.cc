@@ -70,13 +70,17 @@
 #include "lss/log_structured_store.h"
 #include "testing/payload.h"
 #include "testing/process.h"
+#include "testing/test_log.h"
 
 namespace lss {
 namespace {
 
+using ::lss::testing::ChildErrors;
 using ::lss::testing::ChildRun;
 using ::lss::testing::CopyMessage;
+using ::lss::testing::DescribeStoreOptions;
 using ::lss::testing::EnvU64;
+using ::lss::testing::FailChildOnce;
 using ::lss::testing::FetchMax;
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
@@ -87,6 +91,7 @@ using ::lss::testing::RunAndKill;
 using ::lss::testing::RunChild;
 using ::lss::testing::SharedMapping;
 using ::lss::testing::WaitStatusString;
+using ::lss::testing::WritePolicyName;
 
 // ---------------------------------------------------------------------------
 // Records.
@@ -168,18 +173,6 @@ struct VerifyShared {
   char message[16384];
 };
 
-std::string PolicyName(WritePolicy p) {
-  return p == WritePolicy::kTailLocalized ? "kTailLocalized" : "kSerialized";
-}
-
-std::string Describe(const StoreOptions& o) {
-  return absl::StrCat(
-      "policy=", PolicyName(o.policy),
-      " durability=", o.durability == Durability::kSync ? "kSync" : "kNone",
-      " buffer_bytes=", o.buffer_bytes, " ring_size=", o.ring_size,
-      " direct_io=", o.direct_io, " preallocate_bytes=", o.preallocate_bytes);
-}
-
 // ---------------------------------------------------------------------------
 // The writer (a child process; never returns).
 
@@ -194,11 +187,7 @@ struct WriterConfig {
 };
 
 [[noreturn]] void WriterFail(WriterShared* sh, const std::string& message) {
-  if (sh->failed.exchange(1) == 0) {
-    CopyMessage(sh->message, sizeof(sh->message), message);
-    _exit(3);
-  }
-  for (;;) pause();  // the first failing thread exits the process
+  FailChildOnce(sh->failed, sh->message, sizeof(sh->message), message);
 }
 
 void WriterThread(LogStructuredStore* store, const WriterConfig& cfg,
@@ -294,8 +283,9 @@ void WriterThread(LogStructuredStore* store, const WriterConfig& cfg,
   absl::StatusOr<std::unique_ptr<LogStructuredStore>> store =
       LogStructuredStore::Open(cfg.path, cfg.options);
   if (!store.ok()) {
-    WriterFail(sh, absl::StrCat("writer Open(", Describe(cfg.options),
-                                "): ", store.status().ToString()));
+    WriterFail(sh,
+               absl::StrCat("writer Open(", DescribeStoreOptions(cfg.options),
+                            "): ", store.status().ToString()));
   }
   if ((*store)->max_payload_bytes() < kMaxPayloadBytes) {
     WriterFail(sh, absl::StrCat(
@@ -341,20 +331,11 @@ class Verifier {
 
   [[noreturn]] void Run() {
     Check();
-    if (!errors_.empty()) {
-      std::string all;
-      for (const std::string& e : errors_) absl::StrAppend(&all, e, "\n");
-      CopyMessage(out_->message, sizeof(out_->message), all);
-      _exit(1);
-    }
-    out_->ok = 1;
-    _exit(0);
+    errors_.ExitWith(out_->ok, out_->message, sizeof(out_->message));
   }
 
  private:
-  void Error(std::string e) {
-    if (errors_.size() < 8) errors_.push_back(std::move(e));
-  }
+  void Error(std::string e) { errors_.Add(std::move(e)); }
 
   // A read-only open (which cuts nothing) sees the records that the
   // recovering open below must see.
@@ -402,7 +383,7 @@ class Verifier {
     absl::StatusOr<std::unique_ptr<LogStructuredStore>> opened =
         LogStructuredStore::Open(cfg_.path, cfg_.options);
     if (!opened.ok()) {
-      Error(absl::StrCat("verifier Open(", Describe(cfg_.options),
+      Error(absl::StrCat("verifier Open(", DescribeStoreOptions(cfg_.options),
                          "): ", opened.status().ToString()));
       return;
     }
@@ -636,7 +617,7 @@ class Verifier {
 
   const VerifyConfig& cfg_;
   VerifyShared* out_;
-  std::vector<std::string> errors_;
+  ChildErrors errors_{8};
   std::map<uint64_t, uint64_t> next_index_;
   uint64_t records_ = 0;
   uint64_t read_only_records_ = 0;
@@ -669,7 +650,7 @@ class CrashLoop {
         rng_(Mix(seed ^ static_cast<uint64_t>(policy))) {
     const char* tmp = std::getenv("TEST_TMPDIR");
     dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/crash_loop_",
-                        PolicyName(policy), "_", getpid());
+                        WritePolicyName(policy), "_", getpid());
     std::filesystem::create_directories(dir_);
     max_delay_us_ = EnvU64("CRASH_LOOP_MAX_DELAY_MS", 50) * 1000;
     max_log_bytes_ = EnvU64("CRASH_LOOP_MAX_LOG_MB", 16) << 20;
@@ -716,16 +697,17 @@ class CrashLoop {
                       bool from_fork) const {
     return absl::StrCat("seed=", seed_, " (CRASH_LOOP_SEED) kill #", k, " log ",
                         path_, " writer ", incarnation_, " (first of this log ",
-                        first_incarnation_, ") ", Describe(o), " kill after ",
-                        delay_us, " us from ", from_fork ? "fork" : "open");
+                        first_incarnation_, ") ", DescribeStoreOptions(o),
+                        " kill after ", delay_us, " us from ",
+                        from_fork ? "fork" : "open");
   }
 
   std::string SaveLog(uint64_t k) const {
     const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
     if (out == nullptr) return absl::StrCat("log kept at ", path_);
     const std::string to =
-        absl::StrCat(out, "/crash_loop_", PolicyName(policy_), "_seed", seed_,
-                     "_kill", k, ".log");
+        absl::StrCat(out, "/crash_loop_", WritePolicyName(policy_), "_seed",
+                     seed_, "_kill", k, ".log");
     std::error_code ec;
     std::filesystem::copy_file(
         path_, to, std::filesystem::copy_options::overwrite_existing, ec);
@@ -819,8 +801,9 @@ class CrashLoop {
         RunChild([&] { Verifier(vcfg, result.get()).Run(); });
     if (!vstatus.ok()) return vstatus.status().ToString();
     if (!WIFEXITED(*vstatus) || WEXITSTATUS(*vstatus) != 0 || result->ok != 1) {
-      return absl::StrCat(context, "; verifier (", Describe(vcfg.options),
-                          ") ended with ", WaitStatusString(*vstatus),
+      return absl::StrCat(context, "; verifier (",
+                          DescribeStoreOptions(vcfg.options), ") ended with ",
+                          WaitStatusString(*vstatus),
                           "; recovery: ", result->report_end, "\n",
                           result->message, SaveLog(k));
     }
@@ -861,7 +844,7 @@ TEST_P(CrashLoopTest, RecoveryYieldsAPrefixWithEveryAcknowledgedRecord) {
       EnvU64("CRASH_LOOP_SEED", static_cast<uint64_t>(time(nullptr)));
   std::printf("crash loop %s: seed %" PRIu64 " (CRASH_LOOP_SEED), %" PRIu64
               " kills\n",
-              PolicyName(GetParam()).c_str(), seed, kills);
+              WritePolicyName(GetParam()).c_str(), seed, kills);
   const int64_t start = NowNanos();
   CrashLoop loop(GetParam(), seed);
   const std::string error = loop.Run(kills);
@@ -871,9 +854,8 @@ TEST_P(CrashLoopTest, RecoveryYieldsAPrefixWithEveryAcknowledgedRecord) {
               "open) over %" PRIu64 " log files in %.1f s; %" PRIu64
               " records appended, %" PRIu64 " acknowledged, %" PRIu64
               " recovered; %" PRIu64 " Sync/WaitStable calls; %" PRIu64
-              " writers with kSync, %" PRIu64
-              " with direct_io\n",
-              PolicyName(GetParam()).c_str(), t.kills, t.kills_before_open,
+              " writers with kSync, %" PRIu64 " with direct_io\n",
+              WritePolicyName(GetParam()).c_str(), t.kills, t.kills_before_open,
               t.logs, (NowNanos() - start) / 1e9, t.appended, t.acked,
               t.recovered, t.syncs, t.sync_writers, t.direct_writers);
   std::fflush(stdout);
@@ -890,7 +872,7 @@ INSTANTIATE_TEST_SUITE_P(Policies, CrashLoopTest,
                          ::testing::Values(WritePolicy::kTailLocalized,
                                            WritePolicy::kSerialized),
                          [](const ::testing::TestParamInfo<WritePolicy>& info) {
-                           return PolicyName(info.param).substr(1);
+                           return WritePolicyName(info.param).substr(1);
                          });
 
 }  // namespace

@@ -112,13 +112,16 @@
 #include "mapping/page_store.h"
 #include "testing/payload.h"
 #include "testing/process.h"
+#include "testing/test_log.h"
 
 namespace lss {
 namespace {
 
+using ::lss::testing::ChildErrors;
 using ::lss::testing::ChildRun;
-using ::lss::testing::CopyMessage;
+using ::lss::testing::DescribeStoreOptions;
 using ::lss::testing::EnvU64;
+using ::lss::testing::FailChildOnce;
 using ::lss::testing::FetchMax;
 using ::lss::testing::FillPayload;
 using ::lss::testing::FirstPayloadMismatch;
@@ -129,6 +132,7 @@ using ::lss::testing::RunAndKill;
 using ::lss::testing::RunChild;
 using ::lss::testing::SharedMapping;
 using ::lss::testing::WaitStatusString;
+using ::lss::testing::WritePolicyName;
 
 constexpr int kPids = 64;
 constexpr int kOwners = 2;
@@ -313,18 +317,6 @@ struct VerifyShared {
   char message[16384];
 };
 
-std::string PolicyName(WritePolicy p) {
-  return p == WritePolicy::kTailLocalized ? "kTailLocalized" : "kSerialized";
-}
-
-std::string Describe(const StoreOptions& o) {
-  return absl::StrCat(
-      "policy=", PolicyName(o.policy),
-      " durability=", o.durability == Durability::kSync ? "kSync" : "kNone",
-      " buffer_bytes=", o.buffer_bytes, " ring_size=", o.ring_size,
-      " direct_io=", o.direct_io, " preallocate_bytes=", o.preallocate_bytes);
-}
-
 // ---------------------------------------------------------------------------
 // The writer (a child process; never returns).
 
@@ -342,11 +334,7 @@ struct WriterConfig {
 };
 
 [[noreturn]] void WriterFail(WriterShared* sh, const std::string& message) {
-  if (sh->failed.exchange(1) == 0) {
-    CopyMessage(sh->message, sizeof(sh->message), message);
-    _exit(3);
-  }
-  for (;;) pause();  // the first failing thread exits the process
+  FailChildOnce(sh->failed, sh->message, sizeof(sh->message), message);
 }
 
 class Writer {
@@ -357,7 +345,8 @@ class Writer {
     absl::StatusOr<std::unique_ptr<PageStore>> opened =
         PageStore::Open(cfg_.path, cfg_.options);
     if (!opened.ok()) {
-      Fail(absl::StrCat("writer Open(", Describe(cfg_.options.store),
+      Fail(absl::StrCat("writer Open(",
+                        DescribeStoreOptions(cfg_.options.store),
                         "): ", opened.status().ToString()));
     }
     store_ = std::move(*opened);
@@ -801,26 +790,18 @@ class Verifier {
 
   [[noreturn]] void Run() {
     Check();
-    if (!errors_.empty()) {
-      std::string all;
-      for (const std::string& e : errors_) absl::StrAppend(&all, e, "\n");
-      CopyMessage(out_->message, sizeof(out_->message), all);
-      _exit(1);
-    }
-    out_->ok = 1;
-    _exit(0);
+    errors_.ExitWith(out_->ok, out_->message, sizeof(out_->message));
   }
 
  private:
-  void Error(std::string e) {
-    if (errors_.size() < 16) errors_.push_back(std::move(e));
-  }
+  void Error(std::string e) { errors_.Add(std::move(e)); }
 
   void Check() {
     absl::StatusOr<std::unique_ptr<PageStore>> opened =
         PageStore::Open(cfg_.path, cfg_.options);
     if (!opened.ok()) {
-      Error(absl::StrCat("verifier Open(", Describe(cfg_.options.store),
+      Error(absl::StrCat("verifier Open(",
+                         DescribeStoreOptions(cfg_.options.store),
                          "): ", opened.status().ToString()));
       return;
     }
@@ -906,7 +887,7 @@ class Verifier {
 
   const VerifyConfig& cfg_;
   VerifyShared* out_;
-  std::vector<std::string> errors_;
+  ChildErrors errors_{16};
 };
 
 // ---------------------------------------------------------------------------
@@ -954,7 +935,7 @@ class PageCrashLoop {
         rng_(Mix(seed ^ static_cast<uint64_t>(policy))) {
     const char* tmp = std::getenv("TEST_TMPDIR");
     dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/page_crash_loop_",
-                        PolicyName(policy), "_", getpid());
+                        WritePolicyName(policy), "_", getpid());
     std::filesystem::create_directories(dir_);
     max_delay_us_ =
         std::max<int64_t>(2000, EnvU64("CRASH_LOOP_MAX_DELAY_MS", 50) * 1000);
@@ -1011,8 +992,8 @@ class PageCrashLoop {
     const char* out = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
     if (out == nullptr) return absl::StrCat("log kept at ", path_);
     const std::string to =
-        absl::StrCat(out, "/page_crash_loop_", PolicyName(policy_), "_seed",
-                     seed_, "_kill", k, ".log");
+        absl::StrCat(out, "/page_crash_loop_", WritePolicyName(policy_),
+                     "_seed", seed_, "_kill", k, ".log");
     std::error_code ec;
     std::filesystem::copy_file(
         path_, to, std::filesystem::copy_options::overwrite_existing, ec);
@@ -1049,11 +1030,10 @@ class PageCrashLoop {
                   : 1000 + static_cast<int64_t>(rng_() % (max_delay_us_ - 999));
     std::string context = absl::StrCat(
         "seed=", seed_, " (CRASH_LOOP_SEED) ", clean ? "clean run" : "kill",
-        " #", k, " log ", path_, " ", Describe(cfg->options.store),
+        " #", k, " log ", path_, " ", DescribeStoreOptions(cfg->options.store),
         " max_flushed_pieces=", cfg->options.max_flushed_pieces,
         " meddler=", cfg->meddler, " cleaner=", cfg->cleaner, " kill after ",
-        delay_us, " us from ",
-        from_fork ? "fork" : "open");
+        delay_us, " us from ", from_fork ? "fork" : "open");
 
     KillPlan plan;
     plan.clean = clean;
@@ -1142,9 +1122,9 @@ class PageCrashLoop {
     if (!vstatus.ok()) return vstatus.status().ToString();
     if (!WIFEXITED(*vstatus) || WEXITSTATUS(*vstatus) != 0 || result->ok != 1) {
       return absl::StrCat(context, "; verifier (",
-                          Describe(vcfg->options.store), ") ended with ",
-                          WaitStatusString(*vstatus), ":\n", result->message,
-                          SaveLog(k));
+                          DescribeStoreOptions(vcfg->options.store),
+                          ") ended with ", WaitStatusString(*vstatus), ":\n",
+                          result->message, SaveLog(k));
     }
     // What this recovery showed, later recoveries of this log must show
     // too, or something later. A free page may come back only as free or
@@ -1197,7 +1177,7 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       EnvU64("CRASH_LOOP_SEED", static_cast<uint64_t>(time(nullptr)));
   std::printf("page crash loop %s: seed %" PRIu64 " (CRASH_LOOP_SEED), %" PRIu64
               " kills\n",
-              PolicyName(GetParam()).c_str(), seed, kills);
+              WritePolicyName(GetParam()).c_str(), seed, kills);
   std::fflush(stdout);
   const int64_t start = NowNanos();
   PageCrashLoop loop(GetParam(), seed);
@@ -1208,10 +1188,9 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       " before the store was open) over %" PRIu64
       " log files in %.1f s; "
       "%" PRIu64 " writers with kSync, %" PRIu64 " with a meddler, %" PRIu64
-      " with a cleaner; %" PRIu64
-      " updates, %" PRIu64 " flushes, %" PRIu64 " MkStable, %" PRIu64
-      " stable claims, %" PRIu64 " evictions, %" PRIu64 " frees, %" PRIu64
-      " lost races, %" PRIu64 " meddler flushes (%" PRIu64
+      " with a cleaner; %" PRIu64 " updates, %" PRIu64 " flushes, %" PRIu64
+      " MkStable, %" PRIu64 " stable claims, %" PRIu64 " evictions, %" PRIu64
+      " frees, %" PRIu64 " lost races, %" PRIu64 " meddler flushes (%" PRIu64
       " lost), %" PRIu64 " Cleans (%" PRIu64 " returned) relocating %" PRIu64
       " pages (%" PRIu64 " by a copy of a piece), %" PRIu64
       " Checkpoints (%" PRIu64 " returned), %" PRIu64
@@ -1219,14 +1198,14 @@ TEST_P(PageCrashLoopTest, EveryPageRecoversAtOrAfterItsLastStableState) {
       " consolidations; longest log %.1f MiB; pages checked %" PRIu64
       ": %" PRIu64 " free, %" PRIu64 " at their stable version, %" PRIu64
       " newer, %" PRIu64 " recovered from a chain of pieces\n",
-      PolicyName(GetParam()).c_str(), t.kills, t.kills_before_open, t.logs,
+      WritePolicyName(GetParam()).c_str(), t.kills, t.kills_before_open, t.logs,
       (NowNanos() - start) / 1e9, t.sync_writers, t.meddler_writers,
       t.cleaner_writers, t.updates, t.flushes, t.mkstables, t.claims, t.evicts,
       t.frees, t.aborted, t.meddler_flushes, t.meddler_lost, t.cleans,
       t.cleans_done, t.relocated, t.moved, t.checkpoints, t.checkpoints_done,
-      t.resumed_opens, t.delta_pieces, t.consolidations,
-      t.max_tail / 1048576.0, t.pages_checked, t.pages_free, t.pages_at_floor,
-      t.pages_above_floor, t.pages_from_chains);
+      t.resumed_opens, t.delta_pieces, t.consolidations, t.max_tail / 1048576.0,
+      t.pages_checked, t.pages_free, t.pages_at_floor, t.pages_above_floor,
+      t.pages_from_chains);
   std::fflush(stdout);
   if (!error.empty()) {
     ADD_FAILURE() << error << "\nseed " << seed
@@ -1254,7 +1233,7 @@ INSTANTIATE_TEST_SUITE_P(Policies, PageCrashLoopTest,
                          ::testing::Values(WritePolicy::kTailLocalized,
                                            WritePolicy::kSerialized),
                          [](const ::testing::TestParamInfo<WritePolicy>& info) {
-                           return PolicyName(info.param).substr(1);
+                           return WritePolicyName(info.param).substr(1);
                          });
 
 }  // namespace

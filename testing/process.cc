@@ -29,6 +29,26 @@ void CopyMessage(char* dst, size_t cap, const std::string& s) {
   dst[n] = '\0';
 }
 
+void FailChildOnce(std::atomic<uint32_t>& failed, char* out, size_t cap,
+                   const std::string& message) {
+  if (failed.exchange(1) == 0) {
+    CopyMessage(out, cap, message);
+    _exit(3);
+  }
+  for (;;) pause();
+}
+
+void ChildErrors::ExitWith(uint32_t& ok, char* message, size_t cap) const {
+  if (!errors_.empty()) {
+    std::string all;
+    for (const std::string& e : errors_) absl::StrAppend(&all, e, "\n");
+    CopyMessage(message, cap, all);
+    _exit(1);
+  }
+  ok = 1;
+  _exit(0);
+}
+
 void FetchMax(std::atomic<uint64_t>& a, uint64_t v) {
   uint64_t cur = a.load(std::memory_order_relaxed);
   while (cur < v && !a.compare_exchange_weak(cur, v, std::memory_order_release,

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -48,6 +49,29 @@ class SharedMapping {
 // Copies `s` into the `cap`-byte array `dst` (typically in a SharedMapping),
 // cut to fit, always NUL-terminated.
 void CopyMessage(char* dst, size_t cap, const std::string& s);
+
+// Ends a child process at its first failure, from any of its threads: the
+// first caller (by `failed`, 0 to 1) copies `message` into `out` and exits
+// with code 3; the others wait for that exit.
+[[noreturn]] void FailChildOnce(std::atomic<uint32_t>& failed, char* out,
+                                size_t cap, const std::string& message);
+
+// What a checking child found wrong: the first `keep` errors. It ends with
+// ExitWith: exit 0 and `ok` = 1 if none, else exit 1 with them in
+// `message`, a line each.
+class ChildErrors {
+ public:
+  explicit ChildErrors(size_t keep) : keep_(keep) {}
+  void Add(std::string e) {
+    if (errors_.size() < keep_) errors_.push_back(std::move(e));
+  }
+  bool empty() const { return errors_.empty(); }
+  [[noreturn]] void ExitWith(uint32_t& ok, char* message, size_t cap) const;
+
+ private:
+  size_t keep_;
+  std::vector<std::string> errors_;
+};
 
 // Raises `a` to `v` unless it is already higher (release order).
 void FetchMax(std::atomic<uint64_t>& a, uint64_t v);

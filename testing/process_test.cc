@@ -1,5 +1,6 @@
 // RunAndKill's three endings (killed after ready, hung, clean exit), the
-// shared mapping that carries a child's findings back, and RunCommand.
+// shared mapping that carries a child's findings back, how a child reports
+// a failure (FailChildOnce, ChildErrors), and RunCommand.
 
 #include "testing/process.h"
 
@@ -12,7 +13,11 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace lss::testing {
@@ -129,6 +134,69 @@ TEST(RunCommandTest, ACommandThatDoesNotExistIsAnError) {
   const absl::StatusOr<int> status = RunCommand(
       {"no-such-command-lss"}, dir + "/stdout", dir + "/stderr");
   EXPECT_FALSE(status.ok());
+}
+
+struct Report {
+  std::atomic<uint32_t> failed;
+  uint32_t ok;
+  char message[64];
+};
+
+TEST(FailChildOnceTest, TheFirstOfManyThreadsExitsWithItsMessage) {
+  SharedMapping<Report> report;
+  const absl::StatusOr<int> status = RunChild([&] {
+    // Each thread fails once it sees every thread started: several race.
+    std::atomic<int> started{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        started.fetch_add(1);
+        while (started.load() < 4) {
+        }
+        FailChildOnce(report->failed, report->message, sizeof(report->message),
+                      absl::StrCat("thread ", t));
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    _exit(0);
+  });
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE(WIFEXITED(*status)) << WaitStatusString(*status);
+  EXPECT_EQ(WEXITSTATUS(*status), 3);
+  EXPECT_EQ(report->failed.load(), 1u);
+  EXPECT_TRUE(absl::StartsWith(report->message, "thread ")) << report->message;
+  EXPECT_EQ(std::strlen(report->message), 8u) << report->message;
+}
+
+TEST(ChildErrorsTest, NoneExitsZeroWithOk) {
+  SharedMapping<Report> report;
+  const absl::StatusOr<int> status = RunChild([&] {
+    ChildErrors errors(2);
+    errors.ExitWith(report->ok, report->message, sizeof(report->message));
+  });
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE(WIFEXITED(*status)) << WaitStatusString(*status);
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  EXPECT_EQ(report->ok, 1u);
+  EXPECT_STREQ(report->message, "");
+}
+
+TEST(ChildErrorsTest, KeepsTheFirstFewAndExitsOne) {
+  SharedMapping<Report> report;
+  const absl::StatusOr<int> status = RunChild([&] {
+    ChildErrors errors(2);
+    if (!errors.empty()) _exit(2);
+    errors.Add("first");
+    errors.Add("second");
+    errors.Add("third");
+    if (errors.empty()) _exit(2);
+    errors.ExitWith(report->ok, report->message, sizeof(report->message));
+  });
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE(WIFEXITED(*status)) << WaitStatusString(*status);
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+  EXPECT_EQ(report->ok, 0u);
+  EXPECT_STREQ(report->message, "first\nsecond\n");
 }
 
 TEST(EnvU64Test, UnsetOrEmptyGivesTheFallback) {

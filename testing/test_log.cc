@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "flush/file.h"
 #include "gtest/gtest.h"
 #include "testing/payload.h"
@@ -39,6 +40,18 @@ void FlipBitAt(const std::string& path, uint64_t offset) {
   ASSERT_TRUE((*file)->ReadAt(offset, {&b, 1}).ok());
   b ^= std::byte{1};
   ASSERT_TRUE((*file)->WriteAt(offset, {&b, 1}).ok());
+}
+
+std::string WritePolicyName(WritePolicy p) {
+  return p == WritePolicy::kTailLocalized ? "kTailLocalized" : "kSerialized";
+}
+
+std::string DescribeStoreOptions(const StoreOptions& o) {
+  return absl::StrCat(
+      "policy=", WritePolicyName(o.policy),
+      " durability=", o.durability == Durability::kSync ? "kSync" : "kOnWait",
+      " buffer_bytes=", o.buffer_bytes, " ring_size=", o.ring_size,
+      " direct_io=", o.direct_io, " preallocate_bytes=", o.preallocate_bytes);
 }
 
 }  // namespace lss::testing

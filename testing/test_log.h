@@ -25,6 +25,12 @@ StoreOptions SmallLogOptions();
 std::vector<uint64_t> FillLog(LogStructuredStore& store, uint64_t first,
                               uint64_t count, size_t bytes);
 
+// "kTailLocalized" or "kSerialized".
+std::string WritePolicyName(WritePolicy p);
+
+// The options a crash test varies, for its failure messages.
+std::string DescribeStoreOptions(const StoreOptions& o);
+
 // Flips the lowest bit of the byte at `offset` of the file at `path`.
 void FlipBitAt(const std::string& path, uint64_t offset);
 
