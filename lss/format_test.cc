@@ -1,7 +1,7 @@
 // The on-disk format (lss/format.h) and its checksum, without a store:
-// CRC32C known vectors, the superblock, records and block headers. Every
-// test here checks a promise of format.h that a wrong encoder or a weaker
-// check would break.
+// CRC32C known vectors, the superblock, records, block headers and the
+// integers of record payloads. Every test here checks a promise of
+// format.h that a wrong encoder or a weaker check would break.
 
 #include "lss/format.h"
 
@@ -45,7 +45,7 @@ uint32_t Crc(absl::string_view s, uint32_t crc = 0) {
   return Crc32c(s.data(), s.size(), crc);
 }
 
-// ---------------------------------------------------------------- CRC32C
+// ------------------------------------------------------ Payload integers
 
 TEST(PayloadIntegersTest, ComeBackInOrderAndLittleEndian) {
   std::string out;
@@ -76,6 +76,8 @@ TEST(PayloadIntegersTest, TooFewBytesLeaveTheViewAsItWas) {
   EXPECT_EQ(in.size(), 3u);
   EXPECT_EQ(w, 42u);
 }
+
+// ---------------------------------------------------------------- CRC32C
 
 TEST(Crc32cTest, StandardCheckValue) {
   EXPECT_EQ(Crc("123456789"), 0xE3069283u);

@@ -1,6 +1,7 @@
 // Helpers for tests that fork children and kill them: a zeroed struct shared
-// with the children, waiting on a pipe with a deadline, reaping a child,
-// running a command, and knobs read from the environment.
+// with the children, how a child reports its failures, waiting on a pipe
+// with a deadline, reaping a child, running a command, and knobs read from
+// the environment.
 
 #ifndef LSS_TESTING_PROCESS_H_
 #define LSS_TESTING_PROCESS_H_

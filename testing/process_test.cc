@@ -146,15 +146,16 @@ TEST(FailChildOnceTest, TheFirstOfManyThreadsExitsWithItsMessage) {
   SharedMapping<Report> report;
   const absl::StatusOr<int> status = RunChild([&] {
     // Each thread fails once it sees every thread started: several race.
+    // Their messages differ in length, so two copies would show.
     std::atomic<int> started{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&, t] {
         started.fetch_add(1);
-        while (started.load() < 4) {
-        }
-        FailChildOnce(report->failed, report->message, sizeof(report->message),
-                      absl::StrCat("thread ", t));
+        while (started.load() < 4) std::this_thread::yield();
+        FailChildOnce(report->failed, report->message,
+                      sizeof(report->message),
+                      absl::StrCat("thread ", t, std::string(8 * t, '.')));
       });
     }
     for (std::thread& th : threads) th.join();
@@ -164,8 +165,27 @@ TEST(FailChildOnceTest, TheFirstOfManyThreadsExitsWithItsMessage) {
   ASSERT_TRUE(WIFEXITED(*status)) << WaitStatusString(*status);
   EXPECT_EQ(WEXITSTATUS(*status), 3);
   EXPECT_EQ(report->failed.load(), 1u);
-  EXPECT_TRUE(absl::StartsWith(report->message, "thread ")) << report->message;
-  EXPECT_EQ(std::strlen(report->message), 8u) << report->message;
+  const std::string message = report->message;
+  ASSERT_EQ(message.size() % 8, 0u) << message;
+  const int t = static_cast<int>(message.size() / 8) - 1;
+  EXPECT_EQ(message, absl::StrCat("thread ", t, std::string(8 * t, '.')));
+}
+
+TEST(FailChildOnceTest, ALaterFailureWaitsForTheFirstToEndTheChild) {
+  SharedMapping<Report> report;
+  report->failed.store(1);
+  KillPlan plan;
+  plan.clean = true;
+  plan.watchdog_ns = 200 * kMs;
+  const absl::StatusOr<ChildRun> run = RunAndKill(
+      [&](int) {
+        FailChildOnce(report->failed, report->message,
+                      sizeof(report->message), "second");
+      },
+      plan);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->hung) << "it exited: " << WaitStatusString(run->status);
+  EXPECT_STREQ(report->message, "") << "a later failure wrote its message";
 }
 
 TEST(ChildErrorsTest, NoneExitsZeroWithOk) {

@@ -1,6 +1,6 @@
 // Helpers for tests of a LogStructuredStore on a real file: small flush
 // buffers, records of stream 0 (testing/payload.h) appended a block at a
-// time, and a bit flipped on disk.
+// time, a bit flipped on disk, and the store's options in words.
 
 #ifndef LSS_TESTING_TEST_LOG_H_
 #define LSS_TESTING_TEST_LOG_H_
