@@ -367,9 +367,10 @@ int Main() {
       stats.relocated_new_bytes - loaded.relocated_new_bytes;
   const double utilization = live_samples > 0 ? live_sum / live_samples : 0;
   Check(store->cleaner_status());
-  // Every page reads exactly as its last flush wrote it. No relocation
-  // takes along changes made since (a page is flushed at once after its
-  // UpdateR, so none is ever relocated with unflushed changes).
+  // Every page reads exactly as its last flush wrote it. A relocation
+  // takes along no change made since: a page is flushed at once after its
+  // UpdateR, so one that comes between them writes what that flush then
+  // finds written.
   const auto VerifyAll = [&](PageStore& recovered) {
     if (recovered.recovered_pages() != pages) {
       std::fprintf(stderr, "pagebench: %" PRIu64 " pages recovered of %"
