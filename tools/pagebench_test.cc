@@ -94,6 +94,19 @@ TEST(PagebenchTest, SkewedUpdatesFromTwoThreadsStayBoundedAndVerify) {
   EXPECT_EQ(json.value("distribution", ""), "hotcold");
 }
 
+// A flush cadence out of step with the new bases (a new base every 24
+// updates, a flush every 16): pages get deltas on a new base before their
+// next flush, the cleaner relocates some of them with changes no flush
+// wrote, and a reopen may read such a later state.
+TEST(PagebenchTest, FlushesOutOfStepWithNewBasesVerify) {
+  const Json json =
+      TinyRun("out_of_step", {"--utilization=0.6", "--flush_every=16",
+                              "--deltas_per_base=24"});
+  ExpectBoundedAndVerified(json);
+  EXPECT_GT(json.value("update_phase_relocated_new_bytes", uint64_t{0}), 0u)
+      << "no relocation took unflushed changes along";
+}
+
 TEST(PagebenchTest, BadFlagsAreNamed) {
   const struct {
     const char* flag;
