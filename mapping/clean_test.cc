@@ -800,10 +800,12 @@ TEST(CleanTest, ANewestDeltaPieceIsCopiedAlone) {
         s.UpdateR(replaced, s.Read(replaced)->state, "replaced").ok());
     FillWithoutPages(s, from + 2 * s.region_bytes());
     ASSERT_TRUE(s.log().Sync().ok());
-    // Each page's region costs what cleaning writes: the piece alone (an
-    // estimate: `replaced`, changed since, is written whole).
+    // Each page's region costs what cleaning writes: the piece alone, but
+    // `replaced`, given a new base since its flush, is written whole: its
+    // chain's bytes (its image and the piece) stand for that.
     const size_t piece = RecordFootprint(8 + 4 + 4 + 4 + 5);
-    EXPECT_EQ(s.region_use(from).relocation, 3 * piece);
+    const size_t image = RecordFootprint(4 + 4000 + 4);
+    EXPECT_EQ(s.region_use(from).relocation, 3 * piece + image);
     const PageStore::FlushStats before = s.flush_stats();
     const uint64_t end = s.log().AppendedEnd();
     ASSERT_TRUE(s.CleanRange(from, from + s.region_bytes()).ok());

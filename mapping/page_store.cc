@@ -699,9 +699,21 @@ absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
   if (absl::Status s = StillCurrent(pid, expected); !s.ok()) return s;
   Node* node = new Node{.kind = Node::Kind::kBase, .bytes = std::string(base)};
   const PageState desired = PageState::InMemory(node);
-  if (!table_->CompareAndSwap(pid, expected, desired)) {
-    delete node;
-    return Changed(pid);
+  {
+    // Under the stripe's lock, so that the chain's count changes in the
+    // order of the CASes (a flush after this one counts its new chain).
+    Stripe& stripe = StripeOf(pid);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    if (!table_->CompareAndSwap(pid, expected, desired)) {
+      delete node;
+      return Changed(pid);
+    }
+    const auto it = stripe.chains.find(pid);
+    if (it != stripe.chains.end() && stripe.replaced.insert(pid).second) {
+      std::lock_guard<std::mutex> regions(regions_mu_);
+      CountChain(it->second, false, false);
+      CountChain(it->second, true, true);
+    }
   }
   Retire(expected);
   return desired;
@@ -1239,37 +1251,43 @@ bool PageStore::Movable(const Chain& c, uint64_t from) {
          c.end()[-2].address < from;
 }
 
-void PageStore::SetChain(uint64_t pid, Chain next) {
-  Chain& chain = StripeOf(pid).chains[pid];
+void PageStore::CountChain(const Chain& c, bool add, bool whole) {
   // A region holds its pieces live; cleaning it writes each of their pages
   // whole, about its chain's bytes, except where the page has only its
-  // newest piece, a delta piece: that is copied (MovePiece).
-  auto count = [this](const Chain& c, bool add) {
-    uint64_t total = 0;
-    for (const PieceRef& p : c) total += p.bytes;
-    const bool movable =
-        Movable(c, RegionStart(c.empty() ? 0 : c.back().address));
-    uint64_t last = UINT64_MAX;
-    for (const PieceRef& p : c) {
-      const uint64_t region = RegionStart(p.address);
-      RegionUse& use = regions_[region];
-      use.live = add ? use.live + p.bytes : use.live - std::min<uint64_t>(
-                                                          use.live, p.bytes);
-      if (region == last) continue;
-      last = region;
-      const uint64_t cost =
-          movable && &p == &c.back() ? uint64_t{p.bytes} : total;
-      use.relocation = add ? use.relocation + cost
-                           : use.relocation - std::min(use.relocation, cost);
-    }
-  };
+  // newest piece, a delta piece: that is copied (MovePiece), unless the
+  // page was given a new base since (`whole`).
+  uint64_t total = 0;
+  for (const PieceRef& p : c) total += p.bytes;
+  const bool movable =
+      !whole && Movable(c, RegionStart(c.empty() ? 0 : c.back().address));
+  uint64_t last = UINT64_MAX;
+  for (const PieceRef& p : c) {
+    const uint64_t region = RegionStart(p.address);
+    RegionUse& use = regions_[region];
+    use.live = add ? use.live + p.bytes
+                   : use.live - std::min<uint64_t>(use.live, p.bytes);
+    if (region == last) continue;
+    last = region;
+    const uint64_t cost =
+        movable && &p == &c.back() ? uint64_t{p.bytes} : total;
+    use.relocation = add ? use.relocation + cost
+                         : use.relocation - std::min(use.relocation, cost);
+  }
+}
+
+void PageStore::SetChain(uint64_t pid, Chain next) {
+  Stripe& stripe = StripeOf(pid);
+  Chain& chain = stripe.chains[pid];
+  // The new chain comes from a flush, a relocation, a copied piece or a
+  // free: whatever UpdateR replaced is written now.
+  const bool was_replaced = stripe.replaced.erase(pid) != 0;
   {
     std::lock_guard<std::mutex> lock(regions_mu_);
-    count(chain, false);
-    count(next, true);
+    CountChain(chain, false, was_replaced);
+    CountChain(next, true, false);
   }
   if (next.empty()) {
-    StripeOf(pid).chains.erase(pid);
+    stripe.chains.erase(pid);
   } else {
     chain = std::move(next);
   }

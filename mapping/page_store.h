@@ -107,6 +107,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -481,6 +482,10 @@ class PageStore {
   void AbandonFlush(uint64_t pid, StoreReservation r);
   // The page's flushed chain becomes `next`; holding its stripe's lock.
   void SetChain(uint64_t pid, Chain next);
+  // Adds (or takes away) what a chain puts in each region: its pieces'
+  // bytes, and what cleaning there would write (`whole`: the page as it
+  // is, never a copied piece); holding regions_mu_.
+  void CountChain(const Chain& c, bool add, bool whole);
   // A free record or tombstone counts as live in its region until the
   // region goes (it is written again there while it may be needed), so a
   // region of them does not look free to clean.
@@ -573,6 +578,10 @@ class PageStore {
   struct Stripe {
     std::mutex mu;
     std::unordered_map<uint64_t, Chain> chains;
+    // Pages given a new base (UpdateR) since their last flush: with no
+    // flush node in memory, a cleaning writes them whole, as they are now,
+    // even where it would copy a newest delta piece (MovePiece).
+    std::unordered_set<uint64_t> replaced;
   };
   static constexpr size_t kStripes = 64;
   Stripe& StripeOf(uint64_t pid) { return stripes_[pid % kStripes]; }
