@@ -699,21 +699,27 @@ absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
   if (absl::Status s = StillCurrent(pid, expected); !s.ok()) return s;
   Node* node = new Node{.kind = Node::Kind::kBase, .bytes = std::string(base)};
   const PageState desired = PageState::InMemory(node);
+  bool won = false;
   {
     // Under the stripe's lock, so that the chain's count changes in the
     // order of the CASes (a flush after this one counts its new chain).
     Stripe& stripe = StripeOf(pid);
     std::lock_guard<std::mutex> lock(stripe.mu);
-    if (!table_->CompareAndSwap(pid, expected, desired)) {
-      delete node;
-      return Changed(pid);
-    }
-    const auto it = stripe.chains.find(pid);
+    won = table_->CompareAndSwap(pid, expected, desired);
+    const auto it = won ? stripe.chains.find(pid) : stripe.chains.end();
     if (it != stripe.chains.end() && stripe.replaced.insert(pid).second) {
-      std::lock_guard<std::mutex> regions(regions_mu_);
-      CountChain(it->second, false, false);
-      CountChain(it->second, true, true);
+      // Only a chain whose newest piece could be copied counts otherwise.
+      const Chain& c = it->second;
+      if (c.size() >= 2 && c.back().bytes != 0 && c.end()[-2].address != 0) {
+        std::lock_guard<std::mutex> regions(regions_mu_);
+        CountChain(c, false, false);
+        CountChain(c, true, true);
+      }
     }
+  }
+  if (!won) {
+    delete node;
+    return Changed(pid);
   }
   Retire(expected);
   return desired;
@@ -1278,8 +1284,9 @@ void PageStore::CountChain(const Chain& c, bool add, bool whole) {
 void PageStore::SetChain(uint64_t pid, Chain next) {
   Stripe& stripe = StripeOf(pid);
   Chain& chain = stripe.chains[pid];
-  // The new chain comes from a flush, a relocation, a copied piece or a
-  // free: whatever UpdateR replaced is written now.
+  // Any new chain ends the page's time on a new base: a flush or a
+  // relocation wrote it, or a free dropped it (a copied piece needs a
+  // flush node, so never follows an UpdateR).
   const bool was_replaced = stripe.replaced.erase(pid) != 0;
   {
     std::lock_guard<std::mutex> lock(regions_mu_);

@@ -325,8 +325,9 @@ class PageStore {
   // the pieces there that pages' flushed chains hold, and of its free
   // records and tombstones (`live`), and what cleaning it would write
   // (`relocation`: the bytes of those chains, since each page is written
-  // whole, or of the piece alone where it would be copied; an estimate,
-  // which does not know of changes since the last flushes).
+  // whole, or of the piece alone where it would be copied, unless the page
+  // was given a new base since its last flush; an estimate, which does not
+  // know what the pages hold now).
   struct RegionUse {
     uint64_t live = 0;
     uint64_t relocation = 0;
@@ -483,8 +484,9 @@ class PageStore {
   // The page's flushed chain becomes `next`; holding its stripe's lock.
   void SetChain(uint64_t pid, Chain next);
   // Adds (or takes away) what a chain puts in each region: its pieces'
-  // bytes, and what cleaning there would write (`whole`: the page as it
-  // is, never a copied piece); holding regions_mu_.
+  // bytes, and what cleaning there would write (`whole`: never the newest
+  // piece alone, as for a page given a new base since its last flush);
+  // holding regions_mu_.
   void CountChain(const Chain& c, bool add, bool whole);
   // A free record or tombstone counts as live in its region until the
   // region goes (it is written again there while it may be needed), so a
@@ -573,8 +575,10 @@ class PageStore {
   // Liveness, for choosing what to clean: each page's flushed chain (the
   // newest that won its CAS; durable by the time a cleaning's Sync
   // returns), and per region the bytes of the chains with a piece there.
-  // A page's stripe lock is held across its CAS and the change of its
-  // chain, so chains change in the order of the CASes.
+  // A page's stripe lock is held across the CASes that change its chain
+  // (a flush, a relocation, a copied piece, a free) or its count (UpdateR)
+  // and that change, so they happen in the order of the CASes; UpdateD,
+  // Load and Evict change neither and take no lock.
   struct Stripe {
     std::mutex mu;
     std::unordered_map<uint64_t, Chain> chains;
