@@ -708,9 +708,10 @@ absl::StatusOr<PageState> PageStore::UpdateR(uint64_t pid, PageState expected,
     won = table_->CompareAndSwap(pid, expected, desired);
     const auto it = won ? stripe.chains.find(pid) : stripe.chains.end();
     if (it != stripe.chains.end() && stripe.replaced.insert(pid).second) {
-      // Only a chain whose newest piece could be copied counts otherwise.
+      // Only a chain whose newest piece could be copied (from some region)
+      // counts otherwise.
       const Chain& c = it->second;
-      if (c.size() >= 2 && c.back().bytes != 0 && c.end()[-2].address != 0) {
+      if (Movable(c, UINT64_MAX)) {
         std::lock_guard<std::mutex> regions(regions_mu_);
         CountChain(c, false, false);
         CountChain(c, true, true);
